@@ -1,0 +1,72 @@
+"""The ``autounet`` app: global options, error handling, and the registry of commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from autounet import __version__
+from autounet.errors import UserError
+
+DEBUG_ENV = "AUTOUNET_DEBUG"
+
+
+class _FriendlyGroup(TyperGroup):
+    """Shows user errors as one sentence and a non-zero exit, without a traceback (unless --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            from autounet.cli.common import err
+
+            err.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_FriendlyGroup,
+    help="autounet: labelled biomedical images in, a cross-validated U-Net ensemble out.\n\n"
+         "Example: autounet run examples/Dataset004_Hippocampus --budget quick",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"autounet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+# The commands of each stage, in the order data flows.
+from autounet.cli import commands_dataset  # noqa: E402
+
+commands_dataset.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``autounet`` console script."""
+    app()

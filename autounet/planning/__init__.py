@@ -1,0 +1,1 @@
+"""Planning: fingerprint + hardware -> training configurations (Plans)."""

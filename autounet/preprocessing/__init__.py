@@ -1,0 +1,1 @@
+"""Preprocessing: crop, resample, normalise and cache every case (shared with inference)."""

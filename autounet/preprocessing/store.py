@@ -1,0 +1,112 @@
+"""The on-disk cache of preprocessed cases that training reads.
+
+One folder per configuration (``preprocessed/DATASET/<data_identifier>/``), per case:
+
+- ``CASE.npy``: float32 image ``(channels, z, y, x)``, memory-mappable;
+- ``CASE_seg.npy``: int8 (int16 beyond 127 labels) label map ``(1, z, y, x)``; ``-1`` marks voxels outside
+  the nonzero mask (background the image had no content for);
+- ``CASE_locations.npz``: for each foreground label ``k``, an array ``label_k`` of sampled voxel
+  coordinates ``(n, 3)``, for foreground oversampling;
+- ``CASE.json``: :class:`CaseProperties`, written last, so its presence means the case is complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autounet.errors import UserError
+from autounet.io.geometry import Geometry
+from autounet.utils.atomic import save_npy, write_bytes, write_json
+from autounet.utils.serde import load_dataclass, to_json_value
+
+
+@dataclass
+class CaseProperties:
+    """What is needed to map a preprocessed case back to its original file."""
+
+    case_id: str
+    original_shape: list[int]
+    geometry: Geometry
+    crop_bbox: list[list[int]]
+    shape_after_crop: list[int]
+    shape_after_resample: list[int]
+    target_spacing: list[float]
+
+
+@dataclass
+class PreprocessedCase:
+    """A cached case: image, labels (None for test images), properties and foreground locations."""
+
+    data: np.ndarray
+    seg: np.ndarray | None
+    properties: CaseProperties
+    class_locations: dict[int, np.ndarray]
+
+
+class CaseStore:
+    """Reads and writes the preprocessed cases of one configuration.
+
+    Example:
+        >>> store = CaseStore(Path("preprocessed/Dataset004_Hippocampus/3d_fullres"))  # doctest: +SKIP
+        >>> case = store.load(store.case_ids()[0])                                      # doctest: +SKIP
+        >>> patch = case.data[:, 10:50, 0:56, 0:40]   # only this part is read from disk
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def _file(self, case_id: str, suffix: str) -> Path:
+        return self.folder / f"{case_id}{suffix}"
+
+    def case_ids(self) -> list[str]:
+        """Identifiers of the complete cases, sorted."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name[: -len(".json")] for p in self.folder.glob("*.json"))
+
+    def is_done(self, case_id: str) -> bool:
+        return self._file(case_id, ".json").is_file()
+
+    def save(self, case_id: str, data: np.ndarray, seg: np.ndarray | None, properties: CaseProperties,
+             class_locations: dict[int, np.ndarray]) -> None:
+        """Write a case; the properties file goes last and marks it complete."""
+        self._file(case_id, ".json").unlink(missing_ok=True)
+        save_npy(self._file(case_id, ".npy"), data.astype(np.float32, copy=False))
+        if seg is not None:
+            save_npy(self._file(case_id, "_seg.npy"), seg)
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"label_{k}": np.asarray(v, dtype=np.int32).reshape(-1, 3)
+                            for k, v in class_locations.items()})
+        write_bytes(self._file(case_id, "_locations.npz"), buffer.getvalue())
+        write_json(self._file(case_id, ".json"), to_json_value(properties))
+
+    def load_properties(self, case_id: str) -> CaseProperties:
+        path = self._file(case_id, ".json")
+        try:
+            return load_dataclass(CaseProperties, json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise UserError(f"{path}: preprocessed case is unreadable ({error}); run `autounet preprocess "
+                            f"--overwrite`.") from error
+
+    def load(self, case_id: str, mmap: bool = True) -> PreprocessedCase:
+        """Open a case; with ``mmap`` the arrays are memory-mapped, so reading a patch reads only that part."""
+        mode = "r" if mmap else None
+        try:
+            data = np.load(self._file(case_id, ".npy"), mmap_mode=mode, allow_pickle=False)
+            seg_file = self._file(case_id, "_seg.npy")
+            seg = np.load(seg_file, mmap_mode=mode, allow_pickle=False) if seg_file.is_file() else None
+            with np.load(self._file(case_id, "_locations.npz"), allow_pickle=False) as npz:
+                locations = {int(name.split("_", 1)[1]): npz[name] for name in npz.files}
+        except (OSError, ValueError, EOFError) as error:
+            raise UserError(f"{self.folder / case_id}: preprocessed case is corrupted ({error}); run "
+                            f"`autounet preprocess --overwrite`.") from error
+        properties = self.load_properties(case_id)
+        if seg is not None and seg.shape[1:] != data.shape[1:]:
+            raise UserError(f"{self._file(case_id, '_seg.npy')}: shape {seg.shape} does not match the image "
+                            f"{data.shape}; run `autounet preprocess --overwrite`.")
+        return PreprocessedCase(data, seg, properties, locations)

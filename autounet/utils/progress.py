@@ -1,0 +1,63 @@
+"""Progress display: a Rich bar in a terminal, plain periodic lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Iterable, Iterator, TypeVar
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+T = TypeVar("T")
+
+console = Console(stderr=True)
+"""The console for progress and messages (stderr, so stdout stays clean for data)."""
+
+
+def is_interactive() -> bool:
+    """True when progress bars can redraw in place (a real terminal)."""
+    return console.is_terminal and not console.is_dumb_terminal
+
+
+def make_progress(transient: bool = False) -> Progress:
+    """A Rich progress display with count, rate, elapsed and remaining time."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
+                    TimeRemainingColumn(), console=console, transient=transient)
+
+
+def track(items: Iterable[T], description: str, total: int | None = None,
+          every_seconds: float = 10.0) -> Iterator[T]:
+    """Iterate ``items`` while showing progress.
+
+    In a terminal this is a Rich bar; otherwise a plain line is printed at most
+    every ``every_seconds`` seconds and once at the end, so logs stay readable.
+
+    Example:
+        >>> for case in track(cases, "fingerprint"):  # doctest: +SKIP
+        ...     work(case)
+    """
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    if is_interactive():
+        with make_progress() as progress:
+            task = progress.add_task(description, total=total, rate="")
+            start = time.perf_counter()
+            for n, item in enumerate(items, 1):
+                yield item
+                elapsed = time.perf_counter() - start
+                progress.update(task, advance=1, rate=f"{n / elapsed:.1f}/s" if elapsed > 0 else "")
+        return
+    start = last = time.perf_counter()
+    n = 0
+    for n, item in enumerate(items, 1):
+        yield item
+        now = time.perf_counter()
+        if now - last >= every_seconds:
+            last = now
+            print(f"{description}: {n}/{total if total is not None else '?'} ({now - start:.0f} s)",
+                  file=sys.stderr, flush=True)
+    print(f"{description}: {n}/{total if total is not None else n} done in {time.perf_counter() - start:.1f} s",
+          file=sys.stderr, flush=True)
