@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from autounet.io import Geometry, read_label, read_volume
+from autounet.io.nifti_check import nonfinite_voxels
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def check_case(job: CaseJob) -> CaseCheck:
             continue
         array, geometry = loaded
         channels += array.shape[0]
-        _check_intensities(array, name(path), result)
+        _check_intensities(array, path, name, result)
         _check_spacing(geometry, name(path), result.errors)
         if reference is None:
             reference = (array, geometry, path)
@@ -102,16 +103,23 @@ def _read(path: Path, name: _Namer, errors: list[str], label: bool):
     return None
 
 
-def _check_intensities(array: np.ndarray, file: str, result: CaseCheck) -> None:
-    if np.issubdtype(array.dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        if bad:
-            result.errors.append(f"{file}: {bad} voxel(s) are NaN or infinite.")
+def _check_intensities(array: np.ndarray, path: Path, name: _Namer, result: CaseCheck) -> None:
+    file = name(path)
+    bad = int(np.count_nonzero(~np.isfinite(array))) if np.issubdtype(array.dtype, np.floating) else 0
+    if not bad and path.name.lower().endswith((".nii", ".nii.gz")):
+        # SimpleITK reads NaN and infinite NIfTI voxels as zeros; look at the stored values.
+        try:
+            bad = nonfinite_voxels(path)
+        except Exception as error:  # noqa: BLE001 - nibabel raises many types for odd files
+            result.errors.append(f"{file}: its voxel values cannot be checked ({error}).")
             return
+    if bad:
+        result.errors.append(f"{file}: {bad} voxel(s) are NaN or infinite.")
+        return
     for index, channel in enumerate(array):
         if channel.size and channel.min() == channel.max():
-            which = f" channel {index}" if array.shape[0] > 1 else ""
-            result.warnings.append(f"{file}:{which} every voxel has the same value ({channel.flat[0]}).")
+            which = f" channel {index}:" if array.shape[0] > 1 else ""
+            result.warnings.append(f"{file}:{which} every voxel has the same value ({channel.flat[0]:g}).")
 
 
 def _check_spacing(geometry: Geometry, file: str, errors: list[str]) -> None:
@@ -124,16 +132,16 @@ def _check_agreement(shape: tuple[int, ...], geometry: Geometry, path: Path,
                      reference: tuple[np.ndarray, Geometry, Path], name: _Namer, errors: list[str]) -> None:
     ref_array, ref_geometry, ref_path = reference
     if tuple(shape) != tuple(ref_array.shape[1:]):
-        errors.append(f"{name(path)}: shape {_shape(shape, geometry)} differs from {name(ref_path)} "
-                      f"({_shape(ref_array.shape[1:], ref_geometry)}).")
+        errors.append(f"{name(path)}: shape {_shape(shape, geometry)} differs from that of {name(ref_path)}, "
+                      f"{_shape(ref_array.shape[1:], ref_geometry)}.")
         return
     if geometry.is_2d != ref_geometry.is_2d:
         errors.append(f"{name(path)}: is {'2D' if geometry.is_2d else '3D'} but {name(ref_path)} is "
                       f"{'2D' if ref_geometry.is_2d else '3D'}.")
         return
     for prop in geometry.matches(ref_geometry):
-        errors.append(f"{name(path)}: {prop} {_fmt(getattr(geometry, prop))} differs from {name(ref_path)} "
-                      f"({_fmt(getattr(ref_geometry, prop))}).")
+        errors.append(f"{name(path)}: {prop} {_fmt(getattr(geometry, prop))} differs from that of {name(ref_path)}, "
+                      f"{_fmt(getattr(ref_geometry, prop))}.")
 
 
 def _check_label(job: CaseJob, reference, name: _Namer, result: CaseCheck) -> None:
