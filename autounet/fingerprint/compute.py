@@ -12,7 +12,7 @@ import numpy as np
 from autounet import __version__
 from autounet.dataset import Case, DatasetSpec, find_cases, load_spec
 from autounet.errors import UserError
-from autounet.fingerprint.crop import bbox_of, crop_to_bbox, nonzero_mask
+from autounet.fingerprint.crop import any_nonzero, bbox_of, crop_to_bbox
 from autounet.fingerprint.model import CaseFingerprint, ChannelStats, Fingerprint
 from autounet.io import read_image, read_label
 from autounet.utils.parallel import default_workers, map_in_processes
@@ -56,7 +56,7 @@ def fingerprint_case(case: Case, samples_per_case: int, seed: int = SAMPLING_SEE
     label, _ = read_label(case.label_file)
     if label.shape != image.shape[1:]:
         raise UserError(f"{case.label_file}: label shape {label.shape} differs from image shape {image.shape[1:]}.")
-    box = bbox_of(nonzero_mask(image))
+    box = bbox_of(any_nonzero(image))
     cropped_image = crop_to_bbox(image, box)
     foreground = crop_to_bbox(label, box) > 0
     values = [channel[foreground] for channel in cropped_image]
