@@ -59,7 +59,7 @@ def fingerprint(dataset: DatasetArgument, workers: WorkersOption = None, root: R
         table.add_row(f"{index} {fp.channel_names[index]}", *(f"{v:.4g}" for v in (
             stats.mean, stats.std, stats.median, stats.percentile_00_5, stats.percentile_99_5)))
     out.print(table)
-    out.print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+    out.print(f"wrote {path} in {time.perf_counter() - start:.1f} s", soft_wrap=True, highlight=False)
 
 
 def doctor(root: RootOption = None) -> None:
