@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from autounet.cli.common import RootOption, WorkersOption, dataset_location, out
+from autounet.cli.common import DatasetArgument, RootOption, WorkersOption, dataset_location, out
 
 
 def _mean_std(stats, digits: int = 3) -> str:
@@ -52,13 +52,13 @@ def evaluate(
                                        show_default=False)],
     dataset: Annotated[Optional[str], typer.Option(
         "--dataset", "-d", help="Take the classes/regions, ignore label and file ending from this dataset's "
-                                "dataset.json [default: every non-zero value found].", show_default=False)] = None,
+                                "dataset.json \\[default: every non-zero value found].", show_default=False)] = None,
     surface: Annotated[bool, typer.Option("--surface", help="Also compute HD95 and normalised surface distance "
                                                             "(mm).")] = False,
     tolerance: Annotated[float, typer.Option("--tolerance", min=0.0,
                                              help="NSD tolerance in mm.")] = 1.0,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write summary.json and "
-                                                   "metrics.csv [default: the prediction folder].",
+                                                   "metrics.csv \\[default: the prediction folder].",
                                                    show_default=False)] = None,
     workers: WorkersOption = None,
     root: RootOption = None,
@@ -83,5 +83,61 @@ def evaluate(
               f"{time.perf_counter() - start:.1f} s")
 
 
+
+
+def _dice(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def _print_choice(choice) -> None:
+    table = Table(title=f"{choice.dataset}: candidates on {choice.num_cases} cross-validation cases")
+    table.add_column("candidate")
+    table.add_column("foreground Dice", justify="right")
+    class_names = list(choice.class_dice_postprocessed)
+    for name in class_names:
+        table.add_column(name, justify="right")
+    table.add_column("note")
+    for candidate in choice.candidates:
+        chosen = candidate.configurations == choice.configurations
+        table.add_row(("[bold]* " if chosen else "") + candidate.label, _dice(candidate.foreground_dice),
+                      *(_dice(candidate.class_dice.get(n, math.nan)) for n in class_names), candidate.note)
+    out.print(table)
+    trials = Table(title=f"largest-component postprocessing on {' + '.join(choice.configurations)}")
+    for column in ("step", "Dice before", "Dice after", "applied"):
+        trials.add_column(column, justify="left" if column == "step" else "right")
+    for trial in choice.postprocessing_trials:
+        trials.add_row(trial.step, _dice(trial.dice_before), _dice(trial.dice_after),
+                       "yes" if trial.applied else "no")
+    out.print(trials)
+    out.print(f"chose {' + '.join(choice.configurations)} (folds {', '.join(map(str, choice.folds))}): the highest "
+              f"mean foreground Dice, {_dice(choice.foreground_dice)}; postprocessing: "
+              f"{choice.postprocessing.describe()} -> {_dice(choice.foreground_dice_postprocessed)}.")
+
+
+def find_best(
+    dataset: DatasetArgument,
+    configurations: Annotated[Optional[list[str]], typer.Option(
+        "--configuration", "-c", help="Only consider these configurations (repeat the option) \\[default: every "
+                                      "trained one].", show_default=False)] = None,
+    workers: WorkersOption = None,
+    root: RootOption = None,
+) -> None:
+    """Pick the best configuration or two-configuration ensemble and postprocessing from cross-validation.
+
+    Writes results/<dataset>/inference.json, which predict follows by default.
+
+    Example: autounet find-best Dataset004 -c 2d -c 3d_fullres
+    """
+    from autounet.evaluation.choice import INFERENCE_FILE
+    from autounet.evaluation.find_best import find_best as choose
+
+    location = dataset_location(dataset, root)
+    start = time.perf_counter()
+    choice = choose(location, configurations, workers)
+    _print_choice(choice)
+    out.print(f"wrote {location.results / INFERENCE_FILE} in {time.perf_counter() - start:.1f} s")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(evaluate)
+    app.command("find-best")(find_best)

@@ -7,17 +7,15 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_args, get_origin, get_type_hints
 
 import numpy as np
 
 from autounet.evaluation.metrics import ClassMetrics, ClassSpec
-from autounet.utils.atomic import atomic_path, write_json
-from autounet.utils.serde import load_dataclass, to_json_value
+from autounet.evaluation.jsonio import load_scores_json, save_scores_json
+from autounet.utils.atomic import atomic_path
 
 SUMMARY_FILE = "summary.json"
 CSV_FILE = "metrics.csv"
@@ -99,7 +97,8 @@ class EvaluationSummary:
         return next(c for c in self.per_class if c.name == name)
 
 
-def _mean_ignoring_nan(values: list[float]) -> float:
+def mean_ignoring_nan(values: list[float]) -> float:
+    """The mean of the values that are not NaN; NaN when there are none."""
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
 
@@ -114,37 +113,11 @@ def summarise(cases: list[CaseResult], classes: ClassSpec, reference_dir: Path, 
         stats = {score: ScoreStats.of([getattr(r, score) for r in rows]) for score in AVERAGED_SCORES}
         absent = sum(1 for r in rows if r.reference_voxels == 0 and r.predicted_voxels == 0)
         per_class.append(ClassSummary(name, list(values), absent_in_both=absent, **stats))
-    foreground = ForegroundMean(**{score: _mean_ignoring_nan([getattr(c, score).mean for c in per_class])
+    foreground = ForegroundMean(**{score: mean_ignoring_nan([getattr(c, score).mean for c in per_class])
                                    for score in AVERAGED_SCORES})
     return EvaluationSummary(str(reference_dir), str(prediction_dir), file_ending, surface, tolerance_mm,
                              ignore_label, {k: list(v) for k, v in classes.items()}, per_class, foreground,
                              sorted(cases, key=lambda c: c.case))
-
-
-def _nan_to_none(value):
-    """JSON has no NaN: undefined scores become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
-    return value
-
-
-def _none_to_nan(tp, value):
-    """Undo :func:`_nan_to_none`: a null where the type hint says ``float`` becomes NaN (recursively)."""
-    if tp is float and value is None:
-        return math.nan
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        hints = get_type_hints(tp)
-        return {k: _none_to_nan(hints[k], v) if k in hints else v for k, v in value.items()}
-    origin, args = get_origin(tp), get_args(tp)
-    if origin is list and isinstance(value, list):
-        return [_none_to_nan(args[0], v) for v in value]
-    if origin is dict and isinstance(value, dict):
-        return {k: _none_to_nan(args[1], v) for k, v in value.items()}
-    return value
 
 
 def metrics_table(summary: EvaluationSummary):
@@ -165,7 +138,7 @@ def save_summary(summary: EvaluationSummary, output_dir: Path) -> tuple[Path, Pa
     """Write summary.json and metrics.csv into ``output_dir`` atomically; return both paths."""
     output_dir = Path(output_dir)
     json_path, csv_path = output_dir / SUMMARY_FILE, output_dir / CSV_FILE
-    write_json(json_path, _nan_to_none(to_json_value(summary)))
+    save_scores_json(json_path, summary)
     with atomic_path(csv_path) as tmp:
         metrics_table(summary).to_csv(tmp, index=False, float_format="%.6g")
     return json_path, csv_path
@@ -173,5 +146,4 @@ def save_summary(summary: EvaluationSummary, output_dir: Path) -> tuple[Path, Pa
 
 def load_summary(path: Path) -> EvaluationSummary:
     """Read a summary.json written by :func:`save_summary`."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return load_dataclass(EvaluationSummary, _none_to_nan(EvaluationSummary, data))
+    return load_scores_json(EvaluationSummary, path)
