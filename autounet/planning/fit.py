@@ -74,8 +74,11 @@ def fit_to_budget(spacing: list[float], median_shape: list[int], in_channels: in
             f"a {budget_gb:g} GB budget is too small for any network: the smallest patch "
             f"{'x'.join(map(str, smallest.patch_size))} at batch {MIN_BATCH_SIZE} needs "
             f"{estimate(len(sequence) - 1, MIN_BATCH_SIZE):.2f} GB; give more --gpu-memory.")
-    # The estimate falls along the sequence; find the first (largest) patch that fits by bisection.
+    # The estimate falls along the sequence; find the first (largest) patch that fits by bisection
+    # (often the first one, when the patch is limited by the image rather than the memory).
     low, high = 0, len(sequence) - 1
+    if estimate(0, min(first_batch, max_batch_by_dataset(sequence[0].patch_size, dataset_voxels))) <= budget_gb:
+        high = 0
     while low < high:
         middle = (low + high) // 2
         batch = min(first_batch, max_batch_by_dataset(sequence[middle].patch_size, dataset_voxels))
@@ -96,8 +99,8 @@ def largest_fitting_batch(estimate, budget_gb: float, cap: int) -> int:
     Memory grows almost linearly with the batch: extrapolate from two
     estimates, then step to the exact answer with a few more.
     """
-    one, two = estimate(1), estimate(2)
-    per_sample = max(two - one, 1e-9)
+    two, three = estimate(2), estimate(3)
+    per_sample = max(three - two, 1e-9)
     guess = int(math.floor((budget_gb - two) / per_sample)) + 2
     batch = max(MIN_BATCH_SIZE, min(cap, guess))
     while batch > MIN_BATCH_SIZE and estimate(batch) > budget_gb:

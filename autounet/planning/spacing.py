@@ -39,7 +39,7 @@ def target_spacing(fingerprint: Fingerprint) -> list[float]:
 def median_shape_at(fingerprint: Fingerprint, spacing: list[float]) -> list[int]:
     """The median cropped image shape (z, y, x) after resampling every case to ``spacing``."""
     scaled = fingerprint.shapes_after_crop * fingerprint.spacings / np.asarray(spacing, dtype=float)
-    return [int(round(v)) for v in np.median(scaled, axis=0)]
+    return [max(1, int(round(v))) for v in np.median(scaled, axis=0)]
 
 
 def is_anisotropic(spacing: list[float]) -> bool:
