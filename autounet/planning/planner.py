@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autounet.dataset import DatasetSpec, load_spec
-from autounet.errors import MissingArtifactError
+from autounet.errors import InvalidDatasetError, MissingArtifactError
 from autounet.fingerprint import Fingerprint, load_fingerprint, save_fingerprint
 from autounet.fingerprint.model import FINGERPRINT_FILE
 from autounet.paths import DatasetLocation
@@ -45,11 +45,28 @@ def current_fingerprint(location: DatasetLocation, workers: int | None = None,
         fingerprint = load_fingerprint(location.preprocessed)
         if fingerprint.raw_digest == digest:
             return fingerprint
+    verify_or_raise(location.raw, workers)
     fingerprint = compute_fingerprint(location.raw, workers=workers)
     save_fingerprint(fingerprint, location.preprocessed)
     if report is not None:
         report.fingerprinted = True
     return fingerprint
+
+
+VERIFY_ERRORS_SHOWN = 3
+
+
+def verify_or_raise(raw_folder: Path, workers: int | None = None) -> None:
+    """Run dataset verification; raise a UserError quoting the first errors and their count if it fails."""
+    from autounet.dataset.verify import verify_dataset
+
+    report = verify_dataset(raw_folder, workers)
+    if not report.ok:
+        shown = "; ".join(report.errors[:VERIFY_ERRORS_SHOWN])
+        more = f" (and {len(report.errors) - VERIFY_ERRORS_SHOWN} more)" if len(report.errors) > VERIFY_ERRORS_SHOWN else ""
+        raise InvalidDatasetError(f"{raw_folder}: verification found {len(report.errors)} error"
+                                  f"{'s' if len(report.errors) != 1 else ''}: {shown}{more}; "
+                                  f"run `autounet verify` for the full report.")
 
 
 def _num_classes(location: DatasetLocation, fingerprint: Fingerprint) -> int:

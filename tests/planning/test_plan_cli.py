@@ -110,3 +110,10 @@ def test_plan_real_datasets(name, tmp_path, data_root):
     else:
         assert list(plans.configurations) == ["2d"]
         assert json.loads((data_root / "preprocessed" / name / "plans.json").read_text())["schema_version"] == 1
+
+
+def test_broken_dataset_fails_verification_before_planning(nifti_dataset, data_root):
+    label = sorted((nifti_dataset / "labelsTr").iterdir())[0]
+    label.write_bytes(b"not a nifti file")
+    result = run_plan(str(nifti_dataset), "-w", "1")
+    assert result.exit_code == 1 and "verification found" in result.output and label.name in result.output
