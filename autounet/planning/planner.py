@@ -63,7 +63,8 @@ def verify_or_raise(raw_folder: Path, workers: int | None = None) -> None:
     report = verify_dataset(raw_folder, workers)
     if not report.ok:
         shown = "; ".join(report.errors[:VERIFY_ERRORS_SHOWN])
-        more = f" (and {len(report.errors) - VERIFY_ERRORS_SHOWN} more)" if len(report.errors) > VERIFY_ERRORS_SHOWN else ""
+        hidden = len(report.errors) - VERIFY_ERRORS_SHOWN
+        more = f" (and {hidden} more)" if hidden > 0 else ""
         raise InvalidDatasetError(f"{raw_folder}: verification found {len(report.errors)} error"
                                   f"{'s' if len(report.errors) != 1 else ''}: {shown}{more}; "
                                   f"run `autounet verify` for the full report.")

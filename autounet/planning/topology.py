@@ -42,7 +42,7 @@ def initial_patch(spacing: list[float], median_shape: list[int]) -> list[int]:
 
 
 def derive_topology(spacing: list[float], patch_size: list[int]) -> Topology:
-    """Pool each axis while it has at least ``2 * MIN_FEATURE_MAP_EDGE`` voxels and its spacing is within 2x of the finest.
+    """Pool each axis while it has at least 8 voxels and its spacing is within 2x of the finest axis.
 
     An axis gets 3-wide kernels from the first stage at which its (growing)
     spacing is within 2x of the finest; before that its kernel is 1, so very

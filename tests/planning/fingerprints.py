@@ -9,7 +9,7 @@ from autounet.fingerprint import CaseFingerprint, ChannelStats, Fingerprint
 
 def make_fingerprint(shape, spacing, n_cases: int = 20, channel_names=("MRI",), is_2d: bool = False,
                      crop_fraction: float = 1.0, slice_spacings=None, seed: int = 0) -> Fingerprint:
-    """``n_cases`` cases of about ``shape`` (z, y, x) at ``spacing``; ``slice_spacings`` overrides each case's z spacing.
+    """``n_cases`` cases of about ``shape`` (z, y, x) at ``spacing``; ``slice_spacings`` overrides z spacings.
 
     ``crop_fraction`` is the fraction of each axis kept after cropping to the nonzero region.
     """
