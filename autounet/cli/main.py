@@ -68,6 +68,9 @@ commands_dataset.register(app)
 from autounet.cli import commands_preprocess  # noqa: E402
 
 commands_preprocess.register(app)
+from autounet.cli import commands_evaluate  # noqa: E402
+
+commands_evaluate.register(app)
 
 
 def main() -> None:
