@@ -168,8 +168,8 @@ def finish_epoch(run: Run, record: EpochRecord) -> None:
                   markup=False, soft_wrap=True)
 
 
-def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, ranks: Ranks) -> None:
-    """Everything one training process does, from setup to ``model_final``."""
+def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, ranks: Ranks) -> Run:
+    """Everything one training process does, from setup to ``model_final``; returns the finished run."""
     accelerator = detect_accelerator(config.device)
     device = _device(accelerator.kind, ranks)
     if device.type == "cpu":
@@ -189,7 +189,7 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
             if ranks.is_main:
                 console.print(f"{setup.fold_dir}: already trained {run.state.epochs_done} epochs; pass --epochs "
                               f"with a larger number to extend it.")
-            return
+            return run
         batch = distributed.rank_batch_size(setup.global_batch_size, ranks)
         if batch < 1:
             raise UserError(f"batch size {setup.global_batch_size} is smaller than the {ranks.world_size} "
@@ -204,5 +204,6 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
         if ranks.is_main:
             save_weights(run.net.state_dict(), setup.fold_dir / "model_final.safetensors")
         distributed.barrier(ranks)
+        return run
     finally:
         distributed.shutdown()

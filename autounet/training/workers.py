@@ -29,7 +29,6 @@ class DataWorkerError(UserError):
 
 def _worker_main(recipe: BatchRecipe, start_epoch: int, iterations: int, val_iterations: int, worker: int,
                  workers: int, out: mp.Queue, stop: mp.Event, parent: int) -> None:
-    out.cancel_join_thread()  # exit promptly when stopped, even with a batch still in the pipe
     maker = BatchMaker(recipe)
     for position, key in enumerate(batch_keys(start_epoch, iterations, val_iterations)):
         if position % workers != worker:
@@ -42,6 +41,7 @@ def _worker_main(recipe: BatchRecipe, start_epoch: int, iterations: int, val_ite
                               traceback.format_exc(), key))
         while True:
             if stop.is_set() or os.getppid() != parent:
+                out.cancel_join_thread()  # exit promptly, even with a batch still in the pipe
                 return
             try:
                 out.put(item, timeout=POLL_SECONDS)

@@ -21,13 +21,13 @@ def blob_case(rng: np.random.Generator, shape: tuple[int, int, int], n_labels: i
     """A (1, Z, Y, X) image with a bright ball (labels 1 and 2 halves) and its (1, Z, Y, X) int8 labels."""
     z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
     centre = np.array(shape) / 2 + rng.uniform(-1.5, 1.5, 3)
-    radius = max(2.0, min(s for s in shape if s > 1) / 4)
+    radius = max(2.5, min(s for s in shape if s > 1) / 2.5)
     dist = np.sqrt(((z - centre[0]) ** 2 if shape[0] > 1 else 0) + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
     seg = np.zeros(shape, np.int8)
     seg[dist < radius] = 1
     if n_labels >= 2:
         seg[(dist < radius) & (x > centre[2])] = 2
-    image = rng.normal(0, 0.3, shape).astype(np.float32) + 2.0 * (seg > 0) + 1.0 * (seg == 2)
+    image = (rng.normal(0, 0.3, shape) + 2.0 * (seg > 0) + 1.0 * (seg == 2)).astype(np.float32)
     return image[None], seg[None]
 
 
@@ -45,7 +45,7 @@ def network_config(conv_dim: int, num_classes: int, features=(4, 8), n_stages: i
 
 def make_training_root(root: Path, n_cases: int = 4, shape=(12, 16, 16), conv_dim: int = 3, patch=(8, 8, 8),
                        batch_size: int = 2, labels: dict | None = None, seed: int = 0, n_stages: int = 2,
-                       extra_dataset_json: dict | None = None) -> DatasetLocation:
+                       extra_dataset_json: dict | None = None, features=(4, 8)) -> DatasetLocation:
     """A data root holding raw/<DATASET>/dataset.json, preprocessed plans.json and cached cases (no images)."""
     data_root = DataRoot.under(root)
     labels = labels or {"background": 0, "a": 1, "b": 2}
@@ -61,7 +61,7 @@ def make_training_root(root: Path, n_cases: int = 4, shape=(12, 16, 16), conv_di
     num_classes = region_count if any(isinstance(v, list) for v in plain) else len(plain) + 1
     plan = ConfigurationPlan(name=name, data_identifier=identifier, is_2d=conv_dim == 2, spacing=[1.0, 1.0, 1.0],
                              median_shape=list(shape), patch_size=list(patch), batch_size=batch_size,
-                             network=network_config(conv_dim, num_classes, n_stages=n_stages),
+                             network=network_config(conv_dim, num_classes, features, n_stages),
                              normalization=["zscore"], use_mask_for_norm=[False])
     stats = ChannelStats(0.0, 1.0, 0.0, -1.0, 1.0, -1.0, 1.0)
     plans = Plans(DATASET, HardwareInfo("cpu"), 1.0, {name: plan}, [stats])
@@ -77,3 +77,15 @@ def make_training_root(root: Path, n_cases: int = 4, shape=(12, 16, 16), conv_di
                                     [[0, s] for s in shape], list(shape), list(shape), [1.0, 1.0, 1.0])
         store.save(f"case_{i:03d}", image, seg, properties, locations_of(seg))
     return DatasetLocation(DATASET, raw, preprocessed, data_root.results / DATASET)
+
+
+def ddp_rank_main(rank: int, location: DatasetLocation, config, port: int, out_folder: Path) -> None:
+    """One rank of a 2-process CPU run: train, then save this rank's weights for the test to compare."""
+    from safetensors.torch import save_file
+
+    from autounet.training import distributed
+    from autounet.training.trainer import train_rank
+
+    distributed.set_spawn_env(rank, 2, port)
+    run = train_rank(location, config, False, distributed.ranks_from_env())
+    save_file({k: v.contiguous() for k, v in run.net.state_dict().items()}, str(out_folder / f"rank_{rank}.safetensors"))
