@@ -71,6 +71,9 @@ commands_plan.register(app)
 from autounet.cli import commands_preprocess  # noqa: E402
 
 commands_preprocess.register(app)
+from autounet.cli import commands_train  # noqa: E402
+
+commands_train.register(app)
 from autounet.cli import commands_evaluate  # noqa: E402
 
 commands_evaluate.register(app)
