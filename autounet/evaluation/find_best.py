@@ -221,8 +221,8 @@ def find_best(location: DatasetLocation, configurations: list[str] | None = None
     references = _reference_files(location, spec, cases)
     context = ScoringContext(classes_from_spec(spec), spec.regions_class_order if spec.has_regions else None,
                              spec.ignore_label)
-    workers = default_workers() if workers is None else max(1, workers)
-    workers = min(workers, max(1, len(cases) // 8))  # process start-up outweighs a few small cases
+    if workers is None:  # starting a process costs more than scoring a few small cases
+        workers = min(default_workers(), max(1, len(cases) // 8))
 
     candidates, skipped = _candidates(results, cases)
     jobs = [CandidatesJob(c, references[c], tuple(cand.sources[c] for cand in candidates), context) for c in cases]

@@ -105,6 +105,10 @@ def evaluate_folders(reference_dir: Path, prediction_dir: Path,
     if missing:
         raise UserError(f"{predictions[missing[0]]}: has no reference file of the same name in {reference_dir}"
                         + (f" (nor do {len(missing) - 1} other predictions)." if len(missing) > 1 else "."))
+    output_dir = Path(output_dir) if output_dir is not None else prediction_dir
+    if output_dir.resolve() == reference_dir.resolve():
+        raise UserError(f"{reference_dir}: would receive summary.json and metrics.csv, but reference folders are "
+                        "never written to; give another output folder.")
     classes = normalise_classes(labels_or_regions) if labels_or_regions is not None else None
     jobs = [CaseJob(case, references[case], predictions[case], classes, surface, tolerance_mm, ignore_label)
             for case in sorted(predictions)]
@@ -126,7 +130,7 @@ def evaluate_folders(reference_dir: Path, prediction_dir: Path,
     ending = file_ending or (file_ending_of(predictions))
     summary = summarise(results, classes, reference_dir, prediction_dir, ending, surface, tolerance_mm,
                         ignore_label)
-    save_summary(summary, Path(output_dir) if output_dir is not None else prediction_dir)
+    save_summary(summary, output_dir)
     return summary
 
 
