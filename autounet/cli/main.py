@@ -65,6 +65,9 @@ def _root(
 from autounet.cli import commands_dataset  # noqa: E402
 
 commands_dataset.register(app)
+from autounet.cli import commands_preprocess  # noqa: E402
+
+commands_preprocess.register(app)
 from autounet.cli import commands_evaluate  # noqa: E402
 
 commands_evaluate.register(app)
