@@ -64,7 +64,9 @@ def measure(cmd: list[str], repeats: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="nnU-Net's -np")
+    parser.add_argument("--our-workers", type=int, default=None,
+                        help="autounet's --workers [default: its own choice: serial while that is faster]")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +75,9 @@ def main() -> None:
         rows, dice_rows = [], []
         for name, pred in (("labels vs themselves", same), ("labels vs spoiled", spoiled)):
             ours_out, ours_surface_out, nn_out = work / f"o_{name}", work / f"s_{name}", work / f"n_{name}.json"
-            base = ["evaluate", "--ref", str(ref), "--pred", str(pred), "--workers", str(args.workers)]
+            base = ["evaluate", "--ref", str(ref), "--pred", str(pred)]
+            if args.our_workers:
+                base += ["--workers", str(args.our_workers)]
             ours = measure(autounet_cmd(*base, "--output", str(ours_out)), args.repeats)
             ours_surface = measure(autounet_cmd(*base, "--surface", "--output", str(ours_surface_out)), args.repeats)
             nnunet = measure([nnunet_bin("nnUNetv2_evaluate_simple"), str(ref), str(pred), "-l", "1", "2",
@@ -85,7 +89,8 @@ def main() -> None:
             for entry in summary["per_class"]:
                 dice_rows.append([name, entry["name"], entry["dice"]["mean"], theirs[entry["name"]]["Dice"],
                                   entry["hd95_mm"]["mean"], entry["nsd"]["mean"]])
-    print_table(f"evaluate {args.cases} Hippocampus cases, {args.workers} workers, median of {args.repeats} (s)",
+    print_table(f"evaluate {args.cases} Hippocampus cases; nnU-Net -np {args.workers}, autounet --workers "
+                f"{args.our_workers or 'default'}; median of {args.repeats} runs (s)",
                 ["folders", "autounet", "autounet --surface", "nnU-Net", "ratio", "ratio --surface",
                  "autounet peak GB", "nnU-Net peak GB"], rows)
     print_table("mean Dice per class (and autounet's surface metrics)",

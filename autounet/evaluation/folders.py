@@ -12,7 +12,7 @@ from autounet.evaluation.metrics import ClassSpec, case_metrics, empty_class_met
 from autounet.evaluation.summary import CaseResult, EvaluationSummary, save_summary, summarise
 from autounet.evaluation.surface import DEFAULT_NSD_TOLERANCE_MM
 from autounet.io import SUPPORTED_ENDINGS, file_ending, read_label
-from autounet.utils.parallel import default_workers, map_in_processes
+from autounet.evaluation.runner import run_jobs
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,8 @@ def evaluate_folders(reference_dir: Path, prediction_dir: Path,
     classes = normalise_classes(labels_or_regions) if labels_or_regions is not None else None
     jobs = [CaseJob(case, references[case], predictions[case], classes, surface, tolerance_mm, ignore_label)
             for case in sorted(predictions)]
-    if workers is None:  # starting a process costs more than scoring a few small cases
-        workers = min(default_workers(), max(1, len(jobs) // 8))
     results, failures = [], []
-    for outcome in map_in_processes(evaluate_case, jobs, workers, "evaluate"):
+    for outcome in run_jobs(evaluate_case, jobs, workers, "evaluate"):
         if outcome.ok:
             results.append(outcome.result)
         elif isinstance(outcome.error, UserError):
