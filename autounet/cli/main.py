@@ -65,6 +65,9 @@ def _root(
 from autounet.cli import commands_dataset  # noqa: E402
 
 commands_dataset.register(app)
+from autounet.cli import commands_predict  # noqa: E402
+
+commands_predict.register(app)
 
 
 def main() -> None:
