@@ -22,6 +22,7 @@ from autounet.errors import UserError
 from autounet.inference.model_folder import (TrainedConfiguration, is_fold_folder, load_network,
                                              load_trained_configuration, trained_configurations)
 from autounet.inference.probabilities import output_label_values, to_labels, to_probabilities
+from autounet.inference.restore import restore_all_probabilities, restore_labels_of
 from autounet.inference.sliding_window import WindowSettings, predict_logits
 from autounet.io.geometry import Geometry
 
@@ -37,17 +38,21 @@ class Prediction:
     probabilities: np.ndarray | None = None
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """The torch device for ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:1`` or ``mps``."""
-    from autounet.hardware import cpu_cores, detect_accelerator
+def resolve_device(device: str = "auto", threads: int | None = None) -> torch.device:
+    """The torch device for ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:1`` or ``mps``.
+
+    On the CPU, torch uses ``threads`` threads when given, else its default (one per physical core); fewer
+    threads help on machines shared with other jobs.
+    """
+    from autounet.hardware import detect_accelerator
 
     if device.startswith("cuda:"):
         detect_accelerator("cuda")
         chosen = torch.device(device)
     else:
         chosen = torch.device(detect_accelerator(device).kind)
-    if chosen.type == "cpu":
-        torch.set_num_threads(cpu_cores())
+    if chosen.type == "cpu" and threads:
+        torch.set_num_threads(threads)
     return chosen
 
 
@@ -91,7 +96,7 @@ class ConfigurationModel:
             data, _, properties = preprocess_case(image, geometry, None, plans, plan, case_id)
             return data, properties
         first_stage = self.previous.predict_labels(image, geometry, case_id)
-        data, seg, properties = preprocess_case(image, geometry, first_stage[None], plans, plan, case_id)
+        data, seg, properties = preprocess_case(image, geometry, first_stage, plans, plan, case_id)
         foreground = output_label_values(self.previous.trained.spec)[1:]
         one_hot = np.stack([(seg[0] == value) for value in foreground]).astype(np.float32)
         return np.concatenate([data, one_hot]), properties
@@ -110,24 +115,13 @@ class ConfigurationModel:
 
     def predict_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
         """Probabilities ``(K, Z, Y, X)`` in the image's original geometry."""
-        from autounet.preprocessing.pipeline import restore_probabilities
-
         probabilities, properties = self.preprocessed_probabilities(image, geometry, case_id)
-        return restore_probabilities(probabilities.numpy(), properties, self.trained.plan)
+        return restore_all_probabilities(probabilities, properties, self.trained.plan, self.trained.spec)
 
     def predict_labels(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
-        """Labels ``(Z, Y, X)`` in the original geometry, by the cheapest route that gives the exact result.
-
-        When preprocessing did not resample, restoring is only un-cropping, which commutes with taking the
-        most probable label, so the label map alone is restored; otherwise the probabilities are.
-        """
-        from autounet.preprocessing.pipeline import restore_labels, restore_probabilities
-
+        """Labels ``(Z, Y, X)`` in the original geometry (without keeping K full-size probability arrays)."""
         probabilities, properties = self.preprocessed_probabilities(image, geometry, case_id)
-        if list(properties.shape_after_resample) == list(properties.shape_after_crop):
-            return restore_labels(to_labels(probabilities, self.trained.spec), properties, self.trained.plan)
-        restored = restore_probabilities(probabilities.numpy(), properties, self.trained.plan)
-        return to_labels(restored, self.trained.spec)
+        return restore_labels_of(probabilities, properties, self.trained.plan, self.trained.spec)
 
 
 class Predictor:
@@ -146,12 +140,12 @@ class Predictor:
     @classmethod
     def from_trained(cls, trained: Sequence[TrainedConfiguration], device: str = "auto", tta: bool = True,
                      step: float = 0.5, checkpoint: str = "final",
-                     postprocess: LabelTransform | None = None) -> "Predictor":
+                     postprocess: LabelTransform | None = None, threads: int | None = None) -> "Predictor":
         """A predictor for already located trained configurations (their cascades' first stages are loaded
         from the sibling configuration folders)."""
         if not 0 < step <= 1:
             raise UserError(f"--step must be in (0, 1], got {step}.")
-        torch_device = resolve_device(device)
+        torch_device = resolve_device(device, threads)
         models = []
         for configuration in trained:
             previous = None
