@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -160,6 +160,20 @@ def _forward(network: torch.nn.Module, tiles: torch.Tensor, settings: WindowSett
     return total.unsqueeze(2) if settings.is_2d else total
 
 
+def _forward_fitting(network: torch.nn.Module, tiles: torch.Tensor,
+                     settings: WindowSettings) -> tuple[torch.Tensor, WindowSettings]:
+    """:func:`_forward`, halving the inputs per pass while the device runs out of memory."""
+    while True:
+        try:
+            return _forward(network, tiles, settings), settings
+        except torch.OutOfMemoryError:
+            if settings.tiles_per_pass <= 1:
+                raise
+            settings = replace(settings, tiles_per_pass=settings.tiles_per_pass // 2)
+            if tiles.is_cuda:
+                torch.cuda.empty_cache()
+
+
 def predict_logits(network: torch.nn.Module, data: np.ndarray | torch.Tensor, num_outputs: int,
                    settings: WindowSettings, device: torch.device | str = "cpu") -> torch.Tensor:
     """Sliding-window logits ``(num_outputs, Z, Y, X)`` (float32, CPU) of a preprocessed image ``(C, Z, Y, X)``.
@@ -194,7 +208,7 @@ def predict_logits(network: torch.nn.Module, data: np.ndarray | torch.Tensor, nu
     with torch.inference_mode():
         for group in _batches(boxes, tiles_per_batch):
             tiles = torch.stack([image[(slice(None), *box)] for box in group]).to(device, non_blocking=True)
-            logits = _forward(network, tiles, settings)
+            logits, settings = _forward_fitting(network, tiles, settings)
             for box, tile_logits in zip(group, logits):
                 accumulator.add(box, tile_logits, importance)
         result = accumulator.average()

@@ -113,3 +113,34 @@ def test_batching_tiles_does_not_change_the_result():
     one = predict_logits(network, image, 3, _settings((8, 8, 8), (2, 2, 2), mirror=True, tiles_per_pass=1))
     many = predict_logits(network, image, 3, _settings((8, 8, 8), (2, 2, 2), mirror=True, tiles_per_pass=16))
     torch.testing.assert_close(one, many, rtol=1e-4, atol=1e-5)
+
+
+def test_out_of_device_memory_falls_back_to_cpu_sums_and_smaller_passes(monkeypatch):
+    """A device that cannot hold the sums, nor more than one input per pass, still gives the same logits."""
+    import autounet.inference.sliding_window as sliding_window
+
+    real_zeros = torch.zeros
+
+    def zeros_without_device_memory(*args, device=None, **kwargs):
+        if device is not None and torch.device(device).type != "cpu":
+            raise torch.OutOfMemoryError("no room")
+        return real_zeros(*args, **kwargs)
+
+    monkeypatch.setattr(sliding_window.torch, "zeros", zeros_without_device_memory)
+    accumulator = sliding_window._Accumulator(2, (3, 4, 5), torch.device("meta"))
+    assert accumulator.device.type == "cpu" and accumulator.logits.shape == (2, 3, 4, 5)
+    monkeypatch.setattr(sliding_window.torch, "zeros", real_zeros)
+
+    passes = []
+
+    class SmallDevice(torch.nn.Module):
+        def forward(self, x):
+            passes.append(x.shape[0])
+            if x.shape[0] > 2:
+                raise torch.OutOfMemoryError("batch too large")
+            return x
+
+    image = np.random.default_rng(4).normal(size=(1, 10, 12, 9)).astype(np.float32)
+    out = predict_logits(SmallDevice(), image, 1, _settings((8, 8, 8), (2, 2, 2), mirror=True, tiles_per_pass=16))
+    np.testing.assert_allclose(out.numpy(), image, rtol=1e-5, atol=1e-5)
+    assert max(passes) == 16 and passes[-1] <= 2
