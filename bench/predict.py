@@ -90,6 +90,8 @@ def nnunet_state_to_autounet(state: dict) -> dict:
     renamed = {}
     for key, value in state.items():
         parts = key.split(".")
+        if "all_modules" in parts:  # the same tensors again, under nnU-Net's sequential alias
+            continue
         if parts[0] == "encoder" and parts[1] == "stages":
             # encoder.stages.S.0.convs.I.(conv|norm).P  ->  encoder.S.I.(0|1).P
             stage, conv, layer, param = parts[2], parts[5], parts[6], parts[7]
@@ -138,7 +140,11 @@ def make_autounet_model(work: Path, env: dict, nnunet_fold: Path, raw: Path) -> 
     (fold / "plans.json").write_text(json.dumps(to_json_value(plans), indent=2))
     shutil.copy(raw / "dataset.json", fold / "dataset.json")
     (fold / "training_config.json").write_text(json.dumps({"configuration": "3d_fullres", "fold": 0}))
-    checkpoint = torch.load(nnunet_fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    from numpy._core.multiarray import scalar
+
+    # nnU-Net's checkpoint holds numpy scalars beside the tensors; allow just those, still weights_only.
+    with torch.serialization.safe_globals([scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType]):
+        checkpoint = torch.load(nnunet_fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
     state = nnunet_state_to_autounet(checkpoint["network_weights"])
     unet = build_network(network)
     unet.load_state_dict(state, strict=True)

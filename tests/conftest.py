@@ -48,10 +48,11 @@ def synthetic_volume(rng: np.random.Generator, shape=(16, 20, 18), n_labels: int
     z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
     centre = np.array(shape) / 2 + rng.uniform(-2, 2, 3)
     dist = np.sqrt((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
+    radius = min(s for s in shape if s > 1) / 4  # a 2D shape (1, y, x) has a single slice
     label = np.zeros(shape, np.uint8)
-    label[dist < min(shape) / 4] = 1
+    label[dist < radius] = 1
     if n_labels >= 2:
-        label[(dist < min(shape) / 4) & (x > centre[2])] = 2
+        label[(dist < radius) & (x > centre[2])] = 2
     image = rng.normal(10, 2, shape).astype(np.float32) + 20 * (label > 0) + 10 * (label == 2)
     return image, label
 

@@ -65,9 +65,15 @@ def _root(
 from autounet.cli import commands_dataset  # noqa: E402
 
 commands_dataset.register(app)
+from autounet.cli import commands_preprocess  # noqa: E402
+
+commands_preprocess.register(app)
 from autounet.cli import commands_predict  # noqa: E402
 
 commands_predict.register(app)
+from autounet.cli import commands_evaluate  # noqa: E402
+
+commands_evaluate.register(app)
 
 
 def main() -> None:

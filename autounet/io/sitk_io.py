@@ -9,11 +9,17 @@ import SimpleITK as sitk
 
 from autounet.errors import ImageReadError
 from autounet.io.geometry import Geometry
+from autounet.io.nifti_check import truncation_problem
 from autounet.utils.atomic import atomic_path
 
 
 def read(path: Path) -> tuple[np.ndarray, Geometry]:
     """Read one file as ``(channels, z, y, x)`` plus its geometry (2D files get one z slice)."""
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        # SimpleITK fills the missing part of a truncated NIfTI file with zeros instead of failing.
+        problem = truncation_problem(path)
+        if problem:
+            raise ImageReadError(f"{path}: {problem}.")
     try:
         image = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(image)

@@ -18,6 +18,8 @@ from scipy import ndimage
 
 from autounet.planning.plans import ResamplingPlan
 
+SPLINE_PAD = 12
+"""Edge voxels added before the cubic prefilter (as scipy does), so the boundary matches ``mode="nearest"``."""
 LABEL_CHUNK_VOXELS = 8_000_000
 """Output voxels per chunk when resampling label maps class by class (bounds the memory used)."""
 
@@ -101,6 +103,42 @@ def _resample_axis(array: np.ndarray, axis: int, new: int, order: int) -> np.nda
                         grid_mode=True)
 
 
+def _cubic_weights(old: int, new: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """First of the four taps and the four cubic B-spline weights of each output voxel on one axis."""
+    coords = (np.arange(new, dtype=np.float64) + 0.5) * (old / new) - 0.5
+    first = np.floor(coords).astype(np.intp)
+    t = (coords - first).astype(np.float32)
+    weights = [(1 - t) ** 3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6, (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6]
+    return first - 1, weights
+
+
+def cubic_zoom(volume: np.ndarray, new_shape: Sequence[int]) -> np.ndarray:
+    """``volume`` resampled with a cubic B-spline, the same values as ``scipy.ndimage.zoom(order=3,
+    mode="nearest", grid_mode=True)`` (to float32 precision) at a fraction of the cost.
+
+    The spline is a tensor product, so its evaluation is done one axis at a time (4 taps per axis
+    instead of 64 per voxel); axes whose size does not change are left alone, which is exact since
+    a spline evaluated at its own knots gives back the samples.
+    """
+    axes = [a for a in range(volume.ndim) if volume.shape[a] != new_shape[a]]
+    # Edge padding stands in for the 'nearest' boundary: the prefilter sees the edge value repeated.
+    pad = [(SPLINE_PAD, SPLINE_PAD) if a in axes else (0, 0) for a in range(volume.ndim)]
+    coefficients = np.pad(volume.astype(np.float64), pad, mode="edge")
+    for axis in axes:
+        ndimage.spline_filter1d(coefficients, order=3, axis=axis, output=coefficients, mode="nearest")
+    result = coefficients.astype(np.float32)
+    del coefficients
+    for axis in sorted(axes, key=lambda a: new_shape[a] / volume.shape[a]):  # shrink first: less work after
+        first, weights = _cubic_weights(volume.shape[axis], new_shape[axis])
+        shape = [1] * result.ndim
+        shape[axis] = new_shape[axis]
+        accumulated = np.take(result, first + SPLINE_PAD, axis=axis) * weights[0].reshape(shape)
+        for k in range(1, 4):
+            accumulated += np.take(result, first + SPLINE_PAD + k, axis=axis) * weights[k].reshape(shape)
+        result = accumulated
+    return result
+
+
 def _zoom(volume: np.ndarray, new_shape: Sequence[int], order: int) -> np.ndarray:
     """All axes of ``volume`` resampled together with spline ``order``."""
     if tuple(volume.shape) == tuple(new_shape):
@@ -109,6 +147,8 @@ def _zoom(volume: np.ndarray, new_shape: Sequence[int], order: int) -> np.ndarra
         for axis in range(volume.ndim):
             volume = _resample_axis(volume, axis, new_shape[axis], order)
         return volume
+    if order == 3:
+        return cubic_zoom(volume, new_shape)
     factors = [n / o for n, o in zip(new_shape, volume.shape)]
     result = ndimage.zoom(volume.astype(np.float32, copy=False), factors, order=order, mode="nearest",
                           grid_mode=True)

@@ -64,26 +64,57 @@ class CaseStore:
         return self.folder / f"{case_id}{suffix}"
 
     def case_ids(self) -> list[str]:
-        """Identifiers of the complete cases, sorted."""
+        """Identifiers of the complete cases (properties and image present), sorted."""
         if not self.folder.is_dir():
             return []
-        return sorted(p.name[: -len(".json")] for p in self.folder.glob("*.json"))
+        return sorted(p.name[: -len(".json")] for p in self.folder.glob("*.json")
+                      if not p.name.startswith(".") and p.with_suffix(".npy").is_file())
 
     def is_done(self, case_id: str) -> bool:
-        return self._file(case_id, ".json").is_file()
+        return self._file(case_id, ".json").is_file() and self._file(case_id, ".npy").is_file()
+
+    def remove(self, case_id: str) -> None:
+        """Delete a case's files (properties first, so a half-removed case never looks complete)."""
+        for suffix in (".json", ".npy", "_seg.npy", "_locations.npz"):
+            self._file(case_id, suffix).unlink(missing_ok=True)
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete temporary files left by writes that were killed mid-way; return how many."""
+        if not self.folder.is_dir():
+            return 0
+        stale = [p for p in self.folder.glob(".*.tmp*") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+    def disk_bytes(self) -> int:
+        """Bytes used by the files in this store's folder."""
+        if not self.folder.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
 
     def save(self, case_id: str, data: np.ndarray, seg: np.ndarray | None, properties: CaseProperties,
              class_locations: dict[int, np.ndarray]) -> None:
-        """Write a case; the properties file goes last and marks it complete."""
+        """Write a case; the properties file goes last and marks it complete.
+
+        If writing fails (a full disk, say), the case's files are removed again, so nothing is left
+        that looks whole; the error is re-raised.
+        """
         self._file(case_id, ".json").unlink(missing_ok=True)
-        save_npy(self._file(case_id, ".npy"), data.astype(np.float32, copy=False))
-        if seg is not None:
-            save_npy(self._file(case_id, "_seg.npy"), seg)
-        buffer = io.BytesIO()
-        np.savez(buffer, **{f"label_{k}": np.asarray(v, dtype=np.int32).reshape(-1, 3)
-                            for k, v in class_locations.items()})
-        write_bytes(self._file(case_id, "_locations.npz"), buffer.getvalue())
-        write_json(self._file(case_id, ".json"), to_json_value(properties))
+        try:
+            save_npy(self._file(case_id, ".npy"), data.astype(np.float32, copy=False))
+            if seg is not None:
+                save_npy(self._file(case_id, "_seg.npy"), seg)
+            else:
+                self._file(case_id, "_seg.npy").unlink(missing_ok=True)
+            buffer = io.BytesIO()
+            np.savez(buffer, **{f"label_{k}": np.asarray(v, dtype=np.int32).reshape(-1, 3)
+                                for k, v in class_locations.items()})
+            write_bytes(self._file(case_id, "_locations.npz"), buffer.getvalue())
+            write_json(self._file(case_id, ".json"), to_json_value(properties))
+        except BaseException:
+            self.remove(case_id)
+            raise
 
     def load_properties(self, case_id: str) -> CaseProperties:
         path = self._file(case_id, ".json")

@@ -29,3 +29,23 @@ def make_plans(*configurations: ConfigurationPlan, stats: list[ChannelStats] | N
                                    percentile_00_5=10.0, percentile_99_5=50.0)] * channels
     return Plans(dataset_name=dataset_name, hardware=HardwareInfo(device="cpu"), memory_budget_gb=4.0,
                  configurations={c.name: c for c in configurations}, intensity_stats=stats)
+
+
+def prepare_dataset(raw_folder, root, plans: Plans | None = None):
+    """Fingerprint a raw dataset folder under ``root``/raw and save ``plans`` (default: zscore 3d_fullres).
+
+    Returns the DatasetLocation.
+    """
+    from autounet.fingerprint import save_fingerprint
+    from autounet.fingerprint.compute import compute_fingerprint
+    from autounet.paths import DataRoot, locate_dataset
+    from autounet.planning.plans import save_plans
+
+    data_root = DataRoot.under(root)
+    location = locate_dataset(raw_folder.name, data_root)
+    fingerprint = compute_fingerprint(location.raw, workers=1)
+    save_fingerprint(fingerprint, location.preprocessed)
+    plans = plans or make_plans(dataset_name=location.name)
+    plans.intensity_stats = fingerprint.channels
+    save_plans(plans, location.preprocessed)
+    return location

@@ -122,3 +122,13 @@ def test_anisotropic_in_plane_uses_the_spline_order():
     out = resample_volume(image, (4, 24, 24), 3, 0, axis=0)
     expected = np.stack([ndimage.zoom(s, 1.5, order=3, mode="nearest", grid_mode=True) for s in image])
     np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("new_shape", [(26, 31, 7), (9, 12, 40), (13, 5, 20), (13, 17, 20), (1, 17, 20)])
+def test_cubic_zoom_matches_scipy(new_shape):
+    from autounet.preprocessing.resample import cubic_zoom
+
+    volume = (ndimage.gaussian_filter(np.random.default_rng(3).normal(size=(13, 17, 20)), 1.5) * 100)
+    expected = ndimage.zoom(volume, [n / o for n, o in zip(new_shape, volume.shape)], order=3, mode="nearest",
+                            grid_mode=True)
+    np.testing.assert_allclose(cubic_zoom(volume.astype(np.float32), new_shape), expected, atol=1e-4)
