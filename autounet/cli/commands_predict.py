@@ -97,10 +97,11 @@ def predict(
 
     start = time.perf_counter()
     from autounet.inference.folder import predict_folder
-    from autounet.inference.loading import load_predictor
+    from autounet.inference.loading import ModelRequest, load_predictor
 
-    predictor, description = load_predictor(root, dataset, model_dir, _split(configurations), _split(folds),
-                                            checkpoint, device, not no_tta, step)
+    request = ModelRequest(root, dataset, model_dir, _split(configurations), _split(folds), checkpoint, device,
+                           not no_tta, step)
+    predictor, description = load_predictor(request)
     err.print(f"model: {description}", highlight=False)
     summary = predict_folder(predictor, inputs, output, save_probabilities, resume)
     for message in summary.failed:

@@ -138,3 +138,27 @@ def test_model_folder_without_weights_is_refused(trained_nifti, tmp_path):
     result = runner.invoke(app, ["predict", "-i", str(trained_nifti / "imagesTs"), "-o", str(tmp_path / "o"),
                                  "-m", str(fold)])
     assert result.exit_code == 1 and "has no weights file model_final.safetensors" in result.output
+
+
+def test_predict_follows_inference_json_configuration_folds_and_postprocessing(data_root, tmp_path):
+    from autounet.evaluation.choice import InferenceChoice, save_inference_choice
+    from autounet.inference.postprocessing import PostprocessingChoice, apply_postprocessing
+    from autounet.inference.predictor import Predictor
+    from autounet.io import read_image
+
+    raw = make_nifti_dataset(data_root / "raw" / "Dataset100_Tiny", n_cases=1, n_test=1)
+    results = make_trained(data_root, raw, [configuration(), configuration("2d", is_2d=True)], folds=(0, 1))
+    choice = PostprocessingChoice(largest_component_for=[[1], [2]])
+    save_inference_choice(InferenceChoice("Dataset100_Tiny", ["2d"], [1], choice, 0.5, 0.6, {}, 1), results)
+    out = tmp_path / "pred"
+    result = _run("predict", "-i", str(raw / "imagesTs"), "-o", str(out), "--no-tta")
+    assert result.exit_code == 0, result.output
+    assert "2d (folds 1)" in result.output and "from inference.json" in result.output
+    image, geometry = read_image([raw / "imagesTs" / "case_001_0000.nii.gz"])
+    direct = Predictor.from_model_folder(results / "2d", folds=[1], tta=False, device="cpu").predict(image, geometry)
+    expected = apply_postprocessing(direct.labels, choice)
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "case_001.nii.gz")))
+    np.testing.assert_array_equal(written, expected)
+    result = _run("predict", "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "p2"), "--no-tta", "-c", "3d_fullres")
+    assert result.exit_code == 0 and "3d_fullres (folds 0, 1)" in result.output
+    assert "postprocessing none" in result.output
