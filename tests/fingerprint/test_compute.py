@@ -143,3 +143,25 @@ def test_missing_fingerprint_says_which_command_to_run(tmp_path: Path):
 
     with pytest.raises(MissingArtifactError, match="autounet fingerprint"):
         load_fingerprint(tmp_path)
+
+
+def test_2d_nifti_dataset_is_2d(tmp_path):
+    """2D is what the files hold (a 2D NIfTI), not what their ending suggests."""
+    import SimpleITK as sitk
+
+    from autounet.dataset.verify import verify_dataset
+    from tests.conftest import synthetic_volume, write_dataset_json
+
+    folder = tmp_path / "Dataset400_Flat"
+    write_dataset_json(folder, {"0": "X-ray"}, {"background": 0, "a": 1}, 3, ".nii.gz")
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        image, label = synthetic_volume(rng, (1, 30, 24), n_labels=1)
+        for sub, name, array in (("imagesTr", f"c{i}_0000", image[0]), ("labelsTr", f"c{i}", label[0])):
+            (folder / sub).mkdir(exist_ok=True)
+            item = sitk.GetImageFromArray(array)
+            item.SetSpacing((0.5, 0.7))
+            sitk.WriteImage(item, str(folder / sub / f"{name}.nii.gz"))
+    assert verify_dataset(folder, workers=1).ok
+    fp = compute_fingerprint(folder, workers=1)
+    assert fp.is_2d and all(c.shape == (1, 30, 24) and c.spacing == (999.0, 0.7, 0.5) for c in fp.cases)
