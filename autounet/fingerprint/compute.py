@@ -42,8 +42,8 @@ def raw_digest(dataset_folder: Path) -> str:
 @dataclass
 class _CaseResult:
     fingerprint: CaseFingerprint
-    values: list[np.ndarray]  # per channel: sampled foreground intensities
-    weights: np.ndarray  # one weight per sample, the same for every channel
+    values: list[np.ndarray]  # per channel: sampled foreground intensities, ascending
+    weights: list[np.ndarray]  # per channel: the weight of each value
     is_2d: bool
 
 
@@ -72,7 +72,9 @@ def fingerprint_case(case: Case, samples_per_case: int, seed: int = SAMPLING_SEE
         weights = np.full(count, samples_per_case / count) if count else np.zeros(0)
     fp = CaseFingerprint(case.case_id, tuple(int(s) for s in image.shape[1:]), tuple(geometry.spacing),
                          box, tuple(hi - lo for lo, hi in box))
-    return _CaseResult(fp, values, weights, geometry.is_2d)
+    # Merging equal values here keeps what travels back from the worker small (a histogram for 8/16-bit data).
+    merged = [weight_per_value(v, weights) for v in values]
+    return _CaseResult(fp, [m[0] for m in merged], [m[1] for m in merged], geometry.is_2d)
 
 
 def _stable_hash(text: str) -> int:
@@ -114,6 +116,8 @@ def weight_per_value(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarra
     Whole-number intensities (8- and 16-bit images, CT) are counted in a
     weighted histogram, which takes linear time instead of a sort.
     """
+    if values.size == 0:
+        return values, weights
     low, high = values.min(), values.max()
     if high - low <= HISTOGRAM_MAX_RANGE and np.array_equal(values, np.round(values)):
         totals = np.bincount((values - low).astype(np.int64), weights=weights)
@@ -155,9 +159,8 @@ def compute_fingerprint(dataset_folder: Path, workers: int | None = None,
                             f"try fewer --workers.") from None
         raise first
     results.sort(key=lambda r: r.fingerprint.case_id)
-    weights = np.concatenate([r.weights for r in results])
-    channels = [weighted_stats(np.concatenate([r.values[c] for r in results]), weights)
-                for c in range(spec.num_channels)]
+    channels = [weighted_stats(np.concatenate([r.values[c] for r in results]),
+                               np.concatenate([r.weights[c] for r in results])) for c in range(spec.num_channels)]
     is_2d = all(r.is_2d for r in results)
     return Fingerprint(dataset_name=spec.name, is_2d=is_2d, channel_names=spec.channel_names,
                        label_values=spec.label_values, cases=[r.fingerprint for r in results],

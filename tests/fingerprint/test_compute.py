@@ -95,15 +95,26 @@ def test_fingerprint_case_keeps_every_foreground_voxel_with_equal_total_weight(n
     label, _ = read_label(case.label_file)
     result = fingerprint_case(case, samples_per_case=100_000)
     assert result.fingerprint.shape == image.shape[1:] and result.fingerprint.spacing == geometry.spacing
-    foreground = np.sort(image[0][label > 0])
-    np.testing.assert_array_equal(np.sort(result.values[0]), foreground)
-    assert result.weights.sum() == pytest.approx(100_000)
+    foreground = image[0][label > 0]
+    np.testing.assert_array_equal(result.values[0], np.sort(foreground))  # distinct noise values, ascending
+    np.testing.assert_allclose(result.weights[0], 100_000 / foreground.size)
+    assert result.weights[0].sum() == pytest.approx(100_000)
+
+
+def test_fingerprint_case_of_whole_numbers_is_a_weighted_histogram(png_dataset):
+    case = find_cases(png_dataset, load_spec(png_dataset))[0]
+    image, _ = read_image(case.image_files)
+    label, _ = read_label(case.label_file)
+    result = fingerprint_case(case, samples_per_case=100_000)
+    values, counts = np.unique(image[0][label > 0], return_counts=True)
+    np.testing.assert_array_equal(result.values[0], values)
+    np.testing.assert_allclose(result.weights[0], counts * 100_000 / counts.sum())
 
 
 def test_fingerprint_case_subsamples_reproducibly(nifti_dataset):
     case = find_cases(nifti_dataset, load_spec(nifti_dataset))[0]
     first, again = fingerprint_case(case, samples_per_case=50), fingerprint_case(case, samples_per_case=50)
-    assert first.values[0].size == 50 and first.weights.tolist() == [1.0] * 50
+    assert first.values[0].size == 50 and first.weights[0].tolist() == [1.0] * 50
     np.testing.assert_array_equal(first.values[0], again.values[0])
 
 
