@@ -1,0 +1,123 @@
+"""Plans made by autounet and by nnU-Net v2 for the same datasets at an 8 GB budget, side by side.
+
+Datasets: Hippocampus, ISBI 2012 EM, PH2 (../shared/data) and a synthetic anisotropic CT-like set
+(../shared/bench/make_synthetic.py --kind ct). For each dataset both tools fingerprint and plan; the script prints
+spacing, patch, batch, pooling (strides) and kernels per configuration, plus planning time.
+
+Usage: python bench/plans_vs_nnunet.py [--work DIR] [--ct-cases N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (SHARED, SHARED_DATA, autounet_cmd, link_dataset, nnunet_bin, nnunet_env,  # noqa: E402
+                          print_table, run_measured)
+
+BUDGET_GB = 8
+REAL = [(4, "Dataset004_Hippocampus"), (1, "Dataset001_ISBI2012EM"), (10, "Dataset010_PH2Dermoscopy")]
+SYNTHETIC_CT = (951, "Dataset951_SynthCT")
+
+
+def _axes(values) -> str:
+    return "x".join(str(int(v)) for v in values)
+
+
+def _spacing(values) -> str:
+    return "x".join(f"{float(v):.3g}" for v in values)
+
+
+def _strides(strides) -> str:
+    return " ".join(_axes(s) for s in strides[1:])
+
+
+def _kernels(kernels) -> str:
+    distinct = []
+    for k in kernels:
+        text = _axes(k)
+        if not distinct or distinct[-1][0] != text:
+            distinct.append([text, 1])
+        else:
+            distinct[-1][1] += 1
+    return " ".join(f"{t}*{n}" if n > 1 else t for t, n in distinct)
+
+
+def autounet_plans(dataset: Path, root: Path) -> tuple[dict, float]:
+    measured = run_measured(autounet_cmd("plan", str(dataset), "--root", str(root), "--gpu-memory", str(BUDGET_GB),
+                                         "--workers", "2"))
+    if measured.returncode != 0:
+        sys.exit(f"autounet plan failed:\n{measured.output}")
+    plans = json.loads((root / "preprocessed" / dataset.name / "plans.json").read_text())
+    rows = {}
+    for name, c in plans["configurations"].items():
+        spacing = c["spacing"][1:] if c["is_2d"] else c["spacing"]
+        rows[name] = dict(spacing=_spacing(spacing), patch=_axes(c["patch_size"]), batch=c["batch_size"],
+                          stages=len(c["network"]["strides"]), strides=_strides(c["network"]["strides"]),
+                          kernels=_kernels(c["network"]["kernel_sizes"]), memory=c["estimated_memory_gb"])
+    return rows, measured.wall_s
+
+
+def nnunet_plans(dataset_id: int, name: str, base: Path) -> tuple[dict, float]:
+    env = nnunet_env(base)
+    total = 0.0
+    for cmd in ([nnunet_bin("nnUNetv2_extract_fingerprint"), "-d", str(dataset_id), "-np", "2"],
+                [nnunet_bin("nnUNetv2_plan_experiment"), "-d", str(dataset_id)]):
+        measured = run_measured(cmd, env=env)
+        if measured.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed:\n{measured.output}")
+        total += measured.wall_s
+    plans = json.loads((base / "preprocessed" / name / "nnUNetPlans.json").read_text())
+    rows = {}
+    for config, c in plans["configurations"].items():
+        if "patch_size" not in c:
+            continue  # cascade entries inherit everything
+        arch = c["architecture"]["arch_kwargs"]
+        rows[config] = dict(spacing=_spacing(c["spacing"]), patch=_axes(c["patch_size"]), batch=c["batch_size"],
+                            stages=arch["n_stages"], strides=_strides(arch["strides"]),
+                            kernels=_kernels(arch["kernel_sizes"]), memory="")
+    return rows, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=None, help="working folder [default: a temporary one]")
+    parser.add_argument("--ct-cases", type=int, default=20)
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="plans_vs_nnunet_"))
+    ours, theirs = work / "autounet", work / "nnunet"
+    sources = [(i, n, SHARED_DATA / n) for i, n in REAL if (SHARED_DATA / n / "dataset.json").is_file()]
+    ct_folder = work / "synthetic" / SYNTHETIC_CT[1]
+    if not (ct_folder / "dataset.json").is_file():
+        subprocess.run([sys.executable, str(SHARED / "bench" / "make_synthetic.py"), "--out", str(ct_folder),
+                        "--kind", "ct", "--n", str(args.ct_cases), "--seed", "0"], check=True)
+    sources.append((*SYNTHETIC_CT, ct_folder))
+    header = ["dataset", "config", "tool", "spacing", "patch", "batch", "stages", "strides (after stage 0)",
+              "kernels", "est. GB"]
+    rows, timing = [], []
+    for dataset_id, name, source in sources:
+        linked = link_dataset(source, ours / "raw", name)
+        link_dataset(source, theirs / "raw", name)
+        our_rows, our_s = autounet_plans(linked, ours)
+        their_rows, their_s = nnunet_plans(dataset_id, name, theirs)
+        timing.append([name, f"{our_s:.1f}", f"{their_s:.1f}", f"{our_s / their_s:.2f}"])
+        for config in sorted(set(our_rows) | set(their_rows)):
+            for tool, table in (("autounet", our_rows), ("nnU-Net", their_rows)):
+                if config in table:
+                    r = table[config]
+                    rows.append([name.split("_", 1)[1], config, tool, r["spacing"], r["patch"], r["batch"],
+                                 r["stages"], r["strides"], r["kernels"], r["memory"]])
+                else:
+                    rows.append([name.split("_", 1)[1], config, tool, "(not planned)", "", "", "", "", "", ""])
+    print_table(f"Plans at {BUDGET_GB} GB: autounet vs nnU-Net v2", header, rows)
+    print_table("Fingerprint + plan wall time (s), one run", ["dataset", "autounet", "nnU-Net", "ratio"], timing)
+
+
+if __name__ == "__main__":
+    main()
