@@ -2,7 +2,9 @@
 
 Datasets: Hippocampus, ISBI 2012 EM, PH2 (../shared/data) and a synthetic anisotropic CT-like set
 (../shared/bench/make_synthetic.py --kind ct). For each dataset both tools fingerprint and plan; the script prints
-spacing, patch, batch, pooling (strides) and kernels per configuration, plus planning time.
+spacing, patch, batch, pooling (strides) and kernels per configuration, autounet's memory estimate for both plans
+(nnU-Net's network rebuilt as an autounet NetworkConfig) and the batch that estimate would allow at 8 GB without
+the 5 % dataset cap, plus the wall time of fingerprinting and planning.
 
 Usage: python bench/plans_vs_nnunet.py [--work DIR] [--ct-cases N]
 """
@@ -20,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (SHARED, SHARED_DATA, autounet_cmd, link_dataset, nnunet_bin, nnunet_env,  # noqa: E402
                           print_table, run_measured)
+from autounet.network import NetworkConfig  # noqa: E402
+from autounet.planning.fit import largest_fitting_batch  # noqa: E402
+from autounet.planning.memory import estimate_training_memory_gb  # noqa: E402
 
 BUDGET_GB = 8
 REAL = [(4, "Dataset004_Hippocampus"), (1, "Dataset001_ISBI2012EM"), (10, "Dataset010_PH2Dermoscopy")]
@@ -49,6 +54,11 @@ def _kernels(kernels) -> str:
     return " ".join(f"{t}*{n}" if n > 1 else t for t, n in distinct)
 
 
+def memory_only_batch(network: NetworkConfig, patch: list[int]) -> int:
+    """The batch autounet's memory model would allow at the budget without the 5 % dataset cap."""
+    return largest_fitting_batch(lambda b: estimate_training_memory_gb(network, patch, b), BUDGET_GB, 10**6)
+
+
 def autounet_plans(dataset: Path, root: Path) -> tuple[dict, float]:
     measured = run_measured(autounet_cmd("plan", str(dataset), "--root", str(root), "--gpu-memory", str(BUDGET_GB),
                                          "--workers", "2"))
@@ -60,8 +70,19 @@ def autounet_plans(dataset: Path, root: Path) -> tuple[dict, float]:
         spacing = c["spacing"][1:] if c["is_2d"] else c["spacing"]
         rows[name] = dict(spacing=_spacing(spacing), patch=_axes(c["patch_size"]), batch=c["batch_size"],
                           stages=len(c["network"]["strides"]), strides=_strides(c["network"]["strides"]),
-                          kernels=_kernels(c["network"]["kernel_sizes"]), memory=c["estimated_memory_gb"])
+                          kernels=_kernels(c["network"]["kernel_sizes"]), memory=c["estimated_memory_gb"],
+                          memory_batch=memory_only_batch(NetworkConfig(**c["network"]), c["patch_size"]))
     return rows, measured.wall_s
+
+
+def nnunet_network(arch: dict, dataset_json: dict) -> NetworkConfig:
+    """autounet's NetworkConfig for the PlainConvUNet an nnU-Net plan describes (same blocks, same widths)."""
+    conv_dim = 3 if arch["conv_op"].endswith("Conv3d") else 2
+    labels = [v for k, v in dataset_json["labels"].items() if k != "ignore"]
+    return NetworkConfig(conv_dim, len(dataset_json["channel_names"]), len(labels),
+                         list(arch["features_per_stage"]), [list(k) for k in arch["kernel_sizes"]],
+                         [list(s) for s in arch["strides"]], list(arch["n_conv_per_stage"]),
+                         list(arch["n_conv_per_stage_decoder"]))
 
 
 def nnunet_plans(dataset_id: int, name: str, base: Path) -> tuple[dict, float]:
@@ -74,14 +95,18 @@ def nnunet_plans(dataset_id: int, name: str, base: Path) -> tuple[dict, float]:
             sys.exit(f"{' '.join(cmd)} failed:\n{measured.output}")
         total += measured.wall_s
     plans = json.loads((base / "preprocessed" / name / "nnUNetPlans.json").read_text())
+    dataset_json = json.loads((base / "raw" / name / "dataset.json").read_text())
     rows = {}
     for config, c in plans["configurations"].items():
         if "patch_size" not in c:
             continue  # cascade entries inherit everything
         arch = c["architecture"]["arch_kwargs"]
+        network = nnunet_network(arch, dataset_json)
         rows[config] = dict(spacing=_spacing(c["spacing"]), patch=_axes(c["patch_size"]), batch=c["batch_size"],
                             stages=arch["n_stages"], strides=_strides(arch["strides"]),
-                            kernels=_kernels(arch["kernel_sizes"]), memory="")
+                            kernels=_kernels(arch["kernel_sizes"]),
+                            memory=round(estimate_training_memory_gb(network, c["patch_size"], c["batch_size"]), 3),
+                            memory_batch=memory_only_batch(network, list(c["patch_size"])))
     return rows, total
 
 
@@ -99,7 +124,7 @@ def main() -> None:
                         "--kind", "ct", "--n", str(args.ct_cases), "--seed", "0"], check=True)
     sources.append((*SYNTHETIC_CT, ct_folder))
     header = ["dataset", "config", "tool", "spacing", "patch", "batch", "stages", "strides (after stage 0)",
-              "kernels", "est. GB"]
+              "kernels", "est. GB", "batch by memory alone"]
     rows, timing = [], []
     for dataset_id, name, source in sources:
         linked = link_dataset(source, ours / "raw", name)
@@ -112,9 +137,9 @@ def main() -> None:
                 if config in table:
                     r = table[config]
                     rows.append([name.split("_", 1)[1], config, tool, r["spacing"], r["patch"], r["batch"],
-                                 r["stages"], r["strides"], r["kernels"], r["memory"]])
+                                 r["stages"], r["strides"], r["kernels"], r["memory"], r["memory_batch"]])
                 else:
-                    rows.append([name.split("_", 1)[1], config, tool, "(not planned)", "", "", "", "", "", ""])
+                    rows.append([name.split("_", 1)[1], config, tool, "(not planned)", "", "", "", "", "", "", ""])
     print_table(f"Plans at {BUDGET_GB} GB: autounet vs nnU-Net v2", header, rows)
     print_table("Fingerprint + plan wall time (s), one run", ["dataset", "autounet", "nnU-Net", "ratio"], timing)
 

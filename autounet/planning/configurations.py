@@ -125,8 +125,11 @@ class ConfigurationPlanner:
 
 
 def plan_configurations(fingerprint: Fingerprint, num_classes: int, budget_gb: float,
-                        names: list[str] | None = None, amp: bool = True) -> dict[str, ConfigurationPlan]:
+                        names: list[str] | None = None, amp: bool = True,
+                        notes: list[str] | None = None) -> dict[str, ConfigurationPlan]:
     """Plan the configurations called ``names`` (default: all that apply to the data).
+
+    Sentences for the user (e.g. why 3d_lowres was not planned) are appended to ``notes``.
 
     2D data gets only ``2d``; 3D data gets ``2d``, ``3d_fullres`` and, when the
     fullres patch covers under a quarter of the median image, ``3d_lowres``
@@ -149,6 +152,14 @@ def plan_configurations(fingerprint: Fingerprint, num_classes: int, budget_gb: f
         if "3d_fullres" in wanted:
             plans["3d_fullres"] = fullres
         lowres = planner.plan_3d_lowres(fullres) if "3d_lowres" in wanted else None
+        if lowres is None and names and "3d_lowres" in names:
+            message = (f"3d_lowres is not needed: the 3d_fullres patch covers "
+                       f"{coverage(fullres.patch_size, fullres.median_shape):.0%} of the median image (a cascade is "
+                       f"planned below {LOWRES_COVERAGE_THRESHOLD:.0%})")
+            if len(names) == 1:
+                raise UserError(f"dataset {fingerprint.dataset_name}: {message}; plan 3d_fullres instead.")
+            if notes is not None:
+                notes.append(message)
         if lowres is not None:
             plans["3d_lowres"] = lowres
             cascade = copy.deepcopy(fullres)
