@@ -77,12 +77,15 @@ VERIFY_SAFETY = 0.97
 
 def verify_configurations(configurations: dict[str, ConfigurationPlan], budget_gb: float,
                           replan: Callable[[str, float], ConfigurationPlan], amp: bool = True,
+                          measure: Callable[[ConfigurationPlan, bool], float] | None = None,
                           ) -> dict[str, ConfigurationPlan]:
     """Measure each configuration's real step; re-plan any that overshoots for a smaller budget (up to 3 times).
 
-    ``replan(name, budget_gb)`` plans one configuration for a budget. The
-    result holds ``measured_memory_gb`` beside each estimate.
+    ``replan(name, budget_gb)`` plans one configuration for a budget;
+    ``measure(plan, amp)`` defaults to a real step on the CUDA GPU. The result
+    holds ``measured_memory_gb`` beside each estimate.
     """
+    measure = measure or measure_cuda_step_gb
     verified: dict[str, ConfigurationPlan] = {}
     for name, plan in configurations.items():
         if plan.previous_stage is not None and plan.data_identifier in verified:
@@ -91,13 +94,13 @@ def verify_configurations(configurations: dict[str, ConfigurationPlan], budget_g
             verified[name] = plan
             continue
         target = budget_gb
-        measured = measure_cuda_step_gb(plan, amp)
+        measured = measure(plan, amp)
         for _ in range(VERIFY_RETRIES):
             if measured <= budget_gb:
                 break
             target = target * VERIFY_SAFETY * (budget_gb / measured if measured != float("inf") else 0.8)
             plan = replan(name, target)
-            measured = measure_cuda_step_gb(plan, amp)
+            measured = measure(plan, amp)
         if measured > budget_gb:
             raise UserError(f"configuration {name}: a real training step still needs more than the "
                             f"{budget_gb:g} GB budget after {VERIFY_RETRIES} smaller plans; give less --gpu-memory.")
