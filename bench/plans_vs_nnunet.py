@@ -6,7 +6,10 @@ spacing, patch, batch, pooling (strides) and kernels per configuration, autounet
 (nnU-Net's network rebuilt as an autounet NetworkConfig) and the batch that estimate would allow at 8 GB without
 the 5 % dataset cap, plus the wall time of fingerprinting and planning.
 
-Usage: python bench/plans_vs_nnunet.py [--work DIR] [--ct-cases N]
+Then two made-up fingerprints with large images (a liver-CT-like and a brain-MRI-like set), where memory rather
+than image size limits the patch, planned from the fingerprint alone by both tools.
+
+Usage: python bench/plans_vs_nnunet.py [--work DIR] [--ct-cases N] [--skip-real]
 """
 
 from __future__ import annotations
@@ -59,12 +62,12 @@ def memory_only_batch(network: NetworkConfig, patch: list[int]) -> int:
     return largest_fitting_batch(lambda b: estimate_training_memory_gb(network, patch, b), BUDGET_GB, 10**6)
 
 
-def autounet_plans(dataset: Path, root: Path) -> tuple[dict, float]:
-    measured = run_measured(autounet_cmd("plan", str(dataset), "--root", str(root), "--gpu-memory", str(BUDGET_GB),
+def autounet_plans(dataset: str, root: Path) -> tuple[dict, float]:
+    measured = run_measured(autounet_cmd("plan", dataset, "--root", str(root), "--gpu-memory", str(BUDGET_GB),
                                          "--workers", "2"))
     if measured.returncode != 0:
         sys.exit(f"autounet plan failed:\n{measured.output}")
-    plans = json.loads((root / "preprocessed" / dataset.name / "plans.json").read_text())
+    plans = json.loads((root / "preprocessed" / Path(dataset).name / "plans.json").read_text())
     rows = {}
     for name, c in plans["configurations"].items():
         spacing = c["spacing"][1:] if c["is_2d"] else c["spacing"]
@@ -85,11 +88,13 @@ def nnunet_network(arch: dict, dataset_json: dict) -> NetworkConfig:
                          list(arch["n_conv_per_stage_decoder"]))
 
 
-def nnunet_plans(dataset_id: int, name: str, base: Path) -> tuple[dict, float]:
+def nnunet_plans(dataset_id: int, name: str, base: Path, fingerprint: bool = True) -> tuple[dict, float]:
     env = nnunet_env(base)
     total = 0.0
-    for cmd in ([nnunet_bin("nnUNetv2_extract_fingerprint"), "-d", str(dataset_id), "-np", "2"],
-                [nnunet_bin("nnUNetv2_plan_experiment"), "-d", str(dataset_id)]):
+    commands = [[nnunet_bin("nnUNetv2_plan_experiment"), "-d", str(dataset_id)]]
+    if fingerprint:
+        commands.insert(0, [nnunet_bin("nnUNetv2_extract_fingerprint"), "-d", str(dataset_id), "-np", "2"])
+    for cmd in commands:
         measured = run_measured(cmd, env=env)
         if measured.returncode != 0:
             sys.exit(f"{' '.join(cmd)} failed:\n{measured.output}")
@@ -110,10 +115,56 @@ def nnunet_plans(dataset_id: int, name: str, base: Path) -> tuple[dict, float]:
     return rows, total
 
 
+MEMORY_BOUND = [  # (id, name, median shape (z, y, x), spacing, cases, channel): large images, patch set by memory
+    (952, "Dataset952_FingerprintLiverCT", (120, 512, 512), (2.5, 0.78, 0.78), 100, "CT"),
+    (953, "Dataset953_FingerprintBrainMRI", (160, 192, 160), (1.0, 1.0, 1.0), 400, "T1"),
+]
+
+
+def write_fingerprint_only_dataset(dataset_id: int, name: str, shape, spacing, cases: int, channel: str,
+                                   ours: Path, theirs: Path) -> None:
+    """The same made-up fingerprint for both tools (no images: planning needs only the fingerprint).
+
+    nnU-Net's planner opens one image to pick its reader, so a tiny one is written for it.
+    """
+    import numpy as np
+    import SimpleITK as sitk
+
+    from autounet.fingerprint import CaseFingerprint, ChannelStats, Fingerprint, save_fingerprint
+
+    rng = np.random.default_rng(dataset_id)
+    shapes = [[int(round(s * f)) for s, f in zip(shape, rng.uniform(0.85, 1.15, 3))] for _ in range(cases)]
+    labels = {"background": 0, "organ": 1, "lesion": 2}
+    stats = dict(max=1500.0, mean=80.0, median=85.0, min=-1000.0, percentile_00_5=-200.0, percentile_99_5=300.0,
+                 std=60.0)
+    fingerprint = Fingerprint(
+        dataset_name=name, is_2d=False, channel_names={0: channel}, label_values=[0, 1, 2],
+        cases=[CaseFingerprint(f"case_{i:03d}", tuple(sh), tuple(spacing), [[0, x] for x in sh], tuple(sh))
+               for i, sh in enumerate(shapes)],
+        channels=[ChannelStats(stats["mean"], stats["std"], stats["median"], stats["min"], stats["max"],
+                               stats["percentile_00_5"], stats["percentile_99_5"])])
+    save_fingerprint(fingerprint, ours / "preprocessed" / name)
+    raw = theirs / "raw" / name
+    for sub in ("imagesTr", "labelsTr"):
+        (raw / sub).mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(np.zeros((4, 4, 4), np.float32))
+    image.SetSpacing(tuple(float(v) for v in spacing[::-1]))
+    sitk.WriteImage(image, str(raw / "imagesTr" / "case_000_0000.nii.gz"))
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkUInt8), str(raw / "labelsTr" / "case_000.nii.gz"))
+    (raw / "dataset.json").write_text(json.dumps({"channel_names": {"0": channel}, "labels": labels,
+                                                  "numTraining": cases, "file_ending": ".nii.gz"}))
+    nnunet_fingerprint = {"foreground_intensity_properties_per_channel": {"0": stats},
+                          "median_relative_size_after_cropping": 1.0, "shapes_after_crop": shapes,
+                          "spacings": [list(spacing)] * cases}
+    (theirs / "preprocessed" / name).mkdir(parents=True, exist_ok=True)
+    (theirs / "preprocessed" / name / "dataset_fingerprint.json").write_text(json.dumps(nnunet_fingerprint))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=None, help="working folder [default: a temporary one]")
     parser.add_argument("--ct-cases", type=int, default=20)
+    parser.add_argument("--skip-real", action="store_true", help="only the made-up memory-bound fingerprints")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="plans_vs_nnunet_"))
     ours, theirs = work / "autounet", work / "nnunet"
@@ -126,22 +177,39 @@ def main() -> None:
     header = ["dataset", "config", "tool", "spacing", "patch", "batch", "stages", "strides (after stage 0)",
               "kernels", "est. GB", "batch by memory alone"]
     rows, timing = [], []
-    for dataset_id, name, source in sources:
+    for dataset_id, name, source in [] if args.skip_real else sources:
         linked = link_dataset(source, ours / "raw", name)
         link_dataset(source, theirs / "raw", name)
-        our_rows, our_s = autounet_plans(linked, ours)
+        our_rows, our_s = autounet_plans(str(linked), ours)
         their_rows, their_s = nnunet_plans(dataset_id, name, theirs)
         timing.append([name, f"{our_s:.1f}", f"{their_s:.1f}", f"{our_s / their_s:.2f}"])
-        for config in sorted(set(our_rows) | set(their_rows)):
-            for tool, table in (("autounet", our_rows), ("nnU-Net", their_rows)):
-                if config in table:
-                    r = table[config]
-                    rows.append([name.split("_", 1)[1], config, tool, r["spacing"], r["patch"], r["batch"],
-                                 r["stages"], r["strides"], r["kernels"], r["memory"], r["memory_batch"]])
-                else:
-                    rows.append([name.split("_", 1)[1], config, tool, "(not planned)", "", "", "", "", "", "", ""])
-    print_table(f"Plans at {BUDGET_GB} GB: autounet vs nnU-Net v2", header, rows)
-    print_table("Fingerprint + plan wall time (s), one run", ["dataset", "autounet", "nnU-Net", "ratio"], timing)
+        rows.extend(side_by_side(name, our_rows, their_rows))
+    if rows:
+        print_table(f"Plans at {BUDGET_GB} GB: autounet vs nnU-Net v2", header, rows)
+        print_table("Verify + fingerprint + plan wall time (s), one run",
+                    ["dataset", "autounet", "nnU-Net", "ratio"], timing)
+    rows, timing = [], []
+    for dataset_id, name, shape, spacing, cases, channel in MEMORY_BOUND:
+        write_fingerprint_only_dataset(dataset_id, name, shape, spacing, cases, channel, ours, theirs)
+        our_rows, our_s = autounet_plans(name, ours)
+        their_rows, their_s = nnunet_plans(dataset_id, name, theirs, fingerprint=False)
+        timing.append([name, f"{our_s:.1f}", f"{their_s:.1f}", f"{our_s / their_s:.2f}"])
+        rows.extend(side_by_side(name, our_rows, their_rows))
+    print_table(f"Memory-bound made-up fingerprints at {BUDGET_GB} GB: autounet vs nnU-Net v2", header, rows)
+    print_table("Plan wall time from a fingerprint (s), one run", ["dataset", "autounet", "nnU-Net", "ratio"], timing)
+
+
+def side_by_side(name: str, our_rows: dict, their_rows: dict) -> list[list]:
+    rows = []
+    for config in sorted(set(our_rows) | set(their_rows)):
+        for tool, table in (("autounet", our_rows), ("nnU-Net", their_rows)):
+            if config in table:
+                r = table[config]
+                rows.append([name.split("_", 1)[1], config, tool, r["spacing"], r["patch"], r["batch"],
+                             r["stages"], r["strides"], r["kernels"], r["memory"], r["memory_batch"]])
+            else:
+                rows.append([name.split("_", 1)[1], config, tool, "(not planned)", "", "", "", "", "", "", ""])
+    return rows
 
 
 if __name__ == "__main__":
