@@ -103,8 +103,8 @@ def nnunet_plans(dataset_id: int, name: str, base: Path, fingerprint: bool = Tru
     dataset_json = json.loads((base / "raw" / name / "dataset.json").read_text())
     rows = {}
     for config, c in plans["configurations"].items():
-        if "patch_size" not in c:
-            continue  # cascade entries inherit everything
+        if "inherits_from" in c:  # e.g. 3d_cascade_fullres: 3d_fullres with a previous stage
+            c = {**plans["configurations"][c["inherits_from"]], **c}
         arch = c["architecture"]["arch_kwargs"]
         network = nnunet_network(arch, dataset_json)
         rows[config] = dict(spacing=_spacing(c["spacing"]), patch=_axes(c["patch_size"]), batch=c["batch_size"],
