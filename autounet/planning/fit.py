@@ -88,6 +88,22 @@ def fit_to_budget(spacing: list[float], median_shape: list[int], in_channels: in
     return FittedConfiguration(topology.patch_size, batch, network, estimate(low, batch))
 
 
+def rough_patch_size(spacing: list[float], median_shape: list[int], reference: NetworkConfig, budget_gb: float,
+                     dataset_voxels: float, amp: bool = True) -> list[int]:
+    """About the patch :func:`fit_to_budget` chooses, from ``reference``'s voxel-scaled memory profile (no tracing).
+
+    For searches over many spacings; the final choice is always fitted exactly.
+    """
+    sequence = shrink_sequence(spacing, median_shape)
+    fit_batch = PATCH_FIT_BATCH_2D if len(spacing) == 2 else PATCH_FIT_BATCH_3D
+    fit_cap = min(fit_batch, max_batch_by_dataset(sequence[-1].patch_size, dataset_voxels))
+    for topology in sequence:
+        batch = min(fit_cap, max_batch_by_dataset(topology.patch_size, dataset_voxels))
+        if scaled_estimate_gb(reference, topology.patch_size, batch, amp) <= budget_gb:
+            return topology.patch_size
+    return sequence[-1].patch_size
+
+
 def first_fitting(sequence: list[Topology], fits, roughly_fits) -> int | None:
     """Index of the first (largest) topology that ``fits``; None when none does.
 
