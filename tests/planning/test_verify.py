@@ -44,3 +44,22 @@ def test_a_step_that_never_fits_is_an_error():
     planned = {"3d_fullres": replan("3d_fullres", BUDGET)}
     with pytest.raises(UserError, match="still needs more"):
         verify_configurations(planned, BUDGET, replan, measure=lambda plan, amp: float("inf"))
+
+
+def test_the_verification_step_trains_on_the_cpu():
+    import torch
+
+    from autounet.network import NetworkConfig, build_network
+    from autounet.planning.plans import ConfigurationPlan
+    from autounet.planning.verify_step import real_training_step
+
+    network = NetworkConfig(3, 1, 3, [4, 8], [[3, 3, 3]] * 2, [[1, 1, 1], [2, 2, 2]])
+    plan = ConfigurationPlan("3d_fullres", "3d_fullres", False, [1.0] * 3, [8, 8, 8], [8, 8, 8], 2, network,
+                             ["zscore"], [False])
+    torch.manual_seed(0)
+    untrained = build_network(network)
+    torch.manual_seed(0)
+    trained = real_training_step(plan, "cpu", amp=False)  # the same code runs on CUDA under --verify
+    pairs = list(zip(untrained.parameters(), trained.parameters()))
+    assert all(torch.isfinite(after).all() for _, after in pairs)
+    assert any(not torch.equal(before, after) for before, after in pairs)
