@@ -238,3 +238,9 @@ def estimate_training_memory_gb(network: NetworkConfig, patch_size, batch_size: 
     """
     key = json.dumps(asdict(network), sort_keys=True)
     return _estimate_cached(key, tuple(int(p) for p in patch_size), int(batch_size), bool(amp))
+
+
+def memory_model_settings(amp: bool = True) -> dict:
+    """The margins and precision the estimates in a plan were made with (stored in plans.json for reference)."""
+    return {"mixed_precision": amp, "cuda_context_gb": CUDA_CONTEXT_GB, "cudnn_workspace_gb": CUDNN_WORKSPACE_GB,
+            "allocator_overhead": ALLOCATOR_OVERHEAD}

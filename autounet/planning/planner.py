@@ -12,6 +12,7 @@ from autounet.fingerprint.model import FINGERPRINT_FILE
 from autounet.paths import DatasetLocation
 from autounet.planning.budget import MemoryBudget, memory_budget
 from autounet.planning.configurations import plan_configurations
+from autounet.planning.memory import memory_model_settings
 from autounet.planning.plans import ConfigurationPlan, Plans, save_plans
 from autounet.planning.verify_step import require_cuda_for_verify, verify_configurations
 
@@ -116,7 +117,7 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
         report.warnings.extend(budget.warnings)
     plans = Plans(dataset_name=location.name, hardware=budget.hardware, memory_budget_gb=budget.gb,
                   configurations=planned, intensity_stats=list(fingerprint.channels),
-                  raw_digest=fingerprint.raw_digest)
+                  raw_digest=fingerprint.raw_digest, extra={"memory_model": memory_model_settings()})
     save_plans(plans, location.preprocessed)
     return plans
 
