@@ -1,0 +1,135 @@
+"""Trained models as one zip file: exported from a data root, installed into another.
+
+The zip holds ``<DatasetXXX_Name>/<configuration>/fold_<K>/`` with plans.json, dataset.json,
+training_config.json and the chosen checkpoint's safetensors weights, the dataset's inference choice
+(inference.json) when find-best wrote one, and a manifest ``autounet_model.json``. Nothing in it is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from autounet.errors import UserError
+from autounet.inference.model_folder import (CHECKPOINTS, TRAINING_CONFIG_FILE, fold_folders,
+                                             trained_configurations, trained_fold, weights_file)
+from autounet.utils.atomic import atomic_path, write_bytes
+from autounet.utils.serde import load_dataclass, to_json_value
+
+MANIFEST_FILE = "autounet_model.json"
+FOLD_FILES = ("plans.json", "dataset.json", TRAINING_CONFIG_FILE)
+DATASET_FILES = ("inference.json",)
+"""Files of the dataset's results folder that travel with the model (find-best's choice)."""
+ALLOWED_SUFFIXES = (".json", ".safetensors")
+
+
+@dataclass
+class ModelManifest:
+    """What an exported model zip holds."""
+
+    dataset: str
+    configurations: list[str]
+    folds: dict[str, list[str]]
+    checkpoint: str
+    files: list[str] = field(default_factory=list)
+
+
+def export_model(dataset_results: Path, target: Path, configurations: Sequence[str] | None = None,
+                 folds: Sequence[int | str] | None = None, checkpoint: str = "final") -> ModelManifest:
+    """Write the trained folds of ``dataset_results`` (all configurations, or the chosen ones) to zip ``target``.
+
+    Example:
+        >>> export_model(Path("results/Dataset004_Hippocampus"), Path("hippo.zip"), ["3d_fullres"])  # doctest: +SKIP
+    """
+    dataset_results = Path(dataset_results)
+    dataset = dataset_results.name
+    available = trained_configurations(dataset_results)
+    chosen = list(configurations) if configurations else available
+    unknown = [c for c in chosen if c not in available]
+    if not chosen or unknown:
+        raise UserError(f"{dataset_results}: no trained configuration {', '.join(unknown) or ''} to export "
+                        f"(trained: {', '.join(available) or 'none'}).")
+    entries: dict[str, Path] = {}
+    fold_labels: dict[str, list[str]] = {}
+    for configuration in chosen:
+        folders = fold_folders(dataset_results / configuration)
+        if folds is not None:
+            wanted = {str(f) for f in folds}
+            folders = [f for f in folders if f.name.split("_", 1)[1] in wanted]
+        if not folders:
+            raise UserError(f"{dataset_results / configuration}: none of folds {list(folds or [])} is trained.")
+        fold_labels[configuration] = []
+        for folder in folders:
+            fold = trained_fold(folder, checkpoint)
+            fold_labels[configuration].append(fold.fold)
+            prefix = f"{dataset}/{configuration}/{folder.name}"
+            entries[f"{prefix}/{fold.weights.name}"] = fold.weights
+            for name in FOLD_FILES:
+                if not (folder / name).is_file():
+                    raise UserError(f"{folder / name}: missing; the fold folder is incomplete.")
+                entries[f"{prefix}/{name}"] = folder / name
+    for name in DATASET_FILES:
+        if (dataset_results / name).is_file():
+            entries[f"{dataset}/{name}"] = dataset_results / name
+    manifest = ModelManifest(dataset, chosen, fold_labels, checkpoint, sorted(entries))
+    with atomic_path(target) as tmp:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            archive.writestr(MANIFEST_FILE, json.dumps(to_json_value(manifest), indent=2),
+                             compress_type=zipfile.ZIP_DEFLATED)
+            for name, path in entries.items():
+                method = zipfile.ZIP_STORED if name.endswith(".safetensors") else zipfile.ZIP_DEFLATED
+                archive.write(path, name, compress_type=method)
+    return manifest
+
+
+def _checked_member(name: str, archive_path: Path, dataset: str) -> PurePosixPath:
+    """A zip entry's path, refused when it could land outside the dataset's folder or is not a model file."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or "\\" in name or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise UserError(f"{archive_path}: entry '{name}' has an absolute or parent ('..') path; refusing to install.")
+    if name == MANIFEST_FILE:
+        return path
+    if not path.parts or path.parts[0] != dataset or path.suffix not in ALLOWED_SUFFIXES:
+        raise UserError(f"{archive_path}: entry '{name}' is not a file of model {dataset}; refusing to install.")
+    return path
+
+
+def read_manifest(archive_path: Path) -> ModelManifest:
+    """The manifest of a model zip; a clear error when the file is not one."""
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            data = json.loads(archive.read(MANIFEST_FILE))
+        return load_dataclass(ModelManifest, data)
+    except (OSError, zipfile.BadZipFile, KeyError, json.JSONDecodeError, TypeError) as error:
+        raise UserError(f"{archive_path}: not an autounet model zip ({error}).") from error
+
+
+def install_model(archive_path: Path, results_folder: Path, overwrite: bool = False) -> ModelManifest:
+    """Unpack a model zip into ``results_folder/<DatasetXXX_Name>/``; returns its manifest.
+
+    Every entry is checked before anything is written; existing fold folders are kept unless ``overwrite``.
+    """
+    archive_path = Path(archive_path)
+    manifest = read_manifest(archive_path)
+    if manifest.checkpoint not in CHECKPOINTS:
+        raise UserError(f"{archive_path}: unknown checkpoint '{manifest.checkpoint}' in its manifest.")
+    with zipfile.ZipFile(archive_path) as archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        paths = {m.filename: _checked_member(m.filename, archive_path, manifest.dataset) for m in members}
+        target_root = Path(results_folder)
+        if not overwrite:
+            for configuration, labels in manifest.folds.items():
+                for label in labels:
+                    existing = weights_file(target_root / manifest.dataset / configuration / f"fold_{label}",
+                                            manifest.checkpoint)
+                    if existing.exists():
+                        raise UserError(f"{existing}: already installed; pass --overwrite to replace it.")
+        # training_config.json marks a fold folder as complete, so it is written after the weights.
+        ordered = sorted((m for m in members if m.filename != MANIFEST_FILE),
+                         key=lambda m: paths[m.filename].name == TRAINING_CONFIG_FILE)
+        for member in ordered:
+            write_bytes(target_root.joinpath(*paths[member.filename].parts), archive.read(member))
+    return manifest

@@ -1,0 +1,97 @@
+"""The images to predict: a folder of ``CASE_XXXX.ext`` channel files, single files, or a list of both.
+
+Channel files of one case are grouped by their case identifier; a file that does not follow the
+``CASE_XXXX`` convention is a single-channel case of its own named after the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from autounet.dataset.cases import split_channel_name
+from autounet.errors import ImageReadError, UserError
+from autounet.io import Geometry, file_ending, read_volume
+
+
+@dataclass(frozen=True)
+class InputCase:
+    """One case to predict: its identifier, its channel files in channel order, and their file ending."""
+
+    case_id: str
+    files: tuple[Path, ...]
+    ending: str
+
+    def output_name(self) -> str:
+        """The file name of its segmentation: the case identifier with the input's ending."""
+        return f"{self.case_id}{self.ending}"
+
+
+def _files_of(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and file_ending(p)
+                            and not p.name.startswith("."))
+        elif path.is_file():
+            if not file_ending(path):
+                raise ImageReadError(f"{path}: not an image file autounet reads (unsupported ending).")
+            files.append(path)
+        else:
+            raise UserError(f"{path}: no such file or folder.")
+    return files
+
+
+def collect_cases(paths: Sequence[Path]) -> list[InputCase]:
+    """The cases in ``paths`` (folders and files), sorted by identifier.
+
+    Example:
+        >>> collect_cases([Path("imagesTs")])  # doctest: +SKIP
+        [InputCase(case_id='case_001', files=(PosixPath('imagesTs/case_001_0000.nii.gz'),), ending='.nii.gz')]
+    """
+    groups: dict[tuple[str, str], dict[int, Path]] = {}
+    for path in _files_of(paths):
+        ending = file_ending(path)
+        parsed = split_channel_name(path.name, ending)
+        case_id, channel = parsed if parsed else (path.name[: -len(ending)], 0)
+        channels = groups.setdefault((case_id, ending), {})
+        if channel in channels and channels[channel] != path:
+            raise UserError(f"{path}: channel {channel} of case '{case_id}' is given twice "
+                            f"(also {channels[channel]}).")
+        channels[channel] = path
+    cases = [InputCase(case_id, tuple(channels[c] for c in sorted(channels)), ending)
+             for (case_id, ending), channels in groups.items()]
+    return sorted(cases, key=lambda case: case.case_id)
+
+
+def read_case(case: InputCase) -> tuple[np.ndarray, Geometry]:
+    """The case's image ``(C, Z, Y, X)`` float32 and geometry, its channel files stacked in order.
+
+    Raises a :class:`UserError` naming the file when a channel file is missing, a file is unreadable, or the
+    channels disagree in shape, spacing, origin or direction. (An RGB file holds three channels.)
+    """
+    numbers = [split_channel_name(f.name, case.ending) for f in case.files]
+    indices = [n[1] if n else 0 for n in numbers]
+    if indices != list(range(len(case.files))):
+        missing = sorted(set(range(max(indices) + 1)) - set(indices))
+        raise UserError(f"case '{case.case_id}': channel file(s) {', '.join(f'{case.case_id}_{m:04d}{case.ending}' for m in missing)}"
+                        f" missing in {case.files[0].parent}.")
+    arrays, geometry = [], None
+    for path in case.files:
+        array, current = read_volume(path)
+        if geometry is None:
+            geometry = current
+        else:
+            if array.shape[1:] != arrays[0].shape[1:]:
+                raise ImageReadError(f"{path}: shape {array.shape[1:]} differs from {case.files[0].name} "
+                                     f"({arrays[0].shape[1:]}).")
+            differing = current.matches(geometry)
+            if differing:
+                raise ImageReadError(f"{path}: {' and '.join(differing)} differ(s) from {case.files[0].name}; "
+                                     f"all channels of a case must share one geometry.")
+        arrays.append(array.astype(np.float32, copy=False))
+    return np.concatenate(arrays, axis=0), geometry  # type: ignore[return-value]

@@ -1,0 +1,214 @@
+"""The Python API for segmenting images with trained models.
+
+Example:
+    >>> predictor = Predictor.from_model_folder(Path("results/Dataset004_Hippocampus/3d_fullres"))  # doctest: +SKIP
+    >>> image, geometry = read_image(["hippocampus_001_0000.nii.gz"])                                # doctest: +SKIP
+    >>> prediction = predictor.predict(image, geometry)                                             # doctest: +SKIP
+    >>> prediction.labels.shape == image.shape[1:]                                                  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from autounet.dataset.spec import DatasetSpec
+from autounet.errors import UserError
+from autounet.inference.model_folder import (TrainedConfiguration, is_fold_folder, load_network,
+                                             load_trained_configuration, trained_configurations)
+from autounet.inference.probabilities import output_label_values, to_labels, to_probabilities
+from autounet.inference.restore import restore_all_probabilities, restore_labels_of
+from autounet.inference.sliding_window import WindowSettings, predict_logits
+from autounet.io.geometry import Geometry
+
+LabelTransform = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Prediction:
+    """A segmentation in the input's original geometry: labels ``(Z, Y, X)`` and, when asked for,
+    probabilities ``(K, Z, Y, X)`` (one channel per output of the network, background first)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+def resolve_device(device: str = "auto", threads: int | None = None) -> torch.device:
+    """The torch device for ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:1`` or ``mps``.
+
+    On the CPU, torch uses ``threads`` threads when given, else its default (one per physical core); fewer
+    threads help on machines shared with other jobs.
+    """
+    from autounet.hardware import detect_accelerator
+
+    if device.startswith("cuda:"):
+        detect_accelerator("cuda")
+        chosen = torch.device(device)
+    else:
+        chosen = torch.device(detect_accelerator(device).kind)
+    if chosen.type == "cpu" and threads:
+        torch.set_num_threads(threads)
+    return chosen
+
+
+def tiles_per_pass(device: torch.device, settings_patch: Sequence[int], features: Sequence[int]) -> int:
+    """How many network inputs go through one forward pass on ``device``.
+
+    On a GPU, as many as a third of its free memory holds (estimated from the feature maps of one input, at
+    most 16); on the CPU, one at a time, since larger batches did not run faster there (bench/predict.py).
+    """
+    if device.type != "cuda":
+        return 1
+    voxels = float(np.prod(settings_patch))
+    per_input = 4 * 8 * sum(f * voxels / 2 ** (len(settings_patch) * s) for s, f in enumerate(features))
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(1, min(16, free / 3 // per_input)))
+
+
+class ConfigurationModel:
+    """One trained configuration on a device: its fold networks, how it tiles, and its cascade's first stage."""
+
+    def __init__(self, trained: TrainedConfiguration, device: torch.device, mirror: bool, step: float,
+                 previous: "ConfigurationModel | None" = None):
+        plan = trained.plan
+        self.trained = trained
+        self.device = device
+        self.previous = previous
+        self.networks = [load_network(fold, plan, device) for fold in trained.folds]
+        patch = tuple(plan.patch_size)
+        self.settings = WindowSettings(patch, tuple(plan.network.total_downsampling()), step, mirror,
+                                       tiles_per_pass(device, patch, plan.network.features_per_stage))
+
+    @property
+    def name(self) -> str:
+        return self.trained.name
+
+    def _preprocess(self, image: np.ndarray, geometry: Geometry, case_id: str):
+        from autounet.preprocessing.pipeline import preprocess_case
+
+        plans, plan = self.trained.plans, self.trained.plan
+        if self.previous is None:
+            data, _, properties = preprocess_case(image, geometry, None, plans, plan, case_id)
+            return data, properties
+        first_stage = self.previous.predict_labels(image, geometry, case_id)
+        data, seg, properties = preprocess_case(image, geometry, first_stage, plans, plan, case_id)
+        foreground = output_label_values(self.previous.trained.spec)[1:]
+        one_hot = np.stack([(seg[0] == value) for value in foreground]).astype(np.float32)
+        return np.concatenate([data, one_hot]), properties
+
+    def preprocessed_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str):
+        """Fold-averaged probabilities on the preprocessed grid ``(K, z, y, x)`` and the case's properties."""
+        data, properties = self._preprocess(image, geometry, case_id)
+        outputs = self.trained.plan.network.num_classes
+        regions = self.trained.spec.has_regions
+        total = None
+        for network in self.networks:
+            logits = predict_logits(network, data, outputs, self.settings, self.device)
+            probabilities = to_probabilities(logits, regions)
+            total = probabilities if total is None else total.add_(probabilities)
+        return total.div_(len(self.networks)), properties
+
+    def predict_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
+        """Probabilities ``(K, Z, Y, X)`` in the image's original geometry."""
+        probabilities, properties = self.preprocessed_probabilities(image, geometry, case_id)
+        return restore_all_probabilities(probabilities, properties, self.trained.plan, self.trained.spec)
+
+    def predict_labels(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
+        """Labels ``(Z, Y, X)`` in the original geometry (without keeping K full-size probability arrays)."""
+        probabilities, properties = self.preprocessed_probabilities(image, geometry, case_id)
+        return restore_labels_of(probabilities, properties, self.trained.plan, self.trained.spec)
+
+
+class Predictor:
+    """Segments images with one trained configuration, or an ensemble of several, averaging their folds.
+
+    ``postprocess`` (optional) maps the final label map to the written one, e.g. keeping the largest
+    component as chosen by ``autounet find-best``.
+    """
+
+    def __init__(self, models: list[ConfigurationModel], postprocess: LabelTransform | None = None):
+        if not models:
+            raise UserError("no trained configuration was given to predict with.")
+        self.models = models
+        self.postprocess = postprocess
+
+    @classmethod
+    def from_trained(cls, trained: Sequence[TrainedConfiguration], device: str = "auto", tta: bool = True,
+                     step: float = 0.5, checkpoint: str = "final",
+                     postprocess: LabelTransform | None = None, threads: int | None = None) -> "Predictor":
+        """A predictor for already located trained configurations (their cascades' first stages are loaded
+        from the sibling configuration folders)."""
+        if not 0 < step <= 1:
+            raise UserError(f"--step must be in (0, 1], got {step}.")
+        torch_device = resolve_device(device, threads)
+        models = []
+        for configuration in trained:
+            previous = None
+            if configuration.plan.previous_stage:
+                sibling = configuration.folds[0].folder.parent.parent / configuration.plan.previous_stage
+                first = load_trained_configuration(sibling, None, checkpoint)
+                previous = ConfigurationModel(first, torch_device, tta, step)
+            models.append(ConfigurationModel(configuration, torch_device, tta, step, previous))
+        return cls(models, postprocess)
+
+    @classmethod
+    def from_model_folder(cls, model_dir: Path, folds: list[int | str] | None = None, checkpoint: str = "final",
+                          device: str = "auto", tta: bool = True, step: float = 0.5,
+                          configurations: list[str] | None = None,
+                          postprocess: LabelTransform | None = None) -> "Predictor":
+        """A predictor from a fold folder, a configuration folder (all its folds, or ``folds``), or a dataset's
+        results folder together with ``configurations`` (several make an ensemble).
+
+        Example:
+            >>> p = Predictor.from_model_folder(Path("results/Dataset004_Hippocampus/3d_fullres"), folds=[0, 1],
+            ...                                 tta=False)  # doctest: +SKIP
+        """
+        model_dir = Path(model_dir)
+        if configurations:
+            folders = [model_dir / name for name in configurations]
+        elif is_fold_folder(model_dir) or not trained_configurations(model_dir):
+            folders = [model_dir]
+        else:
+            raise UserError(f"{model_dir}: holds several configurations ({', '.join(trained_configurations(model_dir))});"
+                            f" choose with -c.")
+        trained = [load_trained_configuration(folder, folds, checkpoint) for folder in folders]
+        return cls.from_trained(trained, device, tta, step, checkpoint, postprocess)
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """dataset.json of the (first) configuration: channels, labels, file ending."""
+        return self.models[0].trained.spec
+
+    def check_channels(self, found: int, source: str) -> None:
+        """A clear error when an image has another channel count than the models were trained with."""
+        expected = self.spec.num_channels
+        if found != expected:
+            names = ", ".join(self.spec.channel_names.values())
+            raise UserError(f"{source}: has {found} channel(s), but the model was trained with {expected} "
+                            f"({names}).")
+
+    def predict(self, image: np.ndarray, geometry: Geometry, probabilities: bool = False,
+                case_id: str = "case") -> Prediction:
+        """Segment ``image`` (float32 ``(C, Z, Y, X)``) with ``geometry``; labels (and probabilities) come back
+        in the image's own grid."""
+        image = np.asarray(image, dtype=np.float32)
+        if image.ndim != 4:
+            raise UserError(f"{case_id}: image must be (channels, z, y, x), got shape {image.shape}.")
+        self.check_channels(image.shape[0], case_id)
+        restored = None
+        if len(self.models) == 1 and not probabilities:
+            labels = self.models[0].predict_labels(image, geometry, case_id)
+        else:
+            for model in self.models:
+                current = model.predict_probabilities(image, geometry, case_id)
+                restored = current if restored is None else np.add(restored, current, out=restored)
+            restored /= len(self.models)
+            labels = to_labels(restored, self.spec)
+        if self.postprocess is not None:
+            labels = self.postprocess(labels)
+        return Prediction(labels, restored.astype(np.float32, copy=False) if restored is not None else None)

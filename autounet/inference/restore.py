@@ -1,0 +1,68 @@
+"""Predictions on the preprocessed grid brought back to the original image, through preprocessing's own
+restore functions (so training and inference share one resampling)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from autounet.dataset.spec import DatasetSpec
+from autounet.inference.probabilities import output_label_values, to_labels
+from autounet.planning.plans import ConfigurationPlan
+from autounet.preprocessing.store import CaseProperties
+
+
+def was_resampled(properties: CaseProperties) -> bool:
+    """True when preprocessing changed the cropped image's shape (restoring then needs interpolation)."""
+    return list(properties.shape_after_resample) != list(properties.shape_after_crop)
+
+
+def _outside_crop(properties: CaseProperties) -> np.ndarray:
+    outside = np.ones(properties.original_shape, dtype=bool)
+    outside[tuple(slice(lo, hi) for lo, hi in properties.crop_bbox)] = False
+    return outside
+
+
+def restore_all_probabilities(probabilities: torch.Tensor, properties: CaseProperties, plan: ConfigurationPlan,
+                              spec: DatasetSpec) -> np.ndarray:
+    """Probabilities ``(K, Z, Y, X)`` in the original image; outside the crop box only background is probable
+    (for region datasets, no region is)."""
+    from autounet.preprocessing.pipeline import restore_probabilities
+
+    restored = restore_probabilities(probabilities.numpy(), properties, plan)
+    if spec.has_regions:
+        restored[0][_outside_crop(properties)] = 0.0
+    return restored
+
+
+def restore_labels_of(probabilities: torch.Tensor, properties: CaseProperties, plan: ConfigurationPlan,
+                      spec: DatasetSpec) -> np.ndarray:
+    """The label map ``(Z, Y, X)`` in the original image: exactly the labels of the restored probabilities.
+
+    Without resampling, restoring is un-cropping, which commutes with choosing labels, so only the small label
+    map is restored. With resampling, the probabilities are restored one output at a time and the labels
+    chosen as they come (a running argmax), so at most two full-size float arrays exist instead of K.
+    """
+    from autounet.preprocessing.pipeline import restore_labels, restore_probabilities
+
+    if not was_resampled(properties):
+        return restore_labels(to_labels(probabilities, spec), properties, plan)
+    values = output_label_values(spec)
+    dtype = np.uint8 if max(values, default=0) < 256 else np.int16
+    array = probabilities.numpy()
+    labels = np.zeros(properties.original_shape, dtype=dtype)
+    best = None
+    for channel, value in enumerate(values):
+        # Outside the crop box every single-channel restore reads 1; a strict comparison keeps background there.
+        restored = restore_probabilities(array[channel:channel + 1], properties, plan)[0]
+        if spec.has_regions:
+            labels[restored > 0.5] = value
+        elif best is None:
+            best = restored
+        else:
+            better = restored > best
+            labels[better] = value
+            np.maximum(best, restored, out=best)
+    if spec.has_regions:
+        labels[_outside_crop(properties)] = 0
+    return labels

@@ -1,0 +1,216 @@
+"""Sliding-window inference: a network applied tile by tile to a whole preprocessed image.
+
+Tiles overlap (``step`` is the fraction of the tile between neighbouring starts); each tile's logits are
+weighted by a Gaussian that trusts the centre of a tile more than its borders, summed, and divided by the summed
+weights. With mirroring test-time augmentation every tile is also predicted flipped along each combination of
+spatial axes and the unflipped logits are averaged. Images smaller than a tile are zero-padded and the result is
+cropped back.
+
+2D configurations see a ``(C, Z, Y, X)`` volume as Z separate images: tiles are one slice thick and the network
+gets ``(B, C, Y, X)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+GAUSSIAN_SIGMA_SCALE = 1.0 / 8.0
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How an image is tiled and predicted.
+
+    ``patch_size`` has 2 entries for 2D networks and 3 for 3D ones; ``divisor`` is the network's total
+    downsampling per axis (tiles smaller than the patch are rounded up to a multiple of it).
+    ``tiles_per_pass`` bounds how many network inputs (tiles times mirrorings) go through one forward pass.
+    """
+
+    patch_size: tuple[int, ...]
+    divisor: tuple[int, ...]
+    step: float = 0.5
+    mirror: bool = True
+    tiles_per_pass: int = 1
+
+    @property
+    def is_2d(self) -> bool:
+        return len(self.patch_size) == 2
+
+
+def gaussian_importance(tile: Sequence[int], sigma_scale: float = GAUSSIAN_SIGMA_SCALE) -> np.ndarray:
+    """Weights of a tile's voxels: a Gaussian centred on the tile, sigma = tile * ``sigma_scale`` per axis.
+
+    The maximum is 1 and every weight is positive, so a voxel covered by any tile gets a defined average.
+
+    Example:
+        >>> w = gaussian_importance((5, 4))
+        >>> float(w.max()), bool((w > 0).all()), np.allclose(w, w[::-1, ::-1])
+        (1.0, True, True)
+    """
+    weights = np.ones((), dtype=np.float64)
+    for size in tile:
+        centre = (size - 1) / 2.0
+        sigma = max(size * sigma_scale, 1e-6)
+        axis = np.exp(-0.5 * ((np.arange(size) - centre) / sigma) ** 2)
+        weights = np.multiply.outer(weights, axis)
+    weights /= weights.max()
+    smallest_positive = weights[weights > 0].min()
+    return np.maximum(weights, smallest_positive).astype(np.float32)
+
+
+def tile_starts(size: int, tile: int, step: float) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``size`` voxels with neighbours ``step * tile`` apart.
+
+    The first tile starts at 0 and the last ends at ``size``; the starts between are spread evenly.
+
+    Example:
+        >>> tile_starts(100, 40, 0.5)
+        [0, 20, 40, 60]
+    """
+    if size <= tile:
+        return [0]
+    count = math.ceil((size - tile) / max(tile * step, 1.0)) + 1
+    spacing = (size - tile) / (count - 1)
+    return [int(round(i * spacing)) for i in range(count)]
+
+
+def tile_shape(image_shape: Sequence[int], settings: WindowSettings) -> tuple[int, int, int]:
+    """The (z, y, x) extent of the tiles for an image of spatial ``image_shape`` (z, y, x).
+
+    Along an axis where the image is at least the patch, the tile is the patch; where the image is smaller, the
+    tile is the image rounded up to a multiple of the network's downsampling, which the network needs and which
+    costs less than padding to the full patch.
+    """
+    spatial = tuple(image_shape[1:]) if settings.is_2d else tuple(image_shape)
+    extent = tuple(patch if size >= patch else min(patch, math.ceil(size / div) * div)
+                   for size, patch, div in zip(spatial, settings.patch_size, settings.divisor))
+    return (1, *extent) if settings.is_2d else extent  # type: ignore[return-value]
+
+
+def tile_boxes(image_shape: Sequence[int], tile: Sequence[int], step: float) -> list[tuple[slice, slice, slice]]:
+    """Every tile's (z, y, x) slices over an image at least as large as ``tile``."""
+    starts = [tile_starts(size, extent, step) for size, extent in zip(image_shape, tile)]
+    return [tuple(slice(s, s + t) for s, t in zip(corner, tile))  # type: ignore[misc]
+            for corner in itertools.product(*starts)]
+
+
+def centred_padding(shape: Sequence[int], minimum: Sequence[int]) -> list[tuple[int, int]]:
+    """(before, after) zero-padding per axis that grows ``shape`` to at least ``minimum``, centred."""
+    pads = []
+    for size, least in zip(shape, minimum):
+        missing = max(least - size, 0)
+        pads.append((missing // 2, missing - missing // 2))
+    return pads
+
+
+def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
+    """Every combination of spatial axes of a (B, C, *spatial) tensor to flip, starting with no flip."""
+    axes = range(2, 2 + spatial_dims)
+    return [combo for n in range(spatial_dims + 1) for combo in itertools.combinations(axes, n)]
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class _Accumulator:
+    """Weighted sums of tile logits and of the weights, on the device when it has room, else in CPU memory."""
+
+    def __init__(self, channels: int, shape: Sequence[int], device: torch.device):
+        self.device = device
+        try:
+            self.logits = torch.zeros((channels, *shape), dtype=torch.float32, device=device)
+            self.weights = torch.zeros(tuple(shape), dtype=torch.float32, device=device)
+        except torch.OutOfMemoryError:
+            self.device = torch.device("cpu")
+            self.logits = torch.zeros((channels, *shape), dtype=torch.float32)
+            self.weights = torch.zeros(tuple(shape), dtype=torch.float32)
+
+    def add(self, box: tuple[slice, ...], logits: torch.Tensor, importance: torch.Tensor) -> None:
+        logits = logits.to(self.device, non_blocking=True)
+        self.logits[(slice(None), *box)].addcmul_(logits, importance.to(self.device))
+        self.weights[box] += importance.to(self.device)
+
+    def average(self) -> torch.Tensor:
+        return self.logits.div_(self.weights)
+
+
+def _forward(network: torch.nn.Module, tiles: torch.Tensor, settings: WindowSettings) -> torch.Tensor:
+    """Logits of a batch of (B, C, z, y, x) tiles, averaged over the mirrorings when they are on."""
+    inputs = tiles[:, :, 0] if settings.is_2d else tiles
+    flips = mirror_axes(inputs.ndim - 2) if settings.mirror else [()]
+    batch = inputs.shape[0]
+    stacked = torch.cat([inputs.flip(axes) if axes else inputs for axes in flips])
+    chunk = max(settings.tiles_per_pass, 1)
+    outputs = torch.cat([network(stacked[i:i + chunk]) for i in range(0, stacked.shape[0], chunk)])
+    total = None
+    for index, axes in enumerate(flips):
+        part = outputs[index * batch:(index + 1) * batch]
+        part = part.flip(axes) if axes else part
+        total = part if total is None else total.add_(part)
+    if len(flips) > 1:
+        total /= len(flips)
+    return total.unsqueeze(2) if settings.is_2d else total
+
+
+def _forward_fitting(network: torch.nn.Module, tiles: torch.Tensor,
+                     settings: WindowSettings) -> tuple[torch.Tensor, WindowSettings]:
+    """:func:`_forward`, halving the inputs per pass while the device runs out of memory."""
+    while True:
+        try:
+            return _forward(network, tiles, settings), settings
+        except torch.OutOfMemoryError:
+            if settings.tiles_per_pass <= 1:
+                raise
+            settings = replace(settings, tiles_per_pass=settings.tiles_per_pass // 2)
+            if tiles.is_cuda:
+                torch.cuda.empty_cache()
+
+
+def predict_logits(network: torch.nn.Module, data: np.ndarray | torch.Tensor, num_outputs: int,
+                   settings: WindowSettings, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Sliding-window logits ``(num_outputs, Z, Y, X)`` (float32, CPU) of a preprocessed image ``(C, Z, Y, X)``.
+
+    ``network`` must already be on ``device`` and in eval mode; it maps ``(B, C, *tile)`` to
+    ``(B, num_outputs, *tile)``.
+
+    Example:
+        >>> settings = WindowSettings(patch_size=(8, 8, 8), divisor=(4, 4, 4))
+        >>> out = predict_logits(torch.nn.Identity(), np.ones((1, 5, 9, 12), np.float32), 1, settings)
+        >>> tuple(out.shape), bool(torch.allclose(out, torch.ones(1)))
+        ((1, 5, 9, 12), True)
+    """
+    device = torch.device(device)
+    image = torch.as_tensor(np.asarray(data, dtype=np.float32) if not torch.is_tensor(data) else data,
+                            dtype=torch.float32)
+    spatial = tuple(image.shape[1:])
+    tile = tile_shape(spatial, settings)
+    pads = centred_padding(spatial, tile)
+    if any(before or after for before, after in pads):
+        flat = [amount for pair in reversed(pads) for amount in pair]
+        image = torch.nn.functional.pad(image, flat)
+    padded_shape = tuple(image.shape[1:])
+    importance = torch.from_numpy(gaussian_importance(tile[1:] if settings.is_2d else tile))
+    if settings.is_2d:
+        importance = importance.unsqueeze(0)
+    importance = importance.to(device)
+    accumulator = _Accumulator(num_outputs, padded_shape, device)
+    boxes = tile_boxes(padded_shape, tile, settings.step)
+    mirrorings = 2 ** len(settings.patch_size) if settings.mirror else 1
+    tiles_per_batch = max(1, settings.tiles_per_pass // mirrorings)
+    with torch.inference_mode():
+        for group in _batches(boxes, tiles_per_batch):
+            tiles = torch.stack([image[(slice(None), *box)] for box in group]).to(device, non_blocking=True)
+            logits, settings = _forward_fitting(network, tiles, settings)
+            for box, tile_logits in zip(group, logits):
+                accumulator.add(box, tile_logits, importance)
+        result = accumulator.average()
+    crop = tuple(slice(before, before + size) for (before, _), size in zip(pads, spatial))
+    return result[(slice(None), *crop)].to("cpu").contiguous()

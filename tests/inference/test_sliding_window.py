@@ -1,0 +1,146 @@
+"""Sliding-window inference: tiling, Gaussian weights, padding and mirroring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from autounet.inference.sliding_window import (WindowSettings, gaussian_importance, mirror_axes, predict_logits,
+                                               tile_boxes, tile_shape, tile_starts)
+from autounet.network import NetworkConfig, build_network
+
+
+class ChannelSum(torch.nn.Module):
+    """Identity on the spatial grid that also adds the channels into a second output (checks channel order)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x.sum(1, keepdim=True)], 1)
+
+
+def _settings(patch, divisor=None, **kwargs) -> WindowSettings:
+    return WindowSettings(tuple(patch), tuple(divisor or [1] * len(patch)), **kwargs)
+
+
+@pytest.mark.parametrize("shape", [(13, 17, 11), (3, 5, 7), (8, 8, 8), (20, 6, 30)])
+@pytest.mark.parametrize("mirror", [False, True])
+def test_identity_network_gives_back_the_input_3d(shape, mirror):
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(2, *shape)).astype(np.float32)
+    settings = _settings((8, 8, 8), (4, 4, 4), mirror=mirror, tiles_per_pass=3)
+    out = predict_logits(ChannelSum(), image, 3, settings).numpy()
+    assert out.shape == (3, *shape)
+    np.testing.assert_allclose(out[:2], image, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[2], image.sum(0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(4, 19, 23), (1, 5, 6), (2, 16, 8)])
+def test_identity_network_gives_back_the_input_2d_slice_by_slice(shape):
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(1, *shape)).astype(np.float32)
+    calls = []
+
+    class Record(torch.nn.Module):
+        def forward(self, x):
+            calls.append(tuple(x.shape))
+            return x
+
+    out = predict_logits(Record(), image, 1, _settings((8, 8), (4, 4), mirror=True)).numpy()
+    np.testing.assert_allclose(out, image, rtol=1e-5, atol=1e-5)
+    assert all(len(c) == 4 for c in calls)  # the network saw (B, C, Y, X) images
+
+
+def test_gaussian_weights_symmetric_positive_and_peaked():
+    for tile in [(8, 8, 8), (5, 12, 7), (64, 48)]:
+        weights = gaussian_importance(tile)
+        assert weights.shape == tile
+        assert (weights > 0).all()
+        assert weights.max() == pytest.approx(1.0)
+        for axis in range(len(tile)):
+            np.testing.assert_allclose(weights, np.flip(weights, axis), rtol=1e-6)
+        centre = tuple(s // 2 for s in tile)
+        assert weights[centre] > weights[(0,) * len(tile)]
+
+
+def test_tiles_cover_the_image_with_the_requested_overlap():
+    assert tile_starts(40, 40, 0.5) == [0]
+    assert tile_starts(41, 40, 0.5) == [0, 1]
+    assert tile_starts(100, 40, 0.5) == [0, 20, 40, 60]
+    assert tile_starts(5, 1, 0.5) == [0, 1, 2, 3, 4]
+    covered = np.zeros((50, 33, 70), int)
+    for box in tile_boxes(covered.shape, (16, 16, 16), 0.5):
+        covered[box] += 1
+    assert covered.min() >= 1
+
+
+def test_small_images_are_padded_only_to_the_network_multiple():
+    settings = _settings((40, 56, 40), (8, 8, 8))
+    assert tile_shape((35, 50, 41), settings) == (40, 56, 40)
+    assert tile_shape((10, 50, 100), settings) == (16, 56, 40)
+    assert tile_shape((3, 20, 9), _settings((32, 32), (8, 8))) == (1, 24, 16)
+
+
+def test_mirror_axes_cover_every_combination():
+    assert mirror_axes(2) == [(), (2,), (3,), (2, 3)]
+    assert len(mirror_axes(3)) == 8
+
+
+def test_mirroring_of_a_mirror_symmetric_input_is_consistent():
+    """With an input symmetric under every flip, mirrored TTA equals the plain prediction mirrored-averaged, and
+    the result is itself symmetric."""
+    torch.manual_seed(0)
+    config = NetworkConfig(3, 1, 2, [4, 8], [[3, 3, 3]] * 2, [[1, 1, 1], [2, 2, 2]])
+    network = build_network(config).eval()
+    rng = np.random.default_rng(2)
+    half = rng.normal(size=(1, 4, 5, 6)).astype(np.float32)
+    image = np.concatenate([half, half[:, ::-1]], 1)
+    image = np.concatenate([image, image[:, :, ::-1]], 2)
+    image = np.concatenate([image, image[:, :, :, ::-1]], 3)
+    settings = _settings((8, 8, 8), (2, 2, 2))
+    plain = predict_logits(network, image, 2, settings).numpy()
+    mirrored = predict_logits(network, image, 2, WindowSettings(**{**settings.__dict__, "mirror": True})).numpy()
+    flips = [np.flip(plain, axes) for axes in [(), (1,), (2,), (3,), (1, 2), (1, 3), (2, 3), (1, 2, 3)]]
+    np.testing.assert_allclose(mirrored, np.mean(flips, 0), rtol=1e-4, atol=1e-5)
+    for axis in (1, 2, 3):
+        np.testing.assert_allclose(mirrored, np.flip(mirrored, axis), rtol=1e-4, atol=1e-5)
+
+
+def test_batching_tiles_does_not_change_the_result():
+    torch.manual_seed(1)
+    config = NetworkConfig(3, 1, 3, [4, 8], [[3, 3, 3]] * 2, [[1, 1, 1], [2, 2, 2]])
+    network = build_network(config).eval()
+    image = np.random.default_rng(3).normal(size=(1, 13, 21, 10)).astype(np.float32)
+    one = predict_logits(network, image, 3, _settings((8, 8, 8), (2, 2, 2), mirror=True, tiles_per_pass=1))
+    many = predict_logits(network, image, 3, _settings((8, 8, 8), (2, 2, 2), mirror=True, tiles_per_pass=16))
+    torch.testing.assert_close(one, many, rtol=1e-4, atol=1e-5)
+
+
+def test_out_of_device_memory_falls_back_to_cpu_sums_and_smaller_passes(monkeypatch):
+    """A device that cannot hold the sums, nor more than one input per pass, still gives the same logits."""
+    import autounet.inference.sliding_window as sliding_window
+
+    real_zeros = torch.zeros
+
+    def zeros_without_device_memory(*args, device=None, **kwargs):
+        if device is not None and torch.device(device).type != "cpu":
+            raise torch.OutOfMemoryError("no room")
+        return real_zeros(*args, **kwargs)
+
+    monkeypatch.setattr(sliding_window.torch, "zeros", zeros_without_device_memory)
+    accumulator = sliding_window._Accumulator(2, (3, 4, 5), torch.device("meta"))
+    assert accumulator.device.type == "cpu" and accumulator.logits.shape == (2, 3, 4, 5)
+    monkeypatch.setattr(sliding_window.torch, "zeros", real_zeros)
+
+    passes = []
+
+    class SmallDevice(torch.nn.Module):
+        def forward(self, x):
+            passes.append(x.shape[0])
+            if x.shape[0] > 2:
+                raise torch.OutOfMemoryError("batch too large")
+            return x
+
+    image = np.random.default_rng(4).normal(size=(1, 10, 12, 9)).astype(np.float32)
+    out = predict_logits(SmallDevice(), image, 1, _settings((8, 8, 8), (2, 2, 2), mirror=True, tiles_per_pass=16))
+    np.testing.assert_allclose(out.numpy(), image, rtol=1e-5, atol=1e-5)
+    assert max(passes) == 16 and passes[-1] <= 2
