@@ -8,7 +8,9 @@ from autounet.errors import UserError
 from autounet.paths import DatasetLocation
 from autounet.training import distributed
 from autounet.training.config import TrainingConfig, parse_fold
+from autounet.training.final_validation import validate_fold
 from autounet.training.setup import fold_directory
+from autounet.training.splits import validation_case_ids
 
 
 def _spawned_rank(rank: int, location: DatasetLocation, config: TrainingConfig, resume: bool, port: int) -> None:
@@ -31,6 +33,8 @@ def train_fold(location: DatasetLocation, configuration: str, fold: int | str, c
     on the CPU with gloo); under torchrun it joins the launcher's processes instead.
     With ``resume`` it continues the folder's latest checkpoint, keeping the stored
     hyper-parameters except :data:`~autounet.training.config.RUNTIME_FIELDS`.
+    A numbered fold ends by predicting its validation cases from the raw images into
+    ``fold_K/validation/`` and scoring them there (summary.json).
 
     Example:
         >>> from autounet.paths import locate_dataset, resolve_root
@@ -55,4 +59,8 @@ def train_fold(location: DatasetLocation, configuration: str, fold: int | str, c
             raise UserError(f"a training process failed: {_last_line(str(error))}") from error
         except torch.multiprocessing.ProcessExitedException as error:
             raise UserError(f"a training process died: {error}") from error
-    return fold_directory(location, configuration, config.fold)
+    fold_dir = fold_directory(location, configuration, config.fold)
+    if ranks.is_main and config.fold != "all":
+        validate_fold(location, fold_dir, validation_case_ids(location.preprocessed, config.fold),
+                      config.save_probabilities, config.device)
+    return fold_dir

@@ -80,3 +80,12 @@ def fold_cases(splits: list[FoldSplit], fold: int | str, all_case_ids: list[str]
     if not split.train:
         raise UserError(f"{source / SPLITS_FILE}: fold {fold} has no training cases.")
     return split
+
+
+def validation_case_ids(preprocessed_folder: Path, fold: int) -> list[str]:
+    """The validation cases of ``fold`` as ``splits.json`` lists them."""
+    path = Path(preprocessed_folder) / SPLITS_FILE
+    try:
+        return [str(c) for c in json.loads(path.read_text())[fold]["val"]]
+    except (OSError, json.JSONDecodeError, IndexError, KeyError, TypeError) as error:
+        raise UserError(f"{path}: has no validation cases for fold {fold} ({error}).") from error

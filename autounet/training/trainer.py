@@ -80,7 +80,7 @@ def _resume_point(setup: FoldSetup, config: TrainingConfig, resume: bool) -> tup
     return config, load_training_state(setup.fold_dir)
 
 
-def _build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: torch.device,
+def build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: torch.device,
                point: ResumePoint | None) -> Run:
     torch.manual_seed(config.seed)
     net = build_network(setup.plan.network).to(device)
@@ -184,7 +184,7 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
                 console.print(f"training on the CPU ({torch.get_num_threads()} threads): 3D training there is "
                               f"slow; a GPU is many times faster.")
         distributed.barrier(ranks)
-        run = _build_run(setup, config, ranks, device, point)
+        run = build_run(setup, config, ranks, device, point)
         if run.state.epochs_done >= config.epochs:
             if ranks.is_main:
                 console.print(f"{setup.fold_dir}: already trained {run.state.epochs_done} epochs; pass --epochs "

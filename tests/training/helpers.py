@@ -89,3 +89,25 @@ def ddp_rank_main(rank: int, location: DatasetLocation, config, port: int, out_f
     distributed.set_spawn_env(rank, 2, port)
     run = train_rank(location, config, False, distributed.ranks_from_env())
     save_file({k: v.contiguous() for k, v in run.net.state_dict().items()}, str(out_folder / f"rank_{rank}.safetensors"))
+
+
+def make_pipeline_root(root: Path, n_cases: int = 5) -> DatasetLocation:
+    """A real raw NIfTI dataset, preprocessed with a hand-made tiny plan: training can validate on raw images."""
+    from autounet.preprocessing.dataset import preprocess_dataset
+    from tests.conftest import make_nifti_dataset
+
+    data_root = DataRoot.under(root)
+    raw = make_nifti_dataset(data_root.raw / PIPELINE_DATASET, n_cases=n_cases, n_test=0)
+    plan = ConfigurationPlan(name="3d_fullres", data_identifier="autounet_3d_fullres", is_2d=False,
+                             spacing=[1.0, 1.0, 1.0], median_shape=[16, 20, 18], patch_size=[16, 20, 18], batch_size=2,
+                             network=network_config(3, 3), normalization=["zscore"], use_mask_for_norm=[False])
+    plans = Plans(PIPELINE_DATASET, HardwareInfo("cpu"), 1.0, {"3d_fullres": plan},
+                  [ChannelStats(0.0, 1.0, 0.0, -1.0, 1.0, -1.0, 1.0)])
+    location = DatasetLocation(PIPELINE_DATASET, raw, data_root.preprocessed / PIPELINE_DATASET,
+                               data_root.results / PIPELINE_DATASET)
+    save_plans(plans, location.preprocessed)
+    preprocess_dataset(location, ["3d_fullres"], workers=1)
+    return location
+
+
+PIPELINE_DATASET = "Dataset151_TrainPipe"

@@ -22,7 +22,7 @@ from autounet.paths import DataRoot, locate_dataset
 from autounet.training import TrainingConfig, train_fold
 from autounet.training import distributed
 from autounet.training.checkpoint import load_weights
-from tests.training.helpers import DATASET, ddp_rank_main, make_training_root
+from tests.training.helpers import DATASET, ddp_rank_main, make_pipeline_root, make_training_root
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(epochs=2, iterations_per_epoch=3, val_iterations=1, num_workers=0, device="cpu")
@@ -149,18 +149,26 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_identical(tmp_path):
     assert (location.results / "3d_fullres" / "fold_1" / "model_final.safetensors").is_file()
 
 
-def test_cli_trains_and_explains_bad_input(tmp_path):
+def test_cli_trains_validates_and_explains_bad_input(tmp_path):
     root = tmp_path / "root"
     runner = CliRunner()
     missing = runner.invoke(app, ["train", str(tmp_path / "nowhere"), "--root", str(root)])
     assert missing.exit_code == 1
-    make_training_root(root)
-    args = ["train", DATASET, "--root", str(root), "--epochs", "1", "--iterations-per-epoch", "2",
+    location = make_pipeline_root(root)
+    args = ["train", location.name, "--root", str(root), "--epochs", "1", "--iterations-per-epoch", "2",
             "--val-iterations", "1", "--workers", "0", "--device", "cpu"]
-    result = runner.invoke(app, [*args, "--fold", "0,1"])
+    result = runner.invoke(app, [*args, "--fold", "0,1", "--save-probabilities"])
     assert result.exit_code == 0, result.output
-    assert (root / "results" / DATASET / "3d_fullres" / "fold_1" / "model_final.safetensors").is_file()
+    splits = json.loads((location.preprocessed / "splits.json").read_text())
+    for fold in (0, 1):
+        validation = location.results / "3d_fullres" / f"fold_{fold}" / "validation"
+        assert sorted(p.name for p in validation.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in splits[fold]["val"]]
+        assert sorted(p.stem for p in validation.glob("*.npz")) == splits[fold]["val"]
+        summary = json.loads((validation / "summary.json").read_text())
+        assert len(summary["cases"]) == len(splits[fold]["val"])
     assert runner.invoke(app, [*args, "--fold", "7"]).exit_code == 1
-    os.remove(root / "preprocessed" / DATASET / "plans.json")
-    result = runner.invoke(app, [*args, "--fold", "0", "-c", "3d_fullres"])
+    result = runner.invoke(app, [*args, "--fold", "0"])
+    assert result.exit_code == 1 and "--resume" in result.output
+    os.remove(location.preprocessed / "plans.json")
+    result = runner.invoke(app, [*args, "--fold", "2", "-c", "3d_fullres"])
     assert result.exit_code == 1 and "autounet plan" in result.output
