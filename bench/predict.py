@@ -6,6 +6,9 @@ whose plan is translated from nnU-Net's plan and whose weights are nnU-Net's tra
 autounet's U-Net (same layers), so both predict with the same model and their Dice can be compared (it is
 poor: the weights have seen only BENCH_TRAIN_ITERS training iterations).
 
+autounet runs twice: with its default precision (bfloat16 autocast on CPUs with native bfloat16, as here)
+and with ``--precision float32`` (nnU-Net computes in float32 on the CPU).
+
 Per tool: start-up (one case minus the per-case time), seconds per case without and with mirroring TTA (from
 10-case calls, start-up subtracted), peak memory of the process tree, achieved GFLOP/s of the forward passes
 (floating-point work of the tiles' forward passes per case divided by the time per case) and mean foreground
@@ -228,8 +231,9 @@ def run_tool(tool: str, inputs: Path, output: Path, tta: bool, env: dict, autoun
         if not tta:
             cmd.append("--disable_tta")
         return _check(run_measured(cmd, env=env), f"nnU-Net predict ({inputs.name})")
+    precision = "float32" if tool.endswith("float32") else "auto"
     cmd = autounet_cmd("predict", "-i", str(inputs), "-o", str(output), "-m", str(autounet_fold),
-                       "--device", "cpu")
+                       "--device", "cpu", "--precision", precision)
     if not tta:
         cmd.append("--no-tta")
     return _check(run_measured(cmd, cwd=Path(__file__).resolve().parents[1]), f"autounet predict ({inputs.name})")
@@ -251,7 +255,8 @@ def main() -> None:
           f"{plan.network.features_per_stage}, {args.cases} test cases", flush=True)
     single = one_case_folder(test, work)
     rows, measured = [], {}
-    for tool in ("nnU-Net", "autounet"):
+    tools = ("nnU-Net", "autounet", "autounet float32")
+    for tool in tools:
         one = run_tool(tool, single, work / f"out_{tool}_one", False, env, autounet_fold)
         plain = run_tool(tool, test, work / f"out_{tool}_plain", False, env, autounet_fold)
         mirrored = run_tool(tool, test, work / f"out_{tool}_tta", True, env, autounet_fold)
@@ -269,10 +274,12 @@ def main() -> None:
         rows.append([tool, m["startup"], m["per_case"], m["per_case_tta"], m["peak_tta"],
                      per_case_gflop / m["per_case"], 8 * per_case_gflop / m["per_case_tta"], m["dice_plain"],
                      m["dice"]])
-    ours, theirs = measured["autounet"], measured["nnU-Net"]
-    rows.append(["ratio autounet / nnU-Net", ours["startup"] / theirs["startup"],
-                 ours["per_case"] / theirs["per_case"], ours["per_case_tta"] / theirs["per_case_tta"],
-                 ours["peak_tta"] / theirs["peak_tta"], "", "", "", ""])
+    theirs = measured["nnU-Net"]
+    for tool in tools[1:]:
+        ours = measured[tool]
+        rows.append([f"ratio {tool} / nnU-Net", ours["startup"] / theirs["startup"],
+                     ours["per_case"] / theirs["per_case"], ours["per_case_tta"] / theirs["per_case_tta"],
+                     ours["peak_tta"] / theirs["peak_tta"], "", "", "", ""])
     print_table(f"predict {args.cases} Hippocampus cases on CPU ({os.cpu_count()} cores), patch "
                 f"{'x'.join(map(str, plan.patch_size))}, {per_patch:.1f} GFLOP per patch forward, "
                 f"network alone {ceiling:.0f} GFLOP/s",

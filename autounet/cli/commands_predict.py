@@ -87,6 +87,9 @@ def predict(
                                                      "(key 'probabilities', (K, Z, Y, X)).")] = False,
     resume: Annotated[bool, typer.Option("--continue", help="Skip cases whose outputs exist.")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="Network arithmetic: auto (float16 on CUDA, "
+                                           "bfloat16 on CPUs with native bfloat16, else float32), float32, "
+                                           "bfloat16 or float16.")] = "auto",
     root: RootOption = None,
 ) -> None:
     """Segment images with a trained model and write label maps in the images' own geometry and format.
@@ -100,15 +103,15 @@ def predict(
     from autounet.inference.loading import ModelRequest, load_predictor
 
     request = ModelRequest(root, dataset, model_dir, _split(configurations), _split(folds), checkpoint, device,
-                           not no_tta, step)
+                           not no_tta, step, precision)
     predictor, description = load_predictor(request)
-    err.print(f"model: {description}", highlight=False)
+    err.print(f"model: {description}", highlight=False, soft_wrap=True)
     summary = predict_folder(predictor, inputs, output, save_probabilities, resume)
     for message in summary.failed:
         err.print(f"[bold red]failed:[/bold red] {message}", highlight=False, soft_wrap=True)
     out.print(f"predicted {len(summary.predicted)} case(s) in {summary.seconds:.1f} s "
               f"({summary.seconds_per_case:.2f} s/case), skipped {len(summary.skipped)} already done, "
-              f"{len(summary.failed)} failed; total {time.perf_counter() - start:.1f} s; wrote {output}")
+              f"{len(summary.failed)} failed; total {time.perf_counter() - start:.1f} s; wrote {output}", soft_wrap=True)
     if summary.failed:
         raise typer.Exit(1)
 

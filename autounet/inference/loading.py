@@ -28,6 +28,7 @@ class ModelRequest:
     device: str = "auto"
     tta: bool = True
     step: float = 0.5
+    precision: str = "auto"
 
 
 def postprocessor(choice: PostprocessingChoice, spec: DatasetSpec) -> LabelTransform | None:
@@ -68,10 +69,11 @@ def load_predictor(request: ModelRequest) -> tuple[Predictor, str]:
     trained = [load_trained_configuration(f, folds, request.checkpoint) for f in folders]
     transform = postprocessor(choice.postprocessing, trained[0].spec) if choice else None
     predictor = Predictor.from_trained(trained, request.device, request.tta, request.step, request.checkpoint,
-                                       transform)
+                                       transform, precision=request.precision)
     parts = [f"{t.name} (folds {', '.join(f.fold for f in t.folds)})" for t in trained]
     description = (f"{dataset_name} {' + '.join(parts)}, checkpoint {request.checkpoint}, "
-                   f"TTA {'on' if request.tta else 'off'}, device {predictor.models[0].device}, postprocessing "
+                   f"TTA {'on' if request.tta else 'off'}, device {predictor.models[0].device} "
+                   f"({str(predictor.models[0].settings.compute_dtype).replace('torch.', '')}), postprocessing "
                    f"{choice.postprocessing.describe() if choice else 'none'}"
                    f"{' (from inference.json)' if choice else ''}")
     return predictor, description

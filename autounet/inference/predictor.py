@@ -56,6 +56,23 @@ def resolve_device(device: str = "auto", threads: int | None = None) -> torch.de
     return chosen
 
 
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The type the network computes in: ``auto`` is float16 on CUDA, bfloat16 on CPUs with native bfloat16
+    arithmetic (several times faster there), float32 otherwise."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not '{precision}'.")
+    if precision != "auto":
+        return getattr(torch, precision)
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
 def tiles_per_pass(device: torch.device, settings_patch: Sequence[int], features: Sequence[int]) -> int:
     """How many network inputs go through one forward pass on ``device``.
 
@@ -74,7 +91,7 @@ class ConfigurationModel:
     """One trained configuration on a device: its fold networks, how it tiles, and its cascade's first stage."""
 
     def __init__(self, trained: TrainedConfiguration, device: torch.device, mirror: bool, step: float,
-                 previous: "ConfigurationModel | None" = None):
+                 previous: "ConfigurationModel | None" = None, compute_dtype: torch.dtype = torch.float32):
         plan = trained.plan
         self.trained = trained
         self.device = device
@@ -82,7 +99,8 @@ class ConfigurationModel:
         self.networks = [load_network(fold, plan, device) for fold in trained.folds]
         patch = tuple(plan.patch_size)
         self.settings = WindowSettings(patch, tuple(plan.network.total_downsampling()), step, mirror,
-                                       tiles_per_pass(device, patch, plan.network.features_per_stage))
+                                       tiles_per_pass(device, patch, plan.network.features_per_stage),
+                                       compute_dtype)
 
     @property
     def name(self) -> str:
@@ -140,27 +158,29 @@ class Predictor:
     @classmethod
     def from_trained(cls, trained: Sequence[TrainedConfiguration], device: str = "auto", tta: bool = True,
                      step: float = 0.5, checkpoint: str = "final",
-                     postprocess: LabelTransform | None = None, threads: int | None = None) -> "Predictor":
+                     postprocess: LabelTransform | None = None, threads: int | None = None,
+                     precision: str = "auto") -> "Predictor":
         """A predictor for already located trained configurations (their cascades' first stages are loaded
-        from the sibling configuration folders)."""
+        from the sibling configuration folders). ``precision``: see :func:`resolve_precision`."""
         if not 0 < step <= 1:
             raise UserError(f"--step must be in (0, 1], got {step}.")
         torch_device = resolve_device(device, threads)
+        dtype = resolve_precision(precision, torch_device)
         models = []
         for configuration in trained:
             previous = None
             if configuration.plan.previous_stage:
                 sibling = configuration.folds[0].folder.parent.parent / configuration.plan.previous_stage
                 first = load_trained_configuration(sibling, None, checkpoint)
-                previous = ConfigurationModel(first, torch_device, tta, step)
-            models.append(ConfigurationModel(configuration, torch_device, tta, step, previous))
+                previous = ConfigurationModel(first, torch_device, tta, step, None, dtype)
+            models.append(ConfigurationModel(configuration, torch_device, tta, step, previous, dtype))
         return cls(models, postprocess)
 
     @classmethod
     def from_model_folder(cls, model_dir: Path, folds: list[int | str] | None = None, checkpoint: str = "final",
                           device: str = "auto", tta: bool = True, step: float = 0.5,
                           configurations: list[str] | None = None,
-                          postprocess: LabelTransform | None = None) -> "Predictor":
+                          postprocess: LabelTransform | None = None, precision: str = "auto") -> "Predictor":
         """A predictor from a fold folder, a configuration folder (all its folds, or ``folds``), or a dataset's
         results folder together with ``configurations`` (several make an ensemble).
 
@@ -177,7 +197,7 @@ class Predictor:
             raise UserError(f"{model_dir}: holds several configurations ({', '.join(trained_configurations(model_dir))});"
                             f" choose with -c.")
         trained = [load_trained_configuration(folder, folds, checkpoint) for folder in folders]
-        return cls.from_trained(trained, device, tta, step, checkpoint, postprocess)
+        return cls.from_trained(trained, device, tta, step, checkpoint, postprocess, precision=precision)
 
     @property
     def spec(self) -> DatasetSpec:

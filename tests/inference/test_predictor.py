@@ -142,3 +142,22 @@ def test_two_dimensional_model_on_a_png_like_image(tmp_path):
     prediction = predictor.predict(image, geometry, probabilities=True)
     assert prediction.labels.shape == image.shape[1:]
     assert prediction.probabilities.shape == (2, *image.shape[1:])
+
+
+def test_precision_choice(tmp_path, dataset):
+    from autounet.inference.predictor import resolve_precision
+
+    assert resolve_precision("float32", torch.device("cpu")) == torch.float32
+    assert resolve_precision("auto", torch.device("cuda")) == torch.float16
+    with pytest.raises(UserError, match="--precision"):
+        resolve_precision("int8", torch.device("cpu"))
+    results = make_trained(tmp_path, dataset, [configuration()], folds=(0,))
+    image, geometry = _image(dataset)
+    exact = Predictor.from_model_folder(results / "3d_fullres", device="cpu", tta=False, precision="float32")
+    mixed = Predictor.from_model_folder(results / "3d_fullres", device="cpu", tta=False, precision="bfloat16")
+    assert exact.models[0].settings.compute_dtype == torch.float32
+    assert mixed.models[0].settings.compute_dtype == torch.bfloat16
+    a = exact.predict(image, geometry, True).probabilities
+    b = mixed.predict(image, geometry, True).probabilities
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=0.1)
