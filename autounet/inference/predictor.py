@@ -25,6 +25,7 @@ from autounet.inference.probabilities import output_label_values, to_labels, to_
 from autounet.inference.restore import restore_all_probabilities, restore_labels_of
 from autounet.inference.sliding_window import WindowSettings, predict_logits
 from autounet.io.geometry import Geometry
+from autounet.preprocessing.store import CaseProperties
 
 LabelTransform = Callable[[np.ndarray], np.ndarray]
 
@@ -119,9 +120,8 @@ class ConfigurationModel:
         one_hot = np.stack([(seg[0] == value) for value in foreground]).astype(np.float32)
         return np.concatenate([data, one_hot]), properties
 
-    def preprocessed_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str):
-        """Fold-averaged probabilities on the preprocessed grid ``(K, z, y, x)`` and the case's properties."""
-        data, properties = self._preprocess(image, geometry, case_id)
+    def probabilities_of_preprocessed(self, data: np.ndarray) -> torch.Tensor:
+        """Fold-averaged probabilities ``(K, z, y, x)`` of an already preprocessed image ``(C, z, y, x)``."""
         outputs = self.trained.plan.network.num_classes
         regions = self.trained.spec.has_regions
         total = None
@@ -129,17 +129,33 @@ class ConfigurationModel:
             logits = predict_logits(network, data, outputs, self.settings, self.device)
             probabilities = to_probabilities(logits, regions)
             total = probabilities if total is None else total.add_(probabilities)
-        return total.div_(len(self.networks)), properties
+        return total.div_(len(self.networks))
+
+    def preprocessed_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str):
+        """Fold-averaged probabilities on the preprocessed grid ``(K, z, y, x)`` and the case's properties."""
+        data, properties = self._preprocess(image, geometry, case_id)
+        return self.probabilities_of_preprocessed(data), properties
+
+    def restore(self, probabilities: torch.Tensor, properties: CaseProperties, with_probabilities: bool) -> Prediction:
+        """Preprocessed-grid probabilities brought back to the original image: labels, and probabilities if asked.
+
+        Without probabilities no full-size array per class is kept (see :func:`restore_labels_of`).
+        """
+        plan, spec = self.trained.plan, self.trained.spec
+        if not with_probabilities:
+            return Prediction(restore_labels_of(probabilities, properties, plan, spec))
+        restored = restore_all_probabilities(probabilities, properties, plan, spec)
+        return Prediction(to_labels(restored, spec), restored)
 
     def predict_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
         """Probabilities ``(K, Z, Y, X)`` in the image's original geometry."""
         probabilities, properties = self.preprocessed_probabilities(image, geometry, case_id)
-        return restore_all_probabilities(probabilities, properties, self.trained.plan, self.trained.spec)
+        return self.restore(probabilities, properties, True).probabilities
 
     def predict_labels(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
         """Labels ``(Z, Y, X)`` in the original geometry (without keeping K full-size probability arrays)."""
         probabilities, properties = self.preprocessed_probabilities(image, geometry, case_id)
-        return restore_labels_of(probabilities, properties, self.trained.plan, self.trained.spec)
+        return self.restore(probabilities, properties, False).labels
 
 
 class Predictor:
@@ -232,3 +248,23 @@ class Predictor:
         if self.postprocess is not None:
             labels = self.postprocess(labels)
         return Prediction(labels, restored.astype(np.float32, copy=False) if restored is not None else None)
+
+    def predict_preprocessed(self, data: np.ndarray, properties: CaseProperties,
+                             probabilities: bool = False) -> Prediction:
+        """Segment a case that is already preprocessed for this predictor's single configuration (e.g. a
+        training case from the preprocessed store, with its stored properties); results in the original grid.
+
+        Example:
+            >>> case = CaseStore(folder).load("hippocampus_001")                          # doctest: +SKIP
+            >>> predictor.predict_preprocessed(case.data, case.properties).labels.shape  # doctest: +SKIP
+            (35, 51, 35)
+        """
+        if len(self.models) != 1 or self.models[0].previous is not None:
+            raise UserError("predict_preprocessed needs a single, non-cascade configuration; use predict() with "
+                            "the raw image instead.")
+        model = self.models[0]
+        self.check_channels(data.shape[0], properties.case_id)
+        prediction = model.restore(model.probabilities_of_preprocessed(data), properties, probabilities)
+        if self.postprocess is not None:
+            prediction.labels = self.postprocess(prediction.labels)
+        return prediction

@@ -161,3 +161,15 @@ def test_precision_choice(tmp_path, dataset):
     b = mixed.predict(image, geometry, True).probabilities
     assert b.dtype == np.float32
     np.testing.assert_allclose(a, b, atol=0.1)
+
+
+def test_predict_preprocessed_matches_predict_on_the_raw_image(tmp_path, dataset):
+    results = make_trained(tmp_path, dataset, [configuration(spacing=(1.2, 1.0, 0.9))], folds=(0,))
+    predictor = Predictor.from_model_folder(results / "3d_fullres", device="cpu", tta=False)
+    image, geometry = _image(dataset)
+    trained = predictor.models[0].trained
+    data, _, properties = preprocess_case(image, geometry, None, trained.plans, trained.plan, "case")
+    from_raw = predictor.predict(image, geometry, probabilities=True)
+    from_preprocessed = predictor.predict_preprocessed(data, properties, probabilities=True)
+    np.testing.assert_array_equal(from_preprocessed.labels, from_raw.labels)
+    np.testing.assert_allclose(from_preprocessed.probabilities, from_raw.probabilities, atol=1e-6)
