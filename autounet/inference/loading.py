@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 from autounet.dataset.spec import DatasetSpec
+from autounet.errors import UserError
 from autounet.inference.model_folder import load_trained_configuration
 from autounet.inference.postprocessing import PostprocessingChoice, apply_postprocessing
 from autounet.inference.predictor import LabelTransform, Predictor
@@ -67,6 +68,9 @@ def load_predictor(request: ModelRequest) -> tuple[Predictor, str]:
     else:
         folders, dataset_name = [folder], str(folder)
     trained = [load_trained_configuration(f, folds, request.checkpoint) for f in folders]
+    if request.configurations and [t.name for t in trained] != request.configurations:
+        raise UserError(f"{folder}: holds configuration {trained[0].name}, not {', '.join(request.configurations)}; "
+                        f"give the dataset's results folder with -m to choose configurations.")
     transform = postprocessor(choice.postprocessing, trained[0].spec) if choice else None
     predictor = Predictor.from_trained(trained, request.device, request.tta, request.step, request.checkpoint,
                                        transform, precision=request.precision)
