@@ -247,6 +247,7 @@ def main() -> None:
     parser.add_argument("--train-iters", type=int, default=2)
     args = parser.parse_args()
     work = args.work.resolve()
+    load_start = os.getloadavg()[0]
     raw, test, reference = make_subset(work, args.train_cases, args.cases)
     env = nnunet_env(work / "nnunet")
     nnunet_fold, train_seconds = train_nnunet(env, args.train_iters)
@@ -285,6 +286,8 @@ def main() -> None:
                 f"network alone {ceiling:.0f} GFLOP/s",
                 ["tool", "start-up s", "s/case no TTA", "s/case TTA", "peak GB (TTA run)",
                  "GFLOP/s no TTA", "GFLOP/s TTA", "Dice no TTA", "Dice TTA"], rows)
+    print(f"\nLoad average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (start: {load_start:.1f}); "
+          "every time above includes waiting for the CPU behind other jobs.")
     print("\nGoals: s/case with TTA <= 0.8x nnU-Net, peak memory <= 0.5x, start-up < 3 s. Dice is of weights "
           f"trained {args.train_iters} iterations (both tools use the same weights), so it is poor by design.")
 
