@@ -44,6 +44,8 @@ def fingerprint(dataset: DatasetArgument, workers: WorkersOption = None, root: R
 
     Example: autounet fingerprint Dataset004 --workers 2
     """
+    import numpy as np
+
     from autounet.fingerprint import save_fingerprint
     from autounet.fingerprint.compute import compute_fingerprint
 
@@ -51,15 +53,18 @@ def fingerprint(dataset: DatasetArgument, workers: WorkersOption = None, root: R
     start = time.perf_counter()
     fp = compute_fingerprint(location.raw, workers=workers)
     path = save_fingerprint(fp, location.preprocessed)
-    table = Table(title=f"{fp.dataset_name}: {len(fp.cases)} cases, median spacing "
-                        f"{', '.join(f'{s:g}' for s in fp.median_spacing)}")
+    shape = "x".join(f"{s:g}" for s in np.median(fp.shapes_after_crop, axis=0))
+    out.print(f"{fp.dataset_name}: {len(fp.cases)} cases, {'2D' if fp.is_2d else '3D'}, median spacing "
+              f"{' x '.join(f'{s:g}' for s in fp.median_spacing)} (z, y, x), median shape after crop {shape}",
+              soft_wrap=True, highlight=False)
+    table = Table(title="foreground intensities")
     for column in ("channel", "mean", "std", "median", "p0.5", "p99.5"):
         table.add_column(column, justify="right")
     for index, stats in enumerate(fp.channels):
         table.add_row(f"{index} {fp.channel_names[index]}", *(f"{v:.4g}" for v in (
             stats.mean, stats.std, stats.median, stats.percentile_00_5, stats.percentile_99_5)))
     out.print(table)
-    out.print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+    out.print(f"wrote {path} in {time.perf_counter() - start:.1f} s", soft_wrap=True, highlight=False)
 
 
 def doctor(root: RootOption = None) -> None:

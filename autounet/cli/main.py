@@ -62,18 +62,12 @@ def _root(
 
 
 # The commands of each stage, in the order data flows.
-from autounet.cli import commands_dataset  # noqa: E402
+from autounet.cli import (commands_dataset, commands_evaluate, commands_plan,  # noqa: E402
+                          commands_predict, commands_preprocess, commands_train)
 
-commands_dataset.register(app)
-from autounet.cli import commands_preprocess  # noqa: E402
-
-commands_preprocess.register(app)
-from autounet.cli import commands_predict  # noqa: E402
-
-commands_predict.register(app)
-from autounet.cli import commands_evaluate  # noqa: E402
-
-commands_evaluate.register(app)
+for _stage in (commands_dataset, commands_plan, commands_preprocess, commands_train, commands_predict,
+               commands_evaluate):
+    _stage.register(app)
 
 
 def main() -> None:

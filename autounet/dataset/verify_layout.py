@@ -123,14 +123,15 @@ def find_layout(folder: Path, declared: Declared) -> Layout:
         if (folder / "imagesTr").is_dir():
             layout.errors.append(f"imagesTr: holds no files with a supported ending ({', '.join(SUPPORTED_ENDINGS)}).")
         return layout
-    training = _channel_groups(folder, "imagesTr", ending, declared, layout.errors)
-    labels = _label_files(folder, ending, layout.errors)
+    source = "of dataset.json" if declared.file_ending else "used by most files"
+    training = _channel_groups(folder, "imagesTr", ending, source, declared, layout.errors)
+    labels = _label_files(folder, ending, source, layout.errors)
     layout.training = _cases(folder, "imagesTr", training, ending, declared, labels, layout.errors)
     for case_id in sorted(set(labels) - set(training)):
         layout.errors.append(f"labelsTr/{labels[case_id].name}: label without image "
                              f"(no imagesTr/{case_id}_0000{ending}).")
     if (folder / "imagesTs").is_dir():
-        test = _channel_groups(folder, "imagesTs", ending, declared, layout.errors)
+        test = _channel_groups(folder, "imagesTs", ending, source, declared, layout.errors)
         layout.test = _cases(folder, "imagesTs", test, ending, declared, None, layout.errors)
     if (folder / "imagesTr").is_dir() and not training:
         layout.errors.append(f"imagesTr: holds no case files named CASE_XXXX{ending}.")
@@ -152,9 +153,8 @@ def _wrong_ending(sub: str, path: Path, ending: str, source: str) -> str:
     return f"{sub}/{path.name}: file ending '{actual}' differs from the file_ending '{ending}' {source}."
 
 
-def _channel_groups(folder: Path, sub: str, ending: str, declared: Declared,
+def _channel_groups(folder: Path, sub: str, ending: str, source: str, declared: Declared,
                     errors: list[str]) -> dict[str, dict[int, Path]]:
-    source = "of dataset.json" if declared.file_ending else "used by most files"
     groups: dict[str, dict[int, Path]] = {}
     for path in _entries(folder / sub):
         if not path.name.endswith(ending):
@@ -174,11 +174,11 @@ def _channel_groups(folder: Path, sub: str, ending: str, declared: Declared,
     return groups
 
 
-def _label_files(folder: Path, ending: str, errors: list[str]) -> dict[str, Path]:
+def _label_files(folder: Path, ending: str, source: str, errors: list[str]) -> dict[str, Path]:
     labels: dict[str, Path] = {}
     for path in _entries(folder / "labelsTr"):
         if not path.name.endswith(ending):
-            errors.append(_wrong_ending("labelsTr", path, ending, "of dataset.json"))
+            errors.append(_wrong_ending("labelsTr", path, ending, source))
             continue
         labels[path.name[: -len(ending)]] = path
     return labels

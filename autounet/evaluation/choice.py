@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autounet.errors import InvalidDatasetError
 from autounet.evaluation.jsonio import load_scores_json, save_scores_json
 from autounet.inference.postprocessing import PostprocessingChoice
 
@@ -79,4 +80,8 @@ def load_inference_choice(results_dir: Path) -> InferenceChoice | None:
     path = Path(results_dir) / INFERENCE_FILE
     if not path.is_file():
         return None
-    return load_scores_json(InferenceChoice, path)
+    try:
+        return load_scores_json(InferenceChoice, path)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
+        raise InvalidDatasetError(f"{path}: is not a valid inference.json ({error}); run autounet find-best "
+                                  "again or delete it.") from error

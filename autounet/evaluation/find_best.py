@@ -23,11 +23,11 @@ from autounet.evaluation.choice import (CandidateScore, InferenceChoice, Postpro
 from autounet.evaluation.cv_results import ConfigurationResults, load_configuration_results, trained_configurations
 from autounet.evaluation.ensemble import average_probabilities, probabilities_to_labels
 from autounet.evaluation.metrics import ClassSpec, case_metrics, classes_from_spec
+from autounet.evaluation.runner import run_jobs
 from autounet.evaluation.summary import ScoreStats, mean_ignoring_nan
 from autounet.inference.postprocessing import PostprocessingChoice, keep_largest_component
 from autounet.io import read_label
 from autounet.paths import DatasetLocation
-from autounet.utils.parallel import default_workers, map_in_processes
 from autounet.utils.progress import console
 
 MIN_GAIN = 1e-6
@@ -109,10 +109,10 @@ def score_postprocessing_on_case(job: PostprocessingJob) -> dict[str, dict[str, 
     return {key: _class_dice(reference, labels, geometry.spacing, job.context) for key, labels in variants.items()}
 
 
-def _run(fn, jobs: list, workers: int, description: str) -> list:
+def _run(fn, jobs: list, workers: int | None, description: str) -> list:
     """Results of ``fn`` over ``jobs`` in job order; the first user error (naming its file) is raised."""
     results: dict[str, object] = {}
-    for outcome in map_in_processes(fn, jobs, workers, description):
+    for outcome in run_jobs(fn, jobs, workers, description):
         if not outcome.ok:
             raise outcome.error
         results[outcome.item.case] = outcome.result
@@ -221,8 +221,6 @@ def find_best(location: DatasetLocation, configurations: list[str] | None = None
     references = _reference_files(location, spec, cases)
     context = ScoringContext(classes_from_spec(spec), spec.regions_class_order if spec.has_regions else None,
                              spec.ignore_label)
-    workers = default_workers() if workers is None else max(1, workers)
-    workers = min(workers, max(1, len(cases) // 8))  # process start-up outweighs a few small cases
 
     candidates, skipped = _candidates(results, cases)
     jobs = [CandidatesJob(c, references[c], tuple(cand.sources[c] for cand in candidates), context) for c in cases]

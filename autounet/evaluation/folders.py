@@ -12,7 +12,7 @@ from autounet.evaluation.metrics import ClassSpec, case_metrics, empty_class_met
 from autounet.evaluation.summary import CaseResult, EvaluationSummary, save_summary, summarise
 from autounet.evaluation.surface import DEFAULT_NSD_TOLERANCE_MM
 from autounet.io import SUPPORTED_ENDINGS, file_ending, read_label
-from autounet.utils.parallel import default_workers, map_in_processes
+from autounet.evaluation.runner import run_jobs
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,15 @@ def evaluate_folders(reference_dir: Path, prediction_dir: Path,
     if missing:
         raise UserError(f"{predictions[missing[0]]}: has no reference file of the same name in {reference_dir}"
                         + (f" (nor do {len(missing) - 1} other predictions)." if len(missing) > 1 else "."))
+    output_dir = Path(output_dir) if output_dir is not None else prediction_dir
+    if output_dir.resolve() == reference_dir.resolve():
+        raise UserError(f"{reference_dir}: would receive summary.json and metrics.csv, but reference folders are "
+                        "never written to; give another output folder.")
     classes = normalise_classes(labels_or_regions) if labels_or_regions is not None else None
     jobs = [CaseJob(case, references[case], predictions[case], classes, surface, tolerance_mm, ignore_label)
             for case in sorted(predictions)]
-    if workers is None:  # starting a process costs more than scoring a few small cases
-        workers = min(default_workers(), max(1, len(jobs) // 8))
     results, failures = [], []
-    for outcome in map_in_processes(evaluate_case, jobs, workers, "evaluate"):
+    for outcome in run_jobs(evaluate_case, jobs, workers, "evaluate"):
         if outcome.ok:
             results.append(outcome.result)
         elif isinstance(outcome.error, UserError):
@@ -126,7 +128,7 @@ def evaluate_folders(reference_dir: Path, prediction_dir: Path,
     ending = file_ending or (file_ending_of(predictions))
     summary = summarise(results, classes, reference_dir, prediction_dir, ending, surface, tolerance_mm,
                         ignore_label)
-    save_summary(summary, Path(output_dir) if output_dir is not None else prediction_dir)
+    save_summary(summary, output_dir)
     return summary
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from autounet.errors import ImageReadError
 from autounet.io.geometry import Geometry
@@ -20,6 +19,8 @@ def read(path: Path) -> tuple[np.ndarray, Geometry]:
         problem = truncation_problem(path)
         if problem:
             raise ImageReadError(f"{path}: {problem}.")
+    import SimpleITK as sitk  # imported on first use, so processes that never read images start faster
+
     try:
         image = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(image)
@@ -46,6 +47,8 @@ def read(path: Path) -> tuple[np.ndarray, Geometry]:
 
 def write_labels(labels: np.ndarray, geometry: Geometry, path: Path) -> None:
     """Write a label map ``(z, y, x)`` with ``geometry``, atomically."""
+    import SimpleITK as sitk
+
     if geometry.is_2d:
         image = sitk.GetImageFromArray(labels[0])
         image.SetSpacing(tuple(geometry.spacing[1:][::-1]))

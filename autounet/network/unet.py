@@ -43,7 +43,7 @@ class UNet(nn.Module):
     deep supervision on, a list of logits from the highest resolution down.
     """
 
-    def __init__(self, config: NetworkConfig):
+    def __init__(self, config: NetworkConfig, initialize: bool = True):
         super().__init__()
         self.config = config
         dim, feats, slope = config.conv_dim, config.features_per_stage, config.negative_slope
@@ -62,7 +62,8 @@ class UNet(nn.Module):
             self.decoder.append(_stage(dim, 2 * feats[s], feats[s], config.kernel_sizes[s], [1] * dim,
                                        config.n_conv_per_stage_decoder[s], slope))
             self.heads.append(_CONV[dim](feats[s], config.num_classes, 1, bias=True))
-        self.apply(_init_he)
+        if initialize:
+            self.apply(_init_he)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         skips = []
@@ -88,8 +89,8 @@ def _init_he(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def build_network(config: NetworkConfig) -> UNet:
-    """Build the U-Net for ``config``.
+def build_network(config: NetworkConfig, initialize: bool = True) -> UNet:
+    """Build the U-Net for ``config`` (He-initialised unless ``initialize`` is False, e.g. for shape-only use).
 
     Example:
         >>> cfg = NetworkConfig(3, 1, 3, [8, 16], [[3, 3, 3]] * 2, [[1, 1, 1], [2, 2, 2]])
@@ -97,4 +98,4 @@ def build_network(config: NetworkConfig) -> UNet:
         >>> net(torch.zeros(1, 1, 8, 8, 8)).shape
         torch.Size([1, 3, 8, 8, 8])
     """
-    return UNet(config)
+    return UNet(config, initialize)

@@ -4,6 +4,9 @@ Conventions (the same as scikit-image's ``resize``, which nnU-Net uses): output 
 axis of ``old`` input and ``new`` output voxels samples the input at ``(o + 0.5) * old / new - 0.5``
 (voxel centres aligned, extent kept), and samples beyond the edge repeat the edge voxel.
 
+Spline orders above 1 may overshoot at sharp edges, so their result is clipped to the range of the
+array being resampled (per slice when slices are resampled on their own).
+
 On strongly anisotropic data (the coarsest axis more than ``anisotropy_threshold`` times coarser
 than the finest) that coarse axis is resampled on its own with the ``*_z`` order (nearest neighbour
 by default) after the in-plane resampling, so thick slices are not blended into each other.
@@ -148,12 +151,13 @@ def _zoom(volume: np.ndarray, new_shape: Sequence[int], order: int) -> np.ndarra
             volume = _resample_axis(volume, axis, new_shape[axis], order)
         return volume
     if order == 3:
-        return cubic_zoom(volume, new_shape)
-    factors = [n / o for n, o in zip(new_shape, volume.shape)]
-    result = ndimage.zoom(volume.astype(np.float32, copy=False), factors, order=order, mode="nearest",
-                          grid_mode=True)
-    assert result.shape == tuple(new_shape), (result.shape, new_shape)
-    return result
+        result = cubic_zoom(volume, new_shape)
+    else:
+        factors = [n / o for n, o in zip(new_shape, volume.shape)]
+        result = ndimage.zoom(volume.astype(np.float32, copy=False), factors, order=order, mode="nearest",
+                              grid_mode=True)
+    # Higher-order splines overshoot at sharp edges; keep the result within the input's range.
+    return np.clip(result, volume.min(), volume.max(), out=result)
 
 
 def resample_volume(volume: np.ndarray, new_shape: Sequence[int], order: int, order_z: int,

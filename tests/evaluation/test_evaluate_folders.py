@@ -129,6 +129,9 @@ def test_missing_reference_shape_mismatch_unreadable_and_empty(nifti_folders, tm
         evaluate_folders(ref_dir, tmp_path / "empty")
     with pytest.raises(UserError, match="nowhere.*does not exist"):
         evaluate_folders(tmp_path / "nowhere", pred_dir)
+    with pytest.raises(UserError, match="reference folders are never written to"):
+        evaluate_folders(ref_dir, ref_dir)
+    assert not (ref_dir / "summary.json").exists()
 
 
 def test_cli_prints_table_and_uses_dataset_json(nifti_folders, nifti_dataset, data_root):
@@ -163,7 +166,6 @@ def test_png_cli(tmp_path):
     assert summary.class_summary("1").hd95_mm.undefined == 1
 
 
-@pytest.mark.slow
 def test_real_hippocampus_labels_against_themselves(tmp_path):
     folder = shared_dataset("Dataset004_Hippocampus") / "labelsTr"
     pred = tmp_path / "pred"

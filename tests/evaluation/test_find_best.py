@@ -187,3 +187,13 @@ def test_cli_prints_choice(data_root):
     assert (location.results / "inference.json").is_file()
     result = CliRunner().invoke(app, ["find-best", "200", "-c", "3d_lowres"])
     assert result.exit_code == 1 and "3d_lowres" in result.output
+
+
+def test_broken_inference_json_is_named(tmp_path):
+    assert load_inference_choice(tmp_path) is None
+    (tmp_path / "inference.json").write_text("{not json")
+    with pytest.raises(UserError, match="inference.json: is not a valid inference.json"):
+        load_inference_choice(tmp_path)
+    (tmp_path / "inference.json").write_text('{"dataset": "x"}')
+    with pytest.raises(UserError, match="is not a valid inference.json"):
+        load_inference_choice(tmp_path)

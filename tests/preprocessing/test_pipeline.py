@@ -127,3 +127,13 @@ def test_class_locations_are_reproducible_and_inside_their_class(monkeypatch):
         assert np.all(label[tuple(first[k].T)] == k)
     assert not np.array_equal(first[1], other[1])
     assert set(class_locations(seg)) == {1, 2}
+
+
+def test_anisotropic_case_round_trip_is_exact_for_whole_slice_factors():
+    image, label = padded_case(seed=9, shape=(6, 20, 18))
+    config = make_configuration(spacing=(2.5, 1.0, 1.0))
+    data, seg, props = preprocess_case(image, Geometry((5.0, 1.0, 1.0)), label, make_plans(config), config)
+    assert data.shape[1] == 2 * props.shape_after_crop[0]
+    # nearest neighbour across the thick slices: each one is repeated, never blended
+    assert np.array_equal(seg[0], np.repeat(seg[0, ::2], 2, axis=0))
+    assert np.array_equal(restore_labels(seg[0], props, config), label)

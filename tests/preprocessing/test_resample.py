@@ -31,6 +31,13 @@ def test_new_shape_keeps_extent():
     assert new_shape_for((10, 20, 30), (2.0, 1.0, 0.5), (1.0, 2.0, 0.5)) == [20, 10, 30]
 
 
+def test_spline_overshoot_is_clipped_to_the_input_range():
+    step = np.zeros((4, 12, 12), np.float32)
+    step[:, :, 6:] = 100.0
+    out = resample_image(step[None], (1, 1, 1), (0.5, 0.3, 0.3), PLAN)
+    assert out.min() == 0.0 and out.max() == 100.0
+
+
 def test_analytic_volume_forward_matches_function_and_round_trip_is_close():
     spacing, target = (1.0, 1.0, 1.0), (0.7, 1.3, 0.9)
     original = analytic((30, 40, 36), spacing)
@@ -120,7 +127,8 @@ def test_isotropic_data_is_interpolated_across_slices():
 def test_anisotropic_in_plane_uses_the_spline_order():
     image = analytic((4, 16, 16), (5, 1, 1))
     out = resample_volume(image, (4, 24, 24), 3, 0, axis=0)
-    expected = np.stack([ndimage.zoom(s, 1.5, order=3, mode="nearest", grid_mode=True) for s in image])
+    expected = np.stack([np.clip(ndimage.zoom(s, 1.5, order=3, mode="nearest", grid_mode=True), s.min(), s.max())
+                         for s in image])
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
 

@@ -1,0 +1,100 @@
+"""``autounet plan``: training configurations sized to the GPU."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from autounet.cli.common import DatasetArgument, RootOption, WorkersOption, dataset_location, out, warn
+from autounet.planning.plans import ConfigurationPlan, Plans
+
+
+def _axes(values) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def _fmt_spacing(values) -> str:
+    return " x ".join(f"{v:.3g}" for v in values)
+
+
+def configuration_summary(plan: ConfigurationPlan, budget_gb: float) -> str:
+    """One line: spacing, median shape, patch, batch, memory against the budget."""
+    memory = f"memory {plan.estimated_memory_gb:.2f} of {budget_gb:g} GB (estimated)"
+    if plan.measured_memory_gb is not None:
+        memory += f", {plan.measured_memory_gb:.2f} GB measured"
+    return (f"[bold]{plan.name}[/bold]: spacing {_fmt_spacing(plan.spacing)}, median shape "
+            f"{_axes(plan.median_shape)}, patch {_axes(plan.patch_size)}, batch {plan.batch_size}, "
+            f"{plan.network.num_stages} stages, {memory}")
+
+
+def configuration_table(plan: ConfigurationPlan) -> Table:
+    """One Rich table describing a configuration's U-Net, stage by stage."""
+    net = plan.network
+    table = Table()
+    for column in ("stage", "features", "kernel", "stride"):
+        table.add_column(column, justify="right")
+    for stage in range(net.num_stages):
+        table.add_row(str(stage), str(net.features_per_stage[stage]), _axes(net.kernel_sizes[stage]),
+                      _axes(net.strides[stage]))
+    norm = ", ".join(f"{s}{' (mask)' if m else ''}" for s, m in zip(plan.normalization, plan.use_mask_for_norm))
+    cascade = f"; after {plan.previous_stage}" if plan.previous_stage else ""
+    table.caption = f"normalisation: {norm}{cascade}"
+    table.caption_justify = "left"
+    return table
+
+
+def print_plans(plans: Plans) -> None:
+    for plan in plans.configurations.values():
+        out.print(configuration_summary(plan, plans.memory_budget_gb), highlight=False)
+        out.print(configuration_table(plan))
+
+
+ConfigurationsOption = Annotated[Optional[list[str]], typer.Option(
+    "--configurations", "-c", help="Configurations to plan (repeat: -c 2d -c 3d_fullres) "
+                                   "[default: 2d, 3d_fullres and, when needed, 3d_lowres].", show_default=False)]
+
+
+def plan(
+    dataset: DatasetArgument,
+    gpu_memory: Annotated[Optional[float], typer.Option(
+        "--gpu-memory", help="Plan for a GPU with this many GB instead of the one detected.",
+        show_default=False)] = None,
+    device: Annotated[str, typer.Option(
+        "--device", help="Hardware to plan for: auto, cuda, mps or cpu.")] = "auto",
+    configurations: ConfigurationsOption = None,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="On a CUDA GPU: run one real training step per configuration, record its measured peak "
+                         "memory, and shrink the plan if it does not fit.")] = False,
+    workers: WorkersOption = None,
+    root: RootOption = None,
+) -> None:
+    """Plan spacing, patch, batch and U-Net per configuration for the GPU; write plans.json.
+
+    Verifies and fingerprints the raw data first when that has not been done on
+    its current files.
+
+    Example: autounet plan Dataset004 --gpu-memory 11
+    """
+    from autounet.planning.planner import PlanningReport, plan_dataset
+    from autounet.planning.plans import plans_path
+
+    location = dataset_location(dataset, root)
+    start = time.perf_counter()
+    report = PlanningReport()
+    plans = plan_dataset(location, gpu_memory_gb=gpu_memory, device=device, configurations=configurations,
+                         workers=workers, report=report, verify=verify)
+    for note in report.notes:
+        out.print(note)
+    for message in report.warnings:
+        warn(message)
+    if report.fingerprinted:
+        out.print(f"fingerprinted {location.raw} (its files changed or had no fingerprint yet)")
+    print_plans(plans)
+    out.print(f"wrote {plans_path(location.preprocessed)} in {time.perf_counter() - start:.1f} s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(plan)

@@ -1,0 +1,88 @@
+"""The ``autounet train`` command."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from autounet.cli.common import DatasetArgument, RootOption, dataset_location, out
+
+BUDGET_HELP = "Schedule preset: quick (5 x 20 iterations), standard (250 x 250) or full (1000 x 250, nnU-Net's)."
+
+
+def _folds(values: list[str]) -> list[int | str]:
+    from autounet.training.config import parse_fold
+
+    folds = [parse_fold(part) for value in values for part in value.split(",") if part.strip()]
+    return list(dict.fromkeys(folds))
+
+
+def _default_configuration(location) -> str:
+    from autounet.planning.plans import load_plans
+
+    plans = load_plans(location.preprocessed)
+    return "3d_fullres" if "3d_fullres" in plans.configurations or "2d" not in plans.configurations else "2d"
+
+
+def train(
+    dataset: DatasetArgument,
+    fold: Annotated[list[str], typer.Option("--fold", "-f", help="Fold index from splits.json, or 'all' to train "
+                                            "on every case; repeat or comma-separate for several folds "
+                                            "(--fold 0,1,2,3,4).")] = ["0"],
+    configuration: Annotated[Optional[str], typer.Option("--configuration", "-c", help="Configuration from "
+                             "plans.json \\[default: 3d_fullres, or 2d for 2D data].", show_default=False)] = None,
+    budget: Annotated[Optional[str], typer.Option("--budget", help=BUDGET_HELP, show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs (beyond a finished run's: "
+                      "extends it with --resume).", show_default=False)] = None,
+    iterations_per_epoch: Annotated[Optional[int], typer.Option("--iterations-per-epoch", min=1,
+                                    show_default=False, help="Training iterations per epoch.")] = None,
+    val_iterations: Annotated[Optional[int], typer.Option("--val-iterations", min=0, show_default=False,
+                              help="Validation iterations per epoch (pseudo-Dice).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, show_default=False,
+                                                help="Initial learning rate \\[default: 0.01].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, show_default=False,
+                                                      help="Global batch size \\[default: the plan's].")] = None,
+    oversample: Annotated[Optional[float], typer.Option("--oversample", min=0.0, max=1.0, show_default=False,
+                          help="Share of each batch forced onto foreground \\[default: 0.33].")] = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without data augmentation.")] = False,
+    compile_model: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile.")] = False,
+    no_amp: Annotated[bool, typer.Option("--no-amp", help="Train in float32 on CUDA (AMP is on by default).")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=0, show_default=False,
+                       help="Data worker processes per training process \\[default: from the cores; 0 = none].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", show_default=False, help="Random seed \\[default: 12345].")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the fold's latest checkpoint.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", show_default=False,
+                      help="auto, cuda, mps or cpu \\[default: auto].")] = None,
+    gpus: Annotated[Optional[int], typer.Option("--gpus", min=1, show_default=False, help="Training processes "
+                    "(DistributedDataParallel; one per GPU, or CPU processes with --device cpu).")] = None,
+    save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also save the validation "
+                                  "cases' probabilities (npz).")] = False,
+    root: RootOption = None,
+) -> None:
+    """Train a configuration on one or more cross-validation folds; results go to results/DATASET/CONFIG/fold_K.
+
+    Example: autounet train Dataset004 --fold 0 --budget quick
+    """
+    from autounet.training import TrainingConfig, train_fold
+    from autounet.training.setup import fold_directory, stored_config
+
+    location = dataset_location(dataset, root)
+    configuration = configuration or _default_configuration(location)
+    explicit = {"epochs": epochs, "iterations_per_epoch": iterations_per_epoch, "val_iterations": val_iterations,
+                "learning_rate": lr, "batch_size": batch_size, "oversample_foreground": oversample,
+                "augment": False if no_augment else None, "compile": True if compile_model else None,
+                "amp": False if no_amp else None, "num_workers": workers, "seed": seed, "device": device,
+                "gpus": gpus, "save_probabilities": True if save_probabilities else None}
+    for fold_value in _folds(fold):
+        stored = stored_config(fold_directory(location, configuration, fold_value)) if resume else None
+        if stored is not None and budget is None:
+            config = stored.with_overrides(**explicit)
+        else:
+            config = TrainingConfig.from_budget(budget or "standard", **explicit)
+        folder = train_fold(location, configuration, fold_value, config, resume=resume)
+        out.print(f"fold {fold_value}: done; results in {folder}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)

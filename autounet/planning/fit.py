@@ -1,0 +1,110 @@
+"""Fit a configuration's patch and batch to a memory budget with the memory model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from autounet.errors import PlanningError
+from autounet.network import NetworkConfig
+from autounet.planning.constants import (BASE_FEATURES, CONVS_PER_STAGE, MAX_DATASET_FRACTION_PER_BATCH,
+                                         MAX_FEATURES_2D, MAX_FEATURES_3D, MIN_BATCH_SIZE, PATCH_FIT_BATCH_2D,
+                                         PATCH_FIT_BATCH_3D)
+from autounet.planning.memory import estimate_training_memory_gb
+from autounet.planning.topology import Topology, initial_patch, shrink_once, topology_with_min_stages
+
+
+@dataclass
+class FittedConfiguration:
+    """A patch, batch and network that fit the budget, with the estimate that says so."""
+
+    patch_size: list[int]
+    batch_size: int
+    network: NetworkConfig
+    estimated_memory_gb: float
+
+
+def network_for(topology: Topology, in_channels: int, num_classes: int) -> NetworkConfig:
+    """The U-Net for a topology: features 32 * 2^stage, capped at 320 (3D) or 512 (2D)."""
+    dim = len(topology.patch_size)
+    cap = MAX_FEATURES_2D if dim == 2 else MAX_FEATURES_3D
+    features = [min(BASE_FEATURES * 2**stage, cap) for stage in range(topology.num_stages)]
+    return NetworkConfig(conv_dim=dim, in_channels=in_channels, num_classes=num_classes,
+                         features_per_stage=features, kernel_sizes=topology.kernel_sizes, strides=topology.strides,
+                         n_conv_per_stage=[CONVS_PER_STAGE] * topology.num_stages,
+                         n_conv_per_stage_decoder=[CONVS_PER_STAGE] * (topology.num_stages - 1))
+
+
+def shrink_sequence(spacing: list[float], median_shape: list[int]) -> list[Topology]:
+    """Every candidate topology from the initial patch down to the smallest, largest first."""
+    sequence = [topology_with_min_stages(spacing, initial_patch(spacing, median_shape))]
+    while True:
+        smaller = shrink_once(spacing, sequence[-1].patch_size, median_shape)
+        if smaller is None:
+            return sequence
+        sequence.append(smaller)
+
+
+def max_batch_by_dataset(patch_size: list[int], dataset_voxels: float) -> int:
+    """The largest batch covering at most 5 % of the dataset's voxels (at least the minimum batch)."""
+    return max(MIN_BATCH_SIZE, int(round(MAX_DATASET_FRACTION_PER_BATCH * dataset_voxels / np.prod(patch_size))))
+
+
+def fit_to_budget(spacing: list[float], median_shape: list[int], in_channels: int, num_classes: int,
+                  budget_gb: float, dataset_voxels: float, amp: bool = True) -> FittedConfiguration:
+    """The largest patch (in the shrink order) that trains at the patch-fitting batch, then the largest batch.
+
+    Raises PlanningError when even the smallest network does not fit ``budget_gb``.
+    """
+    fit_batch = PATCH_FIT_BATCH_2D if len(spacing) == 2 else PATCH_FIT_BATCH_3D
+    sequence = shrink_sequence(spacing, median_shape)
+
+    def estimate(index: int, batch: int) -> float:
+        topology = sequence[index]
+        return estimate_training_memory_gb(network_for(topology, in_channels, num_classes),
+                                           topology.patch_size, batch, amp)
+
+    batch_cap = max_batch_by_dataset(sequence[-1].patch_size, dataset_voxels)
+    first_batch = min(fit_batch, batch_cap)
+    if estimate(len(sequence) - 1, MIN_BATCH_SIZE) > budget_gb:
+        smallest = sequence[-1]
+        raise PlanningError(
+            f"a {budget_gb:g} GB budget is too small for any network: the smallest patch "
+            f"{'x'.join(map(str, smallest.patch_size))} at batch {MIN_BATCH_SIZE} needs "
+            f"{estimate(len(sequence) - 1, MIN_BATCH_SIZE):.2f} GB; give more --gpu-memory.")
+    # The estimate falls along the sequence; find the first (largest) patch that fits by bisection
+    # (often the first one, when the patch is limited by the image rather than the memory).
+    low, high = 0, len(sequence) - 1
+    if estimate(0, min(first_batch, max_batch_by_dataset(sequence[0].patch_size, dataset_voxels))) <= budget_gb:
+        high = 0
+    while low < high:
+        middle = (low + high) // 2
+        batch = min(first_batch, max_batch_by_dataset(sequence[middle].patch_size, dataset_voxels))
+        if estimate(middle, batch) <= budget_gb:
+            high = middle
+        else:
+            low = middle + 1
+    topology = sequence[low]
+    network = network_for(topology, in_channels, num_classes)
+    cap = max_batch_by_dataset(topology.patch_size, dataset_voxels)
+    batch = largest_fitting_batch(lambda b: estimate(low, b), budget_gb, cap)
+    return FittedConfiguration(topology.patch_size, batch, network, estimate(low, batch))
+
+
+def largest_fitting_batch(estimate, budget_gb: float, cap: int) -> int:
+    """The largest batch in [MIN_BATCH_SIZE, cap] whose estimate fits (MIN_BATCH_SIZE when none does).
+
+    Memory grows almost linearly with the batch: extrapolate from two
+    estimates, then step to the exact answer with a few more.
+    """
+    two, three = estimate(2), estimate(3)
+    per_sample = max(three - two, 1e-9)
+    guess = int(math.floor((budget_gb - two) / per_sample)) + 2
+    batch = max(MIN_BATCH_SIZE, min(cap, guess))
+    while batch > MIN_BATCH_SIZE and estimate(batch) > budget_gb:
+        batch -= 1
+    while batch < cap and estimate(batch + 1) <= budget_gb:
+        batch += 1
+    return batch

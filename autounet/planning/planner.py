@@ -1,0 +1,116 @@
+"""``plan_dataset``: make sure the fingerprint is current, plan every configuration, write plans.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autounet.dataset import DatasetSpec, load_spec
+from autounet.errors import InvalidDatasetError, MissingArtifactError
+from autounet.fingerprint import Fingerprint, load_fingerprint, save_fingerprint
+from autounet.fingerprint.model import FINGERPRINT_FILE
+from autounet.paths import DatasetLocation
+from autounet.planning.budget import MemoryBudget, memory_budget
+from autounet.planning.configurations import plan_configurations
+from autounet.planning.plans import Plans, save_plans
+from autounet.planning.verify_step import require_cuda_for_verify, verify_configurations
+
+
+@dataclass
+class PlanningReport:
+    """What plan_dataset did besides planning, for the CLI to tell the user."""
+
+    fingerprinted: bool = False
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _has_raw(location: DatasetLocation) -> bool:
+    return (Path(location.raw) / "dataset.json").is_file()
+
+
+def current_fingerprint(location: DatasetLocation, workers: int | None = None,
+                        report: PlanningReport | None = None) -> Fingerprint:
+    """The dataset's fingerprint, recomputed (after verification) when missing or when the raw files changed."""
+    from autounet.fingerprint.compute import compute_fingerprint, raw_digest
+
+    fingerprint_file = Path(location.preprocessed) / FINGERPRINT_FILE
+    if not _has_raw(location):
+        if fingerprint_file.is_file():
+            return load_fingerprint(location.preprocessed)
+        raise MissingArtifactError(f"{fingerprint_file}: not found, and there is no raw data at {location.raw} "
+                                   "to compute it from.")
+    digest = raw_digest(location.raw)
+    if fingerprint_file.is_file():
+        fingerprint = load_fingerprint(location.preprocessed)
+        if fingerprint.raw_digest == digest:
+            return fingerprint
+    verify_or_raise(location.raw, workers)
+    fingerprint = compute_fingerprint(location.raw, workers=workers)
+    save_fingerprint(fingerprint, location.preprocessed)
+    if report is not None:
+        report.fingerprinted = True
+    return fingerprint
+
+
+VERIFY_ERRORS_SHOWN = 3
+
+
+def verify_or_raise(raw_folder: Path, workers: int | None = None) -> None:
+    """Run dataset verification; raise a UserError quoting the first errors and their count if it fails."""
+    from autounet.dataset.verify import verify_dataset
+
+    report = verify_dataset(raw_folder, workers)
+    if not report.ok:
+        shown = "; ".join(report.errors[:VERIFY_ERRORS_SHOWN])
+        hidden = len(report.errors) - VERIFY_ERRORS_SHOWN
+        more = f" (and {hidden} more)" if hidden > 0 else ""
+        raise InvalidDatasetError(f"{raw_folder}: verification found {len(report.errors)} error"
+                                  f"{'s' if len(report.errors) != 1 else ''}: {shown}{more}; "
+                                  f"run `autounet verify` for the full report.")
+
+
+def _num_classes(location: DatasetLocation, fingerprint: Fingerprint) -> int:
+    """Network outputs from dataset.json; from the fingerprint's labels when the raw data is not here."""
+    if _has_raw(location):
+        spec: DatasetSpec = load_spec(location.raw)
+        return spec.num_outputs
+    return len([v for v in fingerprint.label_values if v != 0]) + 1
+
+
+def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, device: str = "auto",
+                 configurations: list[str] | None = None, workers: int | None = None,
+                 report: PlanningReport | None = None, budget: MemoryBudget | None = None,
+                 verify: bool = False) -> Plans:
+    """Plan the dataset at ``location`` for the detected GPU (or ``gpu_memory_gb``) and write plans.json.
+
+    Runs verification and fingerprinting first when the fingerprint is
+    missing or the raw files changed since it was made. With ``verify`` (CUDA
+    only) each configuration's real training step is measured and the
+    configuration re-planned smaller if it overshoots.
+
+    Example:
+        >>> plans = plan_dataset(locate_dataset("4", resolve_root()))  # doctest: +SKIP
+        >>> plans.configuration("3d_fullres").patch_size
+        [40, 56, 40]
+    """
+    report = report if report is not None else PlanningReport()
+    if verify:
+        require_cuda_for_verify()
+    budget = budget or memory_budget(device, gpu_memory_gb)
+    report.notes.extend(budget.notes)
+    fingerprint = current_fingerprint(location, workers, report)
+    num_classes = _num_classes(location, fingerprint)
+    planned = plan_configurations(fingerprint, num_classes, budget.gb, configurations)
+    if verify:
+        planned = verify_configurations(
+            planned, budget.gb, lambda name, gb: plan_configurations(fingerprint, num_classes, gb, [name])[name])
+    if budget.hardware.device == "cpu" and gpu_memory_gb is None and any(not p.is_2d for p in planned.values()):
+        report.warnings.extend(budget.warnings)
+    plans = Plans(dataset_name=location.name, hardware=budget.hardware, memory_budget_gb=budget.gb,
+                  configurations=planned, intensity_stats=list(fingerprint.channels),
+                  raw_digest=fingerprint.raw_digest)
+    save_plans(plans, location.preprocessed)
+    return plans
+
+

@@ -1,0 +1,58 @@
+"""The Python API of training: :func:`train_fold`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autounet.errors import UserError
+from autounet.paths import DatasetLocation
+from autounet.training import distributed
+from autounet.training.config import TrainingConfig, parse_fold
+from autounet.training.setup import fold_directory
+
+
+def _spawned_rank(rank: int, location: DatasetLocation, config: TrainingConfig, resume: bool, port: int) -> None:
+    from autounet.training.trainer import train_rank
+
+    distributed.set_spawn_env(rank, config.gpus, port)
+    train_rank(location, config, resume, distributed.ranks_from_env())
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def train_fold(location: DatasetLocation, configuration: str, fold: int | str, config: TrainingConfig,
+               resume: bool = False) -> Path:
+    """Train ``configuration`` on ``fold`` (an index into splits.json, or ``all``); return the fold folder.
+
+    With ``config.gpus > 1`` it starts that many processes (DistributedDataParallel;
+    on the CPU with gloo); under torchrun it joins the launcher's processes instead.
+    With ``resume`` it continues the folder's latest checkpoint, keeping the stored
+    hyper-parameters except :data:`~autounet.training.config.RUNTIME_FIELDS`.
+
+    Example:
+        >>> from autounet.paths import locate_dataset, resolve_root
+        >>> loc = locate_dataset("Dataset004", resolve_root())                        # doctest: +SKIP
+        >>> train_fold(loc, "3d_fullres", 0, TrainingConfig.from_budget("quick"))    # doctest: +SKIP
+        PosixPath('.../results/Dataset004_Hippocampus/3d_fullres/fold_0')
+    """
+    import torch.multiprocessing
+
+    from autounet.training.trainer import train_rank
+
+    config = config.with_overrides(configuration=configuration, fold=parse_fold(fold))
+    config.check()
+    ranks = distributed.ranks_from_env()
+    if ranks.distributed or config.gpus == 1:
+        train_rank(location, config, resume, ranks)
+    else:
+        try:
+            torch.multiprocessing.spawn(_spawned_rank, args=(location, config, resume, distributed.free_port()),
+                                        nprocs=config.gpus, join=True)
+        except torch.multiprocessing.ProcessRaisedException as error:
+            raise UserError(f"a training process failed: {_last_line(str(error))}") from error
+        except torch.multiprocessing.ProcessExitedException as error:
+            raise UserError(f"a training process died: {error}") from error
+    return fold_directory(location, configuration, config.fold)

@@ -1,0 +1,129 @@
+"""Data augmentation with batchgenerators, following the nnU-Net recipe.
+
+The probabilities and ranges below are the recipe's defaults, named so they can
+be read and changed in one place. Patches are sampled larger than the network's
+patch (see :func:`sampling_patch_size`) so that rotation and scaling never pull
+in padding at the corners; the spatial transform then cuts the centre.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import numpy as np
+from batchgenerators.transforms.abstract_transforms import Compose
+from batchgenerators.transforms.color_transforms import (BrightnessMultiplicativeTransform,
+                                                         ContrastAugmentationTransform, GammaTransform)
+from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, GaussianNoiseTransform
+from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
+from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
+
+ROTATION_3D = math.radians(30)
+"""Maximum rotation about each axis of a 3D patch."""
+ROTATION_2D = math.radians(180)
+"""Maximum in-plane rotation of a 2D patch."""
+P_ROTATION = 0.2
+SCALE_RANGE = (0.7, 1.4)
+P_SCALE = 0.2
+SAMPLING_ENLARGEMENT = 1 / 0.85
+"""Extra margin of the sampled patch beyond the rotated patch's bounding box, for zooming out."""
+NOISE_VARIANCE = (0.0, 0.1)
+P_NOISE = 0.1
+BLUR_SIGMA = (0.5, 1.0)
+P_BLUR, P_BLUR_PER_CHANNEL = 0.2, 0.5
+BRIGHTNESS_RANGE = (0.75, 1.25)
+P_BRIGHTNESS = 0.15
+CONTRAST_RANGE = (0.75, 1.25)
+P_CONTRAST = 0.15
+LOW_RESOLUTION_ZOOM = (0.5, 1.0)
+P_LOW_RESOLUTION, P_LOW_RESOLUTION_PER_CHANNEL = 0.25, 0.5
+GAMMA_RANGE = (0.7, 1.5)
+P_GAMMA_INVERTED = 0.1
+P_GAMMA = 0.3
+
+
+def max_rotation(patch_size: list[int]) -> float:
+    return ROTATION_2D if len(patch_size) == 2 else ROTATION_3D
+
+
+def sampling_patch_size(patch_size: list[int]) -> list[int]:
+    """The patch to read before augmentation: the bounding box of the patch rotated about any one axis, enlarged.
+
+    Example:
+        >>> sampling_patch_size([40, 56, 40])
+        [74, 81, 74]
+    """
+    angle = max_rotation(patch_size)
+    half = np.array(patch_size, dtype=float) / 2
+    corners = np.array(list(itertools.product(*[(-h, h) for h in half])))
+    extent = np.abs(corners).max(axis=0)
+    angles = np.linspace(-angle, angle, 13)
+    if len(patch_size) == 2:
+        for a in angles:
+            rotation = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+            extent = np.maximum(extent, np.abs(corners @ rotation.T).max(axis=0))
+    else:
+        # One axis at a time (as nnU-Net sizes it): a rotation about several axes can reach slightly past
+        # this box; those corners are filled with padding, which costs less than reading far larger patches.
+        for a in angles:
+            for rotation in (_rotation_3d(a, 0, 0), _rotation_3d(0, a, 0), _rotation_3d(0, 0, a)):
+                extent = np.maximum(extent, np.abs(corners @ rotation.T).max(axis=0))
+    return [int(math.ceil(2 * e * SAMPLING_ENLARGEMENT)) for e in extent]
+
+
+def _rotation_3d(ax: float, ay: float, az: float) -> np.ndarray:
+    cx, sx, cy, sy, cz, sz = math.cos(ax), math.sin(ax), math.cos(ay), math.sin(ay), math.cos(az), math.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def build_augmentation(patch_size: list[int]) -> Compose:
+    """The recipe's transforms for patches of ``patch_size`` (2 or 3 axes), in the order they run."""
+    angle = max_rotation(patch_size)
+    rotation = (-angle, angle)
+    no_rotation = (0.0, 0.0)
+    is_3d = len(patch_size) == 3
+    return Compose([
+        SpatialTransform(
+            patch_size, patch_center_dist_from_border=None, do_elastic_deform=False,
+            do_rotation=True, angle_x=rotation, angle_y=rotation if is_3d else no_rotation,
+            angle_z=rotation if is_3d else no_rotation, p_rot_per_axis=1.0, p_rot_per_sample=P_ROTATION,
+            do_scale=True, scale=SCALE_RANGE, p_scale_per_sample=P_SCALE,
+            border_mode_data="constant", border_cval_data=0, order_data=3,
+            border_mode_seg="constant", border_cval_seg=-1, order_seg=1, random_crop=False),
+        GaussianNoiseTransform(NOISE_VARIANCE, p_per_sample=P_NOISE),
+        GaussianBlurTransform(BLUR_SIGMA, different_sigma_per_channel=True, p_per_sample=P_BLUR,
+                              p_per_channel=P_BLUR_PER_CHANNEL),
+        BrightnessMultiplicativeTransform(BRIGHTNESS_RANGE, per_channel=True, p_per_sample=P_BRIGHTNESS),
+        ContrastAugmentationTransform(CONTRAST_RANGE, p_per_sample=P_CONTRAST),
+        SimulateLowResolutionTransform(LOW_RESOLUTION_ZOOM, per_channel=True,
+                                       p_per_channel=P_LOW_RESOLUTION_PER_CHANNEL, order_downsample=0,
+                                       order_upsample=3, p_per_sample=P_LOW_RESOLUTION),
+        GammaTransform(GAMMA_RANGE, invert_image=True, per_channel=True, retain_stats=True,
+                       p_per_sample=P_GAMMA_INVERTED),
+        GammaTransform(GAMMA_RANGE, invert_image=False, per_channel=True, retain_stats=True, p_per_sample=P_GAMMA),
+        MirrorTransform(tuple(range(len(patch_size)))),
+    ])
+
+
+def augment_batch(transform: Compose, images: np.ndarray, labels: np.ndarray,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Apply ``transform`` to a batch; the same ``seed`` gives the same result.
+
+    batchgenerators draws from numpy's and Python's global generators, so both
+    are seeded here and restored afterwards. Labels go through as floats (linear interpolation
+    per label) and come back as int16.
+    """
+    saved_numpy, saved_python = np.random.get_state(), random.getstate()
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    try:
+        out = transform(data=images.astype(np.float32, copy=False), seg=labels.astype(np.float32))
+    finally:
+        np.random.set_state(saved_numpy)
+        random.setstate(saved_python)
+    return out["data"].astype(np.float32, copy=False), np.rint(out["seg"]).astype(np.int16)

@@ -1,0 +1,127 @@
+"""The training config: every hyper-parameter of a run in one typed dataclass, saved with the run.
+
+Budget presets set the schedule (epochs x iterations per epoch); any field can
+be overridden from the CLI or the Python API without a subclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from autounet.errors import UserError
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A schedule preset: epochs x training iterations per epoch, and validation iterations per epoch."""
+
+    epochs: int
+    iterations_per_epoch: int
+    val_iterations: int
+
+
+BUDGETS: dict[str, Budget] = {
+    "quick": Budget(epochs=5, iterations_per_epoch=20, val_iterations=5),
+    "standard": Budget(epochs=250, iterations_per_epoch=250, val_iterations=50),
+    "full": Budget(epochs=1000, iterations_per_epoch=250, val_iterations=50),
+}
+"""``full`` is the nnU-Net recipe (1000 epochs of 250 iterations); ``quick`` finishes in minutes on a CPU."""
+
+
+@dataclass
+class TrainingConfig:
+    """Everything that decides how one fold is trained.
+
+    ``batch_size=None`` takes the plan's batch size; ``num_workers=None``
+    chooses data workers from the CPU cores; ``batch_dice=None`` means
+    Dice over the whole batch for 2D configurations, per sample for 3D ones
+    (as nnU-Net plans it).
+
+    Example:
+        >>> cfg = TrainingConfig.from_budget("quick", learning_rate=0.005)
+        >>> (cfg.epochs, cfg.iterations_per_epoch, cfg.learning_rate)
+        (5, 20, 0.005)
+    """
+
+    configuration: str = "3d_fullres"
+    fold: int | str = 0
+    budget: str = "standard"
+    epochs: int = 250
+    iterations_per_epoch: int = 250
+    val_iterations: int = 50
+    learning_rate: float = 0.01
+    momentum: float = 0.99
+    nesterov: bool = True
+    weight_decay: float = 3e-5
+    poly_exponent: float = 0.9
+    grad_clip: float = 12.0
+    batch_size: int | None = None
+    oversample_foreground: float = 0.33
+    augment: bool = True
+    batch_dice: bool | None = None
+    dice_smooth: float = 1e-5
+    pseudo_dice_ema: float = 0.9
+    compile: bool = False
+    amp: bool = True
+    num_workers: int | None = None
+    seed: int = 12345
+    device: str = "auto"
+    gpus: int = 1
+    save_probabilities: bool = False
+
+    @classmethod
+    def from_budget(cls, budget: str = "standard", **overrides) -> "TrainingConfig":
+        """A config with ``budget``'s schedule, then ``overrides`` (fields left at None are ignored)."""
+        if budget not in BUDGETS:
+            raise UserError(f"unknown budget '{budget}' (choose from {', '.join(BUDGETS)}).")
+        preset = BUDGETS[budget]
+        config = cls(budget=budget, epochs=preset.epochs, iterations_per_epoch=preset.iterations_per_epoch,
+                     val_iterations=preset.val_iterations)
+        return config.with_overrides(**overrides)
+
+    def with_overrides(self, **overrides) -> "TrainingConfig":
+        """A copy with the given fields replaced; None values keep the current value."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise TypeError(f"unknown training config fields: {', '.join(sorted(unknown))}")
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **changes)
+
+    def check(self) -> None:
+        """Raise :class:`UserError` for values no run can use."""
+        problems = []
+        for name in ("epochs", "iterations_per_epoch", "gpus"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        if self.val_iterations < 0:
+            problems.append("val_iterations must be 0 or more")
+        if self.learning_rate <= 0:
+            problems.append("learning_rate must be positive")
+        if self.batch_size is not None and self.batch_size < 1:
+            problems.append("batch_size must be at least 1")
+        if not 0.0 <= self.oversample_foreground <= 1.0:
+            problems.append("oversample_foreground must be between 0 and 1")
+        if self.device not in ("auto", "cuda", "mps", "cpu"):
+            problems.append("device must be auto, cuda, mps or cpu")
+        if problems:
+            raise UserError("training config: " + "; ".join(problems) + ".")
+
+
+RUNTIME_FIELDS = ("epochs", "num_workers", "device", "gpus", "compile", "save_probabilities")
+"""Fields a resumed run may change; the rest must stay as the run was started to continue it exactly."""
+
+
+def fold_name(fold: int | str) -> str:
+    """The results sub-folder of a fold: ``fold_0`` ... or ``fold_all``."""
+    return f"fold_{fold}"
+
+
+def parse_fold(text: int | str) -> int | str:
+    """A fold from user input: a non-negative integer, or ``all`` (train on every case)."""
+    if isinstance(text, int) or str(text).isdigit():
+        return int(text)
+    if str(text).lower() == "all":
+        return "all"
+    raise UserError(f"fold '{text}' is not a fold number or 'all'.")

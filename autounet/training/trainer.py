@@ -1,0 +1,209 @@
+"""``train_fold``: train one configuration on one fold, built from the parts in this package.
+
+The loop is small: per epoch, set the learning rate, run the training
+iterations, run the validation iterations, then (rank 0 only) checkpoint and
+log. Each part has one job: the batch stream (:mod:`.workers`), the steps and
+loss, the optimiser and schedule, checkpointing, the run log.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from autounet.errors import UserError
+from autounet.hardware import cpu_cores, detect_accelerator
+from autounet.network import build_network
+from autounet.paths import DatasetLocation
+from autounet.training import distributed
+from autounet.training.batches import BatchRecipe
+from autounet.training.checkpoint import (EpochRecord, ResumePoint, TrainingState, has_training_state,
+                                          load_training_state, restore_rng, save_training_state, save_weights)
+from autounet.training.config import RUNTIME_FIELDS, TrainingConfig
+from autounet.training.console import EpochProgress
+from autounet.training.distributed import Ranks
+from autounet.training.loss import DeepSupervisionLoss
+from autounet.training.optim import make_optimizer, poly_lr, set_lr
+from autounet.training.pseudo_dice import dice_from_counts, update_ema
+from autounet.training.run_log import plot_progress, summary_line, write_log_csv
+from autounet.training.setup import FoldSetup, check_resumable, prepare_fold, stored_config, write_run_files
+from autounet.training.steps import StepParts, train_step, validation_step
+from autounet.training.workers import BatchStream
+from autounet.utils.progress import console
+
+
+@dataclass
+class Run:
+    """One rank's live training: inputs, config, network (unwrapped), step parts and state."""
+
+    setup: FoldSetup
+    config: TrainingConfig
+    ranks: Ranks
+    net: torch.nn.Module
+    parts: StepParts
+    state: TrainingState
+
+
+def default_data_workers(device_kind: str, ranks: Ranks) -> int:
+    """Data workers per rank: on a GPU most of the cores; on the CPU one, since compute needs the cores."""
+    if device_kind == "cpu":
+        return 1
+    return max(1, min(12, cpu_cores() // ranks.world_size - 1))
+
+
+def _device(kind: str, ranks: Ranks) -> torch.device:
+    if kind == "cuda":
+        torch.cuda.set_device(ranks.local_rank)
+        return torch.device("cuda", ranks.local_rank)
+    if ranks.distributed and kind == "mps":
+        raise UserError("distributed training (--gpus > 1 or torchrun) is not supported on Apple MPS.")
+    return torch.device(kind)
+
+
+def _resume_point(setup: FoldSetup, config: TrainingConfig, resume: bool) -> tuple[TrainingConfig, ResumePoint | None]:
+    """The config to train with and where to start: from scratch, or the folder's latest checkpoint."""
+    if not has_training_state(setup.fold_dir):
+        if resume:
+            console.print(f"{setup.fold_dir}: no checkpoint to resume; starting from scratch.")
+        return config, None
+    if not resume:
+        raise UserError(f"{setup.fold_dir}: already holds a training run; pass --resume to continue it (with "
+                        f"--epochs N to extend a finished run), or delete the folder to start over.")
+    stored = stored_config(setup.fold_dir)
+    if stored is None:
+        raise UserError(f"{setup.fold_dir}: has a checkpoint but no training_config.json; cannot resume.")
+    check_resumable(setup, stored)
+    config = stored.with_overrides(**{name: getattr(config, name) for name in RUNTIME_FIELDS})
+    return config, load_training_state(setup.fold_dir)
+
+
+def _build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: torch.device,
+               point: ResumePoint | None) -> Run:
+    torch.manual_seed(config.seed)
+    net = build_network(setup.plan.network).to(device)
+    optimizer = make_optimizer(net, config)
+    scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
+    state = TrainingState(config.configuration, config.fold)
+    if point is not None:
+        net.load_state_dict(point.model_state)
+        optimizer.load_state_dict(point.optimizer_state)
+        restore_rng(point.rng)
+        state = point.state
+        if scaler is not None and state.grad_scaler:
+            scaler.load_state_dict(state.grad_scaler)
+    model: torch.nn.Module = net
+    if ranks.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        model = torch.compile(model)
+    loss = DeepSupervisionLoss(setup.loss, len(setup.plan.network.output_scales()))
+    parts = StepParts(model, loss, optimizer, scaler, device, setup.plan.network.output_scales(), config.grad_clip)
+    return Run(setup, config, ranks, net, parts, state)
+
+
+def _mean_across(values: list[float], ranks: Ranks) -> float:
+    total = distributed.sum_across(torch.tensor([sum(values), len(values)], dtype=torch.float64), ranks)
+    return float(total[0] / total[1]) if total[1] > 0 else math.nan
+
+
+def run_epoch(run: Run, stream: BatchStream, epoch: int) -> EpochRecord:
+    """Train and validate one epoch; returns its log record (identical on every rank)."""
+    config, parts = run.config, run.parts
+    lr = poly_lr(config.learning_rate, epoch, config.epochs, config.poly_exponent)
+    set_lr(parts.optimizer, lr)
+    start, waited, losses = time.perf_counter(), 0.0, []
+    run.net.train()
+    seconds_per_epoch = run.state.log[-1].seconds if run.state.log else None
+    with EpochProgress(epoch, config.epochs, config.iterations_per_epoch, seconds_per_epoch,
+                       enabled=run.ranks.is_main) as bar:
+        for _ in range(config.iterations_per_epoch):
+            before = time.perf_counter()
+            batch = next(stream)
+            waited += time.perf_counter() - before
+            losses.append(train_step(parts, batch))
+            bar.advance(losses[-1])
+    train_seconds = time.perf_counter() - start
+    run.net.eval()
+    val_losses, counts = [], torch.zeros(3, len(run.setup.class_names), dtype=torch.float64)
+    for _ in range(config.val_iterations):
+        loss, batch_counts = validation_step(parts, run.net, next(stream))
+        val_losses.append(loss)
+        counts += batch_counts
+    run.net.train()
+    dice = dice_from_counts(distributed.sum_across(counts, run.ranks))
+    scored = [d for d in dice if not math.isnan(d)]
+    mean_dice = sum(scored) / len(scored) if scored else math.nan
+    ema = update_ema(run.state.ema_pseudo_dice, mean_dice, config.pseudo_dice_ema)
+    return EpochRecord(epoch, _mean_across(losses, run.ranks), _mean_across(val_losses, run.ranks), dice, ema,
+                       lr, time.perf_counter() - start, waited / train_seconds if train_seconds > 0 else 0.0)
+
+
+def finish_epoch(run: Run, record: EpochRecord) -> None:
+    """Update the state; on rank 0 write the best/latest checkpoints, log.csv and progress.png."""
+    state = run.state
+    state.epochs_done = record.epoch + 1
+    state.ema_pseudo_dice = record.ema_pseudo_dice
+    state.log.append(record)
+    if run.parts.scaler is not None:
+        state.grad_scaler = run.parts.scaler.state_dict()
+    improved = not math.isnan(record.ema_pseudo_dice) and (
+        state.best_ema_pseudo_dice is None or record.ema_pseudo_dice > state.best_ema_pseudo_dice)
+    if improved:
+        state.best_ema_pseudo_dice, state.best_epoch = record.ema_pseudo_dice, record.epoch
+    if not run.ranks.is_main:
+        return
+    folder = run.setup.fold_dir
+    weights = run.net.state_dict()
+    if improved:
+        save_weights(weights, folder / "model_best.safetensors")
+    save_weights(weights, folder / "model_latest.safetensors")
+    save_training_state(folder, state, weights, run.parts.optimizer)
+    write_log_csv(state.log, run.setup.class_names, folder / "log.csv")
+    plot_progress(state.log, run.setup.class_names, folder / "progress.png")
+    console.print(summary_line(record, run.setup.class_names, run.config.epochs), highlight=False,
+                  markup=False, soft_wrap=True)
+
+
+def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, ranks: Ranks) -> Run:
+    """Everything one training process does, from setup to ``model_final``; returns the finished run."""
+    accelerator = detect_accelerator(config.device)
+    device = _device(accelerator.kind, ranks)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, cpu_cores() // ranks.world_size))
+    distributed.init(ranks, device.type)
+    try:
+        setup = prepare_fold(location, config)
+        config, point = _resume_point(setup, config, resume)
+        if ranks.is_main:
+            write_run_files(setup, config)
+            if device.type == "cpu" and setup.plan.network.conv_dim == 3:
+                console.print(f"training on the CPU ({torch.get_num_threads()} threads): 3D training there is "
+                              f"slow; a GPU is many times faster.")
+        distributed.barrier(ranks)
+        run = _build_run(setup, config, ranks, device, point)
+        if run.state.epochs_done >= config.epochs:
+            if ranks.is_main:
+                console.print(f"{setup.fold_dir}: already trained {run.state.epochs_done} epochs; pass --epochs "
+                              f"with a larger number to extend it.")
+            return run
+        batch = distributed.rank_batch_size(setup.global_batch_size, ranks)
+        if batch < 1:
+            raise UserError(f"batch size {setup.global_batch_size} is smaller than the {ranks.world_size} "
+                            f"processes; use fewer --gpus or a larger --batch-size.")
+        recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
+                             batch, config.oversample_foreground, config.augment, config.seed, ranks.rank)
+        workers = config.num_workers if config.num_workers is not None else default_data_workers(device.type, ranks)
+        with BatchStream(recipe, run.state.epochs_done, config.iterations_per_epoch, config.val_iterations,
+                         workers) as stream:
+            for epoch in range(run.state.epochs_done, config.epochs):
+                finish_epoch(run, run_epoch(run, stream, epoch))
+        if ranks.is_main:
+            save_weights(run.net.state_dict(), setup.fold_dir / "model_final.safetensors")
+        distributed.barrier(ranks)
+        return run
+    finally:
+        distributed.shutdown()

@@ -1,0 +1,148 @@
+"""The data stream: batches made in background processes and handed over in order.
+
+Worker ``w`` of ``n`` makes every ``n``-th batch of the run's sequence, so the
+main process reads them round-robin and gets the same sequence whatever ``n``.
+A worker that raises sends its error, one that dies is noticed within a
+second; either way the stream stops its workers and raises
+:class:`DataWorkerError` naming the cause -- never a hang.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import traceback
+from typing import Iterator
+
+from autounet.errors import UserError
+from autounet.training.batches import Batch, BatchMaker, BatchRecipe, batch_keys
+
+PREFETCH_PER_WORKER = 2
+POLL_SECONDS = 1.0
+
+
+class DataWorkerError(UserError):
+    """A data worker failed or died; the message says which and why."""
+
+
+def _worker_main(recipe: BatchRecipe, start_epoch: int, iterations: int, val_iterations: int, worker: int,
+                 workers: int, out: mp.Queue, stop: mp.Event, parent: int) -> None:
+    maker = BatchMaker(recipe)
+    for position, key in enumerate(batch_keys(start_epoch, iterations, val_iterations)):
+        if position % workers != worker:
+            continue
+        try:
+            item = ("batch", maker.make(key))
+        except Exception as error:  # noqa: BLE001 - sent to the main process, which reports it
+            user_error = isinstance(error, UserError)
+            item = ("error", (user_error, str(error) if user_error else f"{type(error).__name__}: {error}",
+                              traceback.format_exc(), key))
+        while True:
+            if stop.is_set() or os.getppid() != parent:
+                out.cancel_join_thread()  # exit promptly, even with a batch still in the pipe
+                return
+            try:
+                out.put(item, timeout=POLL_SECONDS)
+                break
+            except queue.Full:
+                continue
+        if item[0] == "error":
+            return
+
+
+def _death_cause(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    if exitcode is None:
+        return "stopped responding"
+    return f"exited with code {exitcode} (its error output, if any, is above)"
+
+
+class BatchStream:
+    """Iterates a run's batches (see :func:`batch_keys`) from ``start_epoch`` on.
+
+    With ``workers=0`` batches are made in this process (simplest, for debugging
+    and exact CPU tests; results are identical either way).
+
+    Example:
+        >>> with BatchStream(recipe, start_epoch=0, iterations=250, val_iterations=50, workers=4) as stream:  # doctest: +SKIP
+        ...     batch = next(stream)
+    """
+
+    def __init__(self, recipe: BatchRecipe, start_epoch: int, iterations: int, val_iterations: int, workers: int):
+        self.workers = workers
+        self._position = 0
+        self._processes: list = []
+        self._queues: list = []
+        if workers == 0:
+            maker = BatchMaker(recipe)
+            self._inline: Iterator[Batch] = (maker.make(k) for k in batch_keys(start_epoch, iterations, val_iterations))
+            return
+        context = mp.get_context("spawn")
+        self._stop = context.Event()
+        for worker in range(workers):
+            out = context.Queue(maxsize=PREFETCH_PER_WORKER)
+            process = context.Process(target=_worker_main, daemon=True, name=f"autounet-data-{worker}",
+                                      args=(recipe, start_epoch, iterations, val_iterations, worker, workers,
+                                            out, self._stop, os.getpid()))
+            process.start()
+            self._processes.append(process)
+            self._queues.append(out)
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> Batch:
+        if self.workers == 0:
+            return next(self._inline)
+        index = self._position % self.workers
+        process, source = self._processes[index], self._queues[index]
+        while True:
+            try:
+                kind, payload = source.get(timeout=POLL_SECONDS)
+                break
+            except queue.Empty:
+                if not process.is_alive():
+                    try:
+                        kind, payload = source.get(timeout=0.1)
+                        break
+                    except queue.Empty:
+                        self.close()
+                        raise DataWorkerError(f"data worker {index} {_death_cause(process.exitcode)}; training "
+                                              f"stopped (fewer --workers may help).") from None
+        if kind == "error":
+            self.close()
+            user_error, message, trace, key = payload
+            text = (f"data worker {index} failed making the {key.phase} batch {key.iteration} of epoch "
+                    f"{key.epoch}: {message}")
+            if not user_error:
+                text += f"\n{trace}"
+            raise DataWorkerError(text)
+        self._position += 1
+        return payload
+
+    def close(self) -> None:
+        """Stop and reap the workers (idempotent)."""
+        if not self._processes:
+            return
+        self._stop.set()
+        for process in self._processes:
+            process.join(timeout=2 * POLL_SECONDS)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=POLL_SECONDS)
+        for source in self._queues:
+            source.cancel_join_thread()
+            source.close()
+        self._processes, self._queues = [], []
+
+    def __enter__(self) -> "BatchStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

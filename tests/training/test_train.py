@@ -1,0 +1,166 @@
+"""Training end to end on tiny synthetic data: overfitting, checkpoints, resume, extension, DDP, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from autounet.cli.main import app
+from autounet.errors import UserError
+from autounet.paths import DataRoot, locate_dataset
+from autounet.training import TrainingConfig, train_fold
+from autounet.training import distributed
+from autounet.training.checkpoint import load_weights
+from tests.training.helpers import DATASET, ddp_rank_main, make_training_root
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = dict(epochs=2, iterations_per_epoch=3, val_iterations=1, num_workers=0, device="cpu")
+
+
+def _log(fold_dir: Path) -> list[dict]:
+    with open(fold_dir / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(str(a)), load_file(str(b))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.slow
+def test_tiny_network_overfits_one_case(tmp_path):
+    location = make_training_root(tmp_path, n_cases=1, shape=(8, 16, 16), patch=(8, 16, 16), batch_size=2,
+                                  features=(8, 16))
+    config = TrainingConfig(epochs=6, iterations_per_epoch=8, val_iterations=1, num_workers=0, device="cpu",
+                            augment=False)
+    fold_dir = train_fold(location, "3d_fullres", "all", config)
+    log = _log(fold_dir)
+    first, last = log[0], log[-1]
+    assert float(last["train_loss"]) < 0.3 * float(first["train_loss"])
+    assert float(last["dice_a"]) > max(0.7, float(first["dice_a"]))
+    assert float(last["dice_b"]) > max(0.7, float(first["dice_b"]))
+
+
+def test_results_folder_is_self_contained(tmp_path):
+    location = make_training_root(tmp_path)
+    fold_dir = train_fold(location, "3d_fullres", 1, TrainingConfig(**TINY))
+    names = {p.name for p in fold_dir.iterdir()}
+    assert {"plans.json", "dataset.json", "training_config.json", "model_latest.safetensors",
+            "model_best.safetensors", "model_final.safetensors", "state_latest.json", "state_latest.safetensors",
+            "log.csv", "progress.png"} <= names
+    stored = json.loads((fold_dir / "training_config.json").read_text())
+    assert stored["configuration"] == "3d_fullres" and stored["fold"] == 1 and stored["epochs"] == 2
+    weights = load_file(str(fold_dir / "model_final.safetensors"))
+    assert all(not k.startswith(("model.", "optimizer.")) for k in weights)
+    splits = json.loads((location.preprocessed / "splits.json").read_text())
+    assert len(splits) == 4 and sorted(sum((s["val"] for s in splits), [])) == [f"case_{i:03d}" for i in range(4)]
+    assert len(_log(fold_dir)) == 2
+
+
+def test_extend_after_finish_and_refusals(tmp_path):
+    location = make_training_root(tmp_path)
+    fold_dir = train_fold(location, "3d_fullres", 0, TrainingConfig(**TINY))
+    with pytest.raises(UserError, match="--resume"):
+        train_fold(location, "3d_fullres", 0, TrainingConfig(**TINY))
+    train_fold(location, "3d_fullres", 0, TrainingConfig(**{**TINY, "epochs": 3}), resume=True)
+    state = json.loads((fold_dir / "state_latest.json").read_text())["state"]
+    assert state["epochs_done"] == 3 and len(_log(fold_dir)) == 3
+    # The plan changed under the run: refuse to continue it.
+    plans = json.loads((location.preprocessed / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["patch_size"] = [4, 8, 8]
+    (location.preprocessed / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(UserError, match="patch_size changed"):
+        train_fold(location, "3d_fullres", 0, TrainingConfig(**{**TINY, "epochs": 4}), resume=True)
+    with pytest.raises(UserError, match="fold 9 does not exist"):
+        train_fold(location, "3d_fullres", 9, TrainingConfig(**TINY))
+
+
+def test_pickle_checkpoints_are_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"weight": Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(UserError, match="refused"):
+        load_weights(tmp_path / "evil.pth")
+    (tmp_path / "evil.safetensors").write_bytes((tmp_path / "evil.pth").read_bytes())
+    with pytest.raises(UserError, match="not a valid safetensors"):
+        load_weights(tmp_path / "evil.safetensors")
+    torch.save({"weight": torch.ones(2)}, tmp_path / "plain.pth")
+    assert torch.equal(load_weights(tmp_path / "plain.pth")["weight"], torch.ones(2))
+
+
+def _train_command(root: Path, epochs: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "autounet", "train", DATASET, "--fold", "0", "--epochs", str(epochs),
+            "--iterations-per-epoch", "4", "--val-iterations", "1", "--workers", "0", "--device", "cpu",
+            "--root", str(root), *extra]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_weights(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    roots = [tmp_path / "straight", tmp_path / "killed"]
+    for root in roots:
+        make_training_root(root)
+    # The uninterrupted run in this process: same data, seed and thread count as the subprocesses.
+    straight_dir = train_fold(locate_dataset(DATASET, DataRoot.under(roots[0])), "3d_fullres", 0,
+                              TrainingConfig.from_budget("standard", epochs=3, iterations_per_epoch=4,
+                                                         val_iterations=1, num_workers=0, device="cpu"))
+    fold_dir = roots[1] / "results" / DATASET / "3d_fullres" / "fold_0"
+    process = subprocess.Popen(_train_command(roots[1], 3), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (fold_dir / "state_latest.json").is_file() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the second epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = json.loads((fold_dir / "state_latest.json").read_text())["state"]
+    assert state["epochs_done"] < 3, "the run finished before it could be killed"
+    resumed = subprocess.run(_train_command(roots[1], 3, "--resume"), cwd=REPO, env=env, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _same_weights(straight_dir / "model_final.safetensors", fold_dir / "model_final.safetensors")
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_keeps_ranks_identical(tmp_path):
+    location = make_training_root(tmp_path, n_cases=4, batch_size=4)
+    config = TrainingConfig(**{**TINY, "gpus": 2}).with_overrides(configuration="3d_fullres", fold=0)
+    torch.multiprocessing.spawn(ddp_rank_main, args=(location, config, distributed.free_port(), tmp_path),
+                                nprocs=2, join=True)
+    assert _same_weights(tmp_path / "rank_0.safetensors", tmp_path / "rank_1.safetensors")
+    fold_dir = location.results / "3d_fullres" / "fold_0"
+    assert _same_weights(tmp_path / "rank_0.safetensors", fold_dir / "model_final.safetensors")
+    assert len(_log(fold_dir)) == 2
+    # The same through the public API (--gpus 2 spawns the processes itself).
+    assert train_fold(location, "3d_fullres", 1, config) == location.results / "3d_fullres" / "fold_1"
+    assert (location.results / "3d_fullres" / "fold_1" / "model_final.safetensors").is_file()
+
+
+def test_cli_trains_and_explains_bad_input(tmp_path):
+    root = tmp_path / "root"
+    runner = CliRunner()
+    missing = runner.invoke(app, ["train", str(tmp_path / "nowhere"), "--root", str(root)])
+    assert missing.exit_code == 1
+    make_training_root(root)
+    args = ["train", DATASET, "--root", str(root), "--epochs", "1", "--iterations-per-epoch", "2",
+            "--val-iterations", "1", "--workers", "0", "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--fold", "0,1"])
+    assert result.exit_code == 0, result.output
+    assert (root / "results" / DATASET / "3d_fullres" / "fold_1" / "model_final.safetensors").is_file()
+    assert runner.invoke(app, [*args, "--fold", "7"]).exit_code == 1
+    os.remove(root / "preprocessed" / DATASET / "plans.json")
+    result = runner.invoke(app, [*args, "--fold", "0", "-c", "3d_fullres"])
+    assert result.exit_code == 1 and "autounet plan" in result.output
