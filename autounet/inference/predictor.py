@@ -117,6 +117,11 @@ class ConfigurationModel:
         first_stage = self.previous.predict_labels(image, geometry, case_id)
         data, seg, properties = preprocess_case(image, geometry, first_stage, plans, plan, case_id)
         foreground = output_label_values(self.previous.trained.spec)[1:]
+        expected = data.shape[0] + len(foreground)
+        if plan.network.in_channels != expected:
+            raise UserError(f"{self.trained.folds[0].folder / 'plans.json'}: cascade '{plan.name}' has a network with "
+                            f"{plan.network.in_channels} input channels, but needs {expected} (the image's "
+                            f"{data.shape[0]} plus one per foreground label of '{plan.previous_stage}').")
         one_hot = np.stack([(seg[0] == value) for value in foreground]).astype(np.float32)
         return np.concatenate([data, one_hot]), properties
 

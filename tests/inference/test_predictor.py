@@ -173,3 +173,13 @@ def test_predict_preprocessed_matches_predict_on_the_raw_image(tmp_path, dataset
     from_preprocessed = predictor.predict_preprocessed(data, properties, probabilities=True)
     np.testing.assert_array_equal(from_preprocessed.labels, from_raw.labels)
     np.testing.assert_allclose(from_preprocessed.probabilities, from_raw.probabilities, atol=1e-6)
+
+
+def test_cascade_whose_network_lacks_the_extra_channels_is_a_clear_error(tmp_path, dataset):
+    lowres = configuration("3d_lowres", spacing=(2.0, 2.0, 2.0))
+    cascade = configuration("3d_cascade_fullres", previous_stage="3d_lowres")
+    results = make_trained(tmp_path, dataset, [lowres, cascade], folds=(0,))
+    predictor = Predictor.from_model_folder(results / "3d_cascade_fullres", device="cpu", tta=False)
+    image, geometry = _image(dataset)
+    with pytest.raises(UserError, match="1 input channels, but needs 3"):
+        predictor.predict(image, geometry)
