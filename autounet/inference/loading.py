@@ -75,6 +75,9 @@ def load_predictor(request: ModelRequest) -> tuple[Predictor, str]:
     predictor = Predictor.from_trained(trained, request.device, request.tta, request.step, request.checkpoint,
                                        transform, precision=request.precision)
     parts = [f"{t.name} (folds {', '.join(f.fold for f in t.folds)})" for t in trained]
+    skipped = [str(folder) for t in trained for folder in t.unfinished]
+    if skipped:
+        parts.append(f"left out without model_{request.checkpoint}.safetensors: {', '.join(skipped)}")
     description = (f"{dataset_name} {' + '.join(parts)}, checkpoint {request.checkpoint}, "
                    f"TTA {'on' if request.tta else 'off'}, device {predictor.models[0].device} "
                    f"({str(predictor.models[0].settings.compute_dtype).replace('torch.', '')}), postprocessing "

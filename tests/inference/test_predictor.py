@@ -183,3 +183,14 @@ def test_cascade_whose_network_lacks_the_extra_channels_is_a_clear_error(tmp_pat
     image, geometry = _image(dataset)
     with pytest.raises(UserError, match="1 input channels, but needs 3"):
         predictor.predict(image, geometry)
+
+
+def test_folds_still_training_are_left_out_unless_asked_for(tmp_path, dataset):
+    results = make_trained(tmp_path, dataset, [configuration()], folds=(0, 1))
+    (results / "3d_fullres" / "fold_1" / "model_final.safetensors").unlink()
+    predictor = Predictor.from_model_folder(results / "3d_fullres", device="cpu")
+    trained = predictor.models[0].trained
+    assert [f.fold for f in trained.folds] == ["0"]
+    assert trained.unfinished == [results / "3d_fullres" / "fold_1"]
+    with pytest.raises(MissingArtifactError, match="fold_1: has no weights"):
+        Predictor.from_model_folder(results / "3d_fullres", folds=[0, 1], device="cpu")
