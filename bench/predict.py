@@ -8,8 +8,8 @@ poor: the weights have seen only BENCH_TRAIN_ITERS training iterations).
 
 nnU-Net also runs with OMP_WAIT_POLICY=PASSIVE, which autounet predict sets for itself (OpenMP threads
 sleep instead of spinning while they wait, which matters on a shared, loaded machine), to show how much of the
-difference that alone makes. autounet runs twice: with its default precision (bfloat16 autocast on CPUs with native bfloat16, as here)
-and with ``--precision float32`` (nnU-Net computes in float32 on the CPU).
+difference that alone makes. autounet runs twice: with its default precision (bfloat16 autocast on CPUs with
+native bfloat16, as here) and with ``--precision float32`` (nnU-Net computes in float32 on the CPU).
 
 Per tool: start-up (one case minus the per-case time), seconds per case without and with mirroring TTA (from
 10-case calls, start-up subtracted), peak memory of the process tree, achieved GFLOP/s of the forward passes

@@ -116,7 +116,8 @@ def predict(
         err.print(f"[bold red]failed:[/bold red] {message}", highlight=False, soft_wrap=True)
     out.print(f"predicted {len(summary.predicted)} case(s) in {summary.seconds:.1f} s "
               f"({summary.seconds_per_case:.2f} s/case), skipped {len(summary.skipped)} already done, "
-              f"{len(summary.failed)} failed; total {time.perf_counter() - start:.1f} s; wrote {output}", soft_wrap=True)
+              f"{len(summary.failed)} failed; total {time.perf_counter() - start:.1f} s; wrote {output}",
+              soft_wrap=True)
     if summary.failed:
         raise typer.Exit(1)
 

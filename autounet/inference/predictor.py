@@ -215,7 +215,8 @@ class Predictor:
         elif is_fold_folder(model_dir) or not trained_configurations(model_dir):
             folders = [model_dir]
         else:
-            raise UserError(f"{model_dir}: holds several configurations ({', '.join(trained_configurations(model_dir))});"
+            names = ", ".join(trained_configurations(model_dir))
+            raise UserError(f"{model_dir}: holds several configurations ({names});"
                             f" choose with -c.")
         trained = [load_trained_configuration(folder, folds, checkpoint) for folder in folders]
         return cls.from_trained(trained, device, tta, step, checkpoint, postprocess, precision=precision)
