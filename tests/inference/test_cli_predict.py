@@ -174,3 +174,11 @@ def test_missing_channel_file_is_named(data_root, tmp_path):
     assert result.exit_code == 1 and "case_001_0000.nii.gz missing" in result.output
     result = _run("predict", "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "o"), "--no-tta")
     assert result.exit_code == 0, result.output
+
+
+def test_a_list_of_files_after_one_flag(trained_nifti, tmp_path):
+    files = sorted(str(p) for p in (trained_nifti / "imagesTs").glob("*.nii.gz"))
+    out = tmp_path / "pred"
+    result = _run("predict", "-i", *files, "-o", str(out), "--no-tta", "--folds", "0", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["case_001.nii.gz", "case_002.nii.gz"]
