@@ -104,8 +104,10 @@ def predict(
     # jobs (measured: 7x slower forward passes at load 13 on 2 cores); sleeping costs nothing measurable when
     # idle. It must be set before torch loads its OpenMP runtime.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from autounet.inference.folder import predict_folder
+    from autounet.inference.folder import cases_to_predict, predict_folder
     from autounet.inference.loading import ModelRequest, load_predictor
+
+    cases_to_predict(inputs, output)  # bad inputs fail before the model loads
 
     request = ModelRequest(root, dataset, model_dir, _split(configurations), _split(folds), checkpoint, device,
                            not no_tta, step, precision)
