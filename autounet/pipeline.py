@@ -35,6 +35,28 @@ def default_training_configurations(plans) -> list[str]:
     return ["3d_fullres"] if "3d_fullres" in plans.configurations else ["2d"]
 
 
+def _train_or_continue(location: DatasetLocation, configuration: str, fold: int | str, config) -> Path:
+    """Train a fold, continue it if it was interrupted, or keep it if it already finished this schedule."""
+    from autounet.training import train_fold
+    from autounet.training.checkpoint import has_training_state
+    from autounet.training.setup import fold_directory, stored_config
+
+    folder = fold_directory(location, configuration, fold)
+    stored = stored_config(folder)
+    same_schedule = stored is not None and (stored.epochs, stored.iterations_per_epoch) == (
+        config.epochs, config.iterations_per_epoch)
+    if same_schedule and (folder / "model_final.safetensors").is_file() and (
+            folder / "validation" / "summary.json").is_file():
+        return folder
+    if same_schedule and has_training_state(folder):
+        return train_fold(location, configuration, fold, config, resume=True)
+    if stored is not None:
+        raise UserError(f"{folder}: holds a run with another schedule ({stored.epochs} x "
+                        f"{stored.iterations_per_epoch} iterations); continue it with `autounet train "
+                        f"{location.name} -c {configuration} --fold {fold} --resume`, or remove the folder.")
+    return train_fold(location, configuration, fold, config)
+
+
 def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[int | str] | None = None,
                  configurations: list[str] | None = None, workers: int | None = None, device: str = "auto",
                  gpu_memory_gb: float | None = None, predict_test: bool = True,
@@ -58,7 +80,7 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     from autounet.evaluation.find_best import find_best
     from autounet.planning.planner import plan_dataset
     from autounet.preprocessing.dataset import preprocess_dataset
-    from autounet.training import TrainingConfig, train_fold
+    from autounet.training import TrainingConfig
 
     clock = {}
     start = time.perf_counter()
@@ -89,7 +111,7 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     start = time.perf_counter()
     for name in names:
         for fold in folds:
-            result.fold_folders.append(train_fold(location, name, fold, config))
+            result.fold_folders.append(_train_or_continue(location, name, fold, config))
     clock["train + validate"] = time.perf_counter() - start
 
     start = time.perf_counter()
