@@ -97,7 +97,7 @@ def autounet_plans(raw: Path, nnunet_config: dict):
 
 
 def run_autounet(work: Path, raw: Path, nnunet_config: dict, iters: int, name: str, workers: int,
-                 channels_last: bool) -> StepTimes:
+                 fast_kernels: bool) -> StepTimes:
     import torch
 
     from autounet.hardware import cpu_cores
@@ -119,12 +119,9 @@ def run_autounet(work: Path, raw: Path, nnunet_config: dict, iters: int, name: s
         preprocess_dataset(location, ["3d_fullres"], workers=2)
     torch.set_num_threads(cpu_cores())
     config = TrainingConfig(iterations_per_epoch=iters, epochs=1, val_iterations=0, device="cpu",
-                            num_workers=workers)
+                            num_workers=workers, cpu_fast_kernels=fast_kernels)
     setup = prepare_fold(location, config)
     run = build_run(setup, config, Ranks(), torch.device("cpu"), None)
-    if channels_last:
-        run.net.to(memory_format=torch.channels_last_3d)
-        run.parts.channels_last = True
     recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
                          setup.global_batch_size, config.oversample_foreground, True, config.seed)
     step_s, wait_s = [], []
@@ -176,16 +173,18 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=int(os.environ.get("BENCH_TRAIN_ITERS", 10)))
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--work", type=Path, default=None, help="working folder (kept; default: a temporary one)")
-    parser.add_argument("--variants", default="default,channels_last,no_workers",
-                        help="autounet variants: default (1 data worker), channels_last, no_workers, workers2")
+    parser.add_argument("--variants", default="default,plain_kernels,no_workers",
+                        help="autounet variants: default (1 data worker, CPU fast kernels), plain_kernels (instance "
+                             "norm, channels-first), no_workers, workers2")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_train_"))
     work.mkdir(parents=True, exist_ok=True)
     raw = make_raw(work, args.cases)
     nnunet, nnunet_config = run_nnunet(work, raw, args.iters)
-    variants = {"default": ("autounet", 1, False), "channels_last": ("autounet channels_last_3d", 1, True),
-                "no_workers": ("autounet, batches in the main process", 0, False),
-                "workers2": ("autounet, 2 data workers", 2, False)}
+    variants = {"default": ("autounet", 1, True),
+                "plain_kernels": ("autounet without CPU fast kernels", 1, False),
+                "no_workers": ("autounet, batches in the main process", 0, True),
+                "workers2": ("autounet, 2 data workers", 2, True)}
     results = [nnunet] + [run_autounet(work, raw, nnunet_config, args.iters, *variants[v])
                           for v in args.variants.split(",")]
     gflop = step_gflop(nnunet_config, work, raw)

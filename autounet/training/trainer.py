@@ -24,6 +24,7 @@ from autounet.training.checkpoint import (EpochRecord, ResumePoint, TrainingStat
                                           load_training_state, restore_rng, save_training_state, save_weights)
 from autounet.training.config import RUNTIME_FIELDS, TrainingConfig
 from autounet.training.console import EpochProgress
+from autounet.training.cpu_speed import speed_up_for_cpu
 from autounet.training.distributed import Ranks
 from autounet.training.loss import DeepSupervisionLoss
 from autounet.training.optim import make_optimizer, poly_lr, set_lr
@@ -84,6 +85,9 @@ def build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: to
                point: ResumePoint | None) -> Run:
     torch.manual_seed(config.seed)
     net = build_network(setup.plan.network).to(device)
+    fast_cpu = config.cpu_fast_kernels and device.type == "cpu"
+    if fast_cpu:
+        net = speed_up_for_cpu(net)
     optimizer = make_optimizer(net, config)
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
     state = TrainingState(config.configuration, config.fold)
@@ -101,7 +105,8 @@ def build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: to
     if config.compile:
         model = torch.compile(model)
     loss = DeepSupervisionLoss(setup.loss, len(setup.plan.network.output_scales()))
-    parts = StepParts(model, loss, optimizer, scaler, device, setup.plan.network.output_scales(), config.grad_clip)
+    parts = StepParts(model, loss, optimizer, scaler, device, setup.plan.network.output_scales(), config.grad_clip,
+                      channels_last=fast_cpu)
     return Run(setup, config, ranks, net, parts, state)
 
 
