@@ -49,8 +49,10 @@ def train(
     compile_model: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile.")] = False,
     no_amp: Annotated[bool, typer.Option("--no-amp", help="Train in float32 on CUDA (AMP is on by default).")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=0, show_default=False,
-                       help="Data worker processes per training process \\[default: from the cores; 0 = none].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", show_default=False, help="Random seed \\[default: 12345].")] = None,
+                       help="Data worker processes per training process \\[default: from the cores; 0 = "
+                            "none].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", show_default=False,
+                                                help="Random seed \\[default: 12345].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the fold's latest checkpoint.")] = False,
     device: Annotated[Optional[str], typer.Option("--device", show_default=False,
                       help="auto, cuda, mps or cpu \\[default: auto].")] = None,

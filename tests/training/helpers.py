@@ -88,7 +88,8 @@ def ddp_rank_main(rank: int, location: DatasetLocation, config, port: int, out_f
 
     distributed.set_spawn_env(rank, 2, port)
     run = train_rank(location, config, False, distributed.ranks_from_env())
-    save_file({k: v.contiguous() for k, v in run.net.state_dict().items()}, str(out_folder / f"rank_{rank}.safetensors"))
+    weights = {k: v.contiguous() for k, v in run.net.state_dict().items()}
+    save_file(weights, str(out_folder / f"rank_{rank}.safetensors"))
 
 
 def make_pipeline_root(root: Path, n_cases: int = 5) -> DatasetLocation:
