@@ -20,7 +20,17 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SHARED_DATA = SHARED / "data"
-NNUNET_VENV = Path(os.environ.get("NNUNET_VENV", REPO.parent / "nnunet-venv"))
+
+
+def _find_nnunet_venv() -> Path:
+    """$NNUNET_VENV, else a folder ``nnunet-venv`` beside the checkout (or one level up, from a worktree)."""
+    if os.environ.get("NNUNET_VENV"):
+        return Path(os.environ["NNUNET_VENV"])
+    candidates = [REPO.parent / "nnunet-venv", REPO.parent.parent / "nnunet-venv"]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+NNUNET_VENV = _find_nnunet_venv()
 
 
 @dataclass

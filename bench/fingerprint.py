@@ -5,6 +5,7 @@ with 2 worker processes, in one run; prints wall time, peak memory of the whole 
 relative difference between the two tools' foreground intensity statistics.
 
 Usage: python bench/fingerprint.py [--dataset PATH] [--workers 2] [--repeats 1]
+(nnU-Net is taken from $NNUNET_VENV, default ../nnunet-venv beside the checkout.)
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ whose plan is translated from nnU-Net's plan and whose weights are nnU-Net's tra
 autounet's U-Net (same layers), so both predict with the same model and their Dice can be compared (it is
 poor: the weights have seen only BENCH_TRAIN_ITERS training iterations).
 
+nnU-Net also runs with OMP_WAIT_POLICY=PASSIVE, which autounet predict sets for itself (OpenMP threads
+sleep instead of spinning while they wait, which matters on a shared, loaded machine), to show how much of the
+difference that alone makes. autounet runs twice: with its default precision (bfloat16 autocast on CPUs with
+native bfloat16, as here) and with ``--precision float32`` (nnU-Net computes in float32 on the CPU).
+
 Per tool: start-up (one case minus the per-case time), seconds per case without and with mirroring TTA (from
 10-case calls, start-up subtracted), peak memory of the process tree, achieved GFLOP/s of the forward passes
 (floating-point work of the tiles' forward passes per case divided by the time per case) and mean foreground
@@ -195,6 +200,20 @@ def pure_forward_gflops(plan, per_patch: float, repeats: int = 4) -> float:
     return per_patch * repeats / (time.perf_counter() - start)
 
 
+def forward_ceiling_in_child(fold: Path, per_patch: float) -> float:
+    """:func:`pure_forward_gflops` in a fresh process with the OpenMP wait policy autounet predict uses."""
+    import subprocess
+
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+            "from bench.predict import pure_forward_gflops; from autounet.planning.plans import load_plans; "
+            "plan = load_plans(Path(sys.argv[2]) / 'plans.json').configuration('3d_fullres'); "
+            "print(pure_forward_gflops(plan, float(sys.argv[3])))")
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code, str(repo), str(fold), str(per_patch)], capture_output=True,
+                          text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def mean_foreground_dice(prediction: Path, reference: Path) -> float:
     """Mean over cases and labels 1, 2 of Dice (a label absent from both counts as 1)."""
     import SimpleITK as sitk
@@ -222,14 +241,17 @@ def one_case_folder(test: Path, work: Path) -> Path:
 def run_tool(tool: str, inputs: Path, output: Path, tta: bool, env: dict, autounet_fold: Path) -> Measured:
     if output.exists():
         shutil.rmtree(output)
-    if tool == "nnU-Net":
+    if tool.startswith("nnU-Net"):
+        if tool.endswith("PASSIVE"):
+            env = {**env, "OMP_WAIT_POLICY": "PASSIVE"}
         cmd = [nnunet_bin("nnUNetv2_predict"), "-i", str(inputs), "-o", str(output), "-d", "4", "-c",
                "3d_fullres", "-f", "0", "-tr", TRAINER, "-device", "cpu", "--disable_progress_bar"]
         if not tta:
             cmd.append("--disable_tta")
         return _check(run_measured(cmd, env=env), f"nnU-Net predict ({inputs.name})")
+    precision = "float32" if tool.endswith("float32") else "auto"
     cmd = autounet_cmd("predict", "-i", str(inputs), "-o", str(output), "-m", str(autounet_fold),
-                       "--device", "cpu")
+                       "--device", "cpu", "--precision", precision)
     if not tta:
         cmd.append("--no-tta")
     return _check(run_measured(cmd, cwd=Path(__file__).resolve().parents[1]), f"autounet predict ({inputs.name})")
@@ -243,6 +265,7 @@ def main() -> None:
     parser.add_argument("--train-iters", type=int, default=2)
     args = parser.parse_args()
     work = args.work.resolve()
+    load_start = os.getloadavg()[0]
     raw, test, reference = make_subset(work, args.train_cases, args.cases)
     env = nnunet_env(work / "nnunet")
     nnunet_fold, train_seconds = train_nnunet(env, args.train_iters)
@@ -251,7 +274,8 @@ def main() -> None:
           f"{plan.network.features_per_stage}, {args.cases} test cases", flush=True)
     single = one_case_folder(test, work)
     rows, measured = [], {}
-    for tool in ("nnU-Net", "autounet"):
+    tools = ("nnU-Net", "nnU-Net PASSIVE", "autounet", "autounet float32")
+    for tool in tools:
         one = run_tool(tool, single, work / f"out_{tool}_one", False, env, autounet_fold)
         plain = run_tool(tool, test, work / f"out_{tool}_plain", False, env, autounet_fold)
         mirrored = run_tool(tool, test, work / f"out_{tool}_tta", True, env, autounet_fold)
@@ -264,20 +288,25 @@ def main() -> None:
                               dice_plain=mean_foreground_dice(work / f"out_{tool}_plain", reference))
         print(f"{tool}: {measured[tool]}", flush=True)
     per_patch, per_case_gflop = forward_gflop_per_case(plan, test)
-    ceiling = pure_forward_gflops(plan, per_patch)
+    ceiling = forward_ceiling_in_child(autounet_fold, per_patch)
     for tool, m in measured.items():
         rows.append([tool, m["startup"], m["per_case"], m["per_case_tta"], m["peak_tta"],
                      per_case_gflop / m["per_case"], 8 * per_case_gflop / m["per_case_tta"], m["dice_plain"],
                      m["dice"]])
-    ours, theirs = measured["autounet"], measured["nnU-Net"]
-    rows.append(["ratio autounet / nnU-Net", ours["startup"] / theirs["startup"],
-                 ours["per_case"] / theirs["per_case"], ours["per_case_tta"] / theirs["per_case_tta"],
-                 ours["peak_tta"] / theirs["peak_tta"], "", "", "", ""])
+    for base in tools[:2]:
+        theirs = measured[base]
+        for tool in tools[2:]:
+            ours = measured[tool]
+            rows.append([f"ratio {tool} / {base}", ours["startup"] / theirs["startup"],
+                         ours["per_case"] / theirs["per_case"], ours["per_case_tta"] / theirs["per_case_tta"],
+                         ours["peak_tta"] / theirs["peak_tta"], "", "", "", ""])
     print_table(f"predict {args.cases} Hippocampus cases on CPU ({os.cpu_count()} cores), patch "
                 f"{'x'.join(map(str, plan.patch_size))}, {per_patch:.1f} GFLOP per patch forward, "
                 f"network alone {ceiling:.0f} GFLOP/s",
                 ["tool", "start-up s", "s/case no TTA", "s/case TTA", "peak GB (TTA run)",
                  "GFLOP/s no TTA", "GFLOP/s TTA", "Dice no TTA", "Dice TTA"], rows)
+    print(f"\nLoad average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (start: {load_start:.1f}); "
+          "every time above includes waiting for the CPU behind other jobs.")
     print("\nGoals: s/case with TTA <= 0.8x nnU-Net, peak memory <= 0.5x, start-up < 3 s. Dice is of weights "
           f"trained {args.train_iters} iterations (both tools use the same weights), so it is poor by design.")
 

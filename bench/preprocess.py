@@ -6,7 +6,11 @@ then its preprocessing command is timed, with the peak memory of its whole proce
 tools' arrays are then compared case by case (nnU-Net stores blosc2 ``.b2nd`` files, read with its
 own venv's Python).
 
-Usage: python bench/preprocess.py [--work /tmp/bench_preprocess] [--ct-cases 20] [--datasets hippo ct]
+Two variants also resample (both tools' plans edited to the same target spacing), since both
+datasets are planned at their own spacing.
+
+Usage: python bench/preprocess.py [--work /tmp/bench_preprocess] [--ct-cases 20]
+                                  [--datasets hippo ct hippo-resampled ct-resampled]
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ from bench.common import (NNUNET_VENV, REPO, SHARED, SHARED_DATA, autounet_cmd, 
                           nnunet_bin, nnunet_env, print_table, run_measured)
 
 WORKERS = "2"
+VARIANTS = {
+    "hippo": ("hippo", None),
+    "ct": ("ct", None),
+    # The planned spacing is each dataset's own, so nothing is resampled above; these variants set the
+    # 3d_fullres target spacing in both tools' plans to exercise resampling (isotropic, and anisotropic
+    # with the thick z axis resampled on its own).
+    "hippo-resampled": ("hippo", [0.8, 0.8, 0.8]),
+    "ct-resampled": ("ct", [2.0, 1.1, 0.7]),
+}
 
 # Run with nnU-Net's Python (it has blosc2): compares its preprocessed cases with ours, prints JSON.
 COMPARE = r"""
@@ -75,16 +88,28 @@ def prepare_ct(work: Path, n_cases: int) -> Path:
     return folder
 
 
-def run_autounet(source: Path, work: Path) -> tuple[object, Path]:
+def _keep_original(path: Path) -> dict:
+    """The plans file as the planner wrote it (kept aside the first time a variant edits it)."""
+    original = path.with_name(path.stem + ".original.json")
+    if not original.is_file():
+        shutil.copyfile(path, original)
+    return json.loads(original.read_text())
+
+
+def run_autounet(source: Path, work: Path, spacing: list[float] | None) -> tuple[object, Path]:
     root = work / "autounet"
     link_dataset(source, root / "raw")
     env = {"AUTOUNET_HOME": str(root)}
     name = source.name
-    for stage in (["fingerprint", name, "--workers", WORKERS], ["plan", name]):
-        check(run_measured(autounet_cmd(*stage), env=env, cwd=REPO), f"autounet {stage[0]}")
-    from autounet.planning.plans import load_plans
-
-    identifier = load_plans(root / "preprocessed" / name).configuration("3d_fullres").data_identifier
+    plans_file = root / "preprocessed" / name / "plans.json"
+    if not plans_file.is_file():
+        for stage in (["fingerprint", name, "--workers", WORKERS], ["plan", name, "--device", "cpu"]):
+            check(run_measured(autounet_cmd(*stage), env=env, cwd=REPO), f"autounet {stage[0]}")
+    plans = _keep_original(plans_file)
+    if spacing:
+        plans["configurations"]["3d_fullres"]["spacing"] = spacing
+    plans_file.write_text(json.dumps(plans, indent=2))
+    identifier = plans["configurations"]["3d_fullres"]["data_identifier"]
     shutil.rmtree(root / "preprocessed" / name / identifier, ignore_errors=True)
     measured = run_measured(autounet_cmd("preprocess", name, "-c", "3d_fullres", "--workers", WORKERS), env=env,
                             cwd=REPO)
@@ -92,15 +117,21 @@ def run_autounet(source: Path, work: Path) -> tuple[object, Path]:
     return measured, root / "preprocessed" / name / identifier
 
 
-def run_nnunet(source: Path, work: Path) -> tuple[object, Path]:
+def run_nnunet(source: Path, work: Path, spacing: list[float] | None) -> tuple[object, Path]:
     base = work / "nnunet"
     env = nnunet_env(base)
     link_dataset(source, base / "raw")
     dataset_id = str(int(source.name[len("Dataset"):len("Dataset") + 3]))
-    check(run_measured([nnunet_bin("nnUNetv2_extract_fingerprint"), "-d", dataset_id, "-np", WORKERS], env=env),
-          "nnUNetv2_extract_fingerprint")
-    check(run_measured([nnunet_bin("nnUNetv2_plan_experiment"), "-d", dataset_id], env=env),
-          "nnUNetv2_plan_experiment")
+    plans_file = base / "preprocessed" / source.name / "nnUNetPlans.json"
+    if not plans_file.is_file():
+        check(run_measured([nnunet_bin("nnUNetv2_extract_fingerprint"), "-d", dataset_id, "-np", WORKERS],
+                           env=env), "nnUNetv2_extract_fingerprint")
+        check(run_measured([nnunet_bin("nnUNetv2_plan_experiment"), "-d", dataset_id], env=env),
+              "nnUNetv2_plan_experiment")
+    plans = _keep_original(plans_file)
+    if spacing:
+        plans["configurations"]["3d_fullres"]["spacing"] = spacing
+    plans_file.write_text(json.dumps(plans, indent=2))
     out = base / "preprocessed" / source.name / "nnUNetPlans_3d_fullres"
     shutil.rmtree(out, ignore_errors=True)
     measured = run_measured([nnunet_bin("nnUNetv2_preprocess"), "-d", dataset_id, "-c", "3d_fullres", "-np",
@@ -121,23 +152,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_preprocess"))
     parser.add_argument("--ct-cases", type=int, default=20)
-    parser.add_argument("--datasets", nargs="+", default=["hippo", "ct"], choices=["hippo", "ct"])
+    parser.add_argument("--datasets", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    sources = {"hippo": SHARED_DATA / "Dataset004_Hippocampus", "ct": None}
     timing_rows, compare_rows = [], []
     for key in args.datasets:
-        source = sources[key] or prepare_ct(args.work, args.ct_cases)
-        work = args.work / key
-        ours, our_folder = run_autounet(source, work)
-        theirs, their_folder = run_nnunet(source, work)
+        dataset, spacing = VARIANTS[key]
+        source = SHARED_DATA / "Dataset004_Hippocampus" if dataset == "hippo" else prepare_ct(args.work,
+                                                                                              args.ct_cases)
+        label = source.name + (f" at {'x'.join(f'{s:g}' for s in spacing)} mm" if spacing else "")
+        work = args.work / dataset  # variants reuse their dataset's fingerprint and plans
+        ours, our_folder = run_autounet(source, work, spacing)
+        theirs, their_folder = run_nnunet(source, work, spacing)
         our_disk, their_disk = folder_bytes(our_folder) / 2**20, folder_bytes(their_folder) / 2**20
-        timing_rows.append([source.name, f"{theirs.wall_s:.1f}", f"{ours.wall_s:.1f}",
+        timing_rows.append([label, f"{theirs.wall_s:.1f}", f"{ours.wall_s:.1f}",
                             f"{theirs.wall_s / ours.wall_s:.2f}x", f"{theirs.peak_gb:.2f}", f"{ours.peak_gb:.2f}",
                             f"{ours.peak_gb / theirs.peak_gb:.2f}", f"{their_disk:.0f}", f"{our_disk:.0f}"])
         result = compare(their_folder, our_folder)
         mismatched = result["shape_mismatches"]
-        compare_rows.append([source.name, result["cases"], "yes" if not mismatched else f"no ({mismatched[:3]})",
+        compare_rows.append([label, result["cases"], "yes" if not mismatched else f"no ({mismatched[:3]})",
                              f"{result['max_abs_diff']:.2e} ({result['worst_case']})",
                              f"{result['max_abs_value']:.3g}",
                              f"{result['seg_differing']} / {result['seg_voxels']}"])

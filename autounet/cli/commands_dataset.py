@@ -56,7 +56,7 @@ def fingerprint(dataset: DatasetArgument, workers: WorkersOption = None, root: R
     shape = "x".join(f"{s:g}" for s in np.median(fp.shapes_after_crop, axis=0))
     out.print(f"{fp.dataset_name}: {len(fp.cases)} cases, {'2D' if fp.is_2d else '3D'}, median spacing "
               f"{' x '.join(f'{s:g}' for s in fp.median_spacing)} (z, y, x), median shape after crop {shape}",
-              soft_wrap=True, highlight=False)
+              soft_wrap=True, highlight=False, markup=False)
     table = Table(title="foreground intensities")
     for column in ("channel", "mean", "std", "median", "p0.5", "p99.5"):
         table.add_column(column, justify="right")
@@ -64,7 +64,7 @@ def fingerprint(dataset: DatasetArgument, workers: WorkersOption = None, root: R
         table.add_row(f"{index} {fp.channel_names[index]}", *(f"{v:.4g}" for v in (
             stats.mean, stats.std, stats.median, stats.percentile_00_5, stats.percentile_99_5)))
     out.print(table)
-    out.print(f"wrote {path} in {time.perf_counter() - start:.1f} s", soft_wrap=True, highlight=False)
+    out.print(f"wrote {path} in {time.perf_counter() - start:.1f} s", soft_wrap=True, highlight=False, markup=False)
 
 
 def doctor(root: RootOption = None) -> None:
@@ -119,15 +119,15 @@ def _versions() -> list[tuple[str, str]]:
         import torch
 
         cuda = torch.version.cuda
-        rows.append(("CUDA", f"{cuda} (cuDNN {torch.backends.cudnn.version()})" if cuda else "none (CPU build of torch)"))
+        rows.append(("CUDA", f"{cuda} (cuDNN {torch.backends.cudnn.version()})" if cuda
+                     else "none (CPU build of torch)"))
     except ImportError:
         rows.append(("CUDA", "unknown (torch is not installed)"))
     return rows
 
 
 def _datasets_table(data_root) -> Table:
-    import json
-
+    from autounet.dataset.verify_layout import read_declared
     from autounet.fingerprint.model import FINGERPRINT_FILE
     from autounet.paths import list_raw_datasets
 
@@ -136,11 +136,11 @@ def _datasets_table(data_root) -> Table:
         table.add_column(column)
     names = list_raw_datasets(data_root)
     for name in names:
-        try:
-            data = json.loads((data_root.raw / name / "dataset.json").read_text(encoding="utf-8"))
-            cases, channels = str(data.get("numTraining", "?")), ", ".join(map(str, data.get("channel_names", {}).values()))
-        except (OSError, ValueError, AttributeError):
-            cases, channels = "dataset.json missing or unreadable", ""
+        declared, problems = read_declared(data_root.raw / name)
+        cases = "?" if declared.num_training is None else str(declared.num_training)
+        channels = ", ".join((declared.channel_names or {}).values())
+        if problems:
+            cases += f" ({len(problems)} problem(s) in dataset.json; run autounet verify)"
         has_fingerprint = (data_root.preprocessed / name / FINGERPRINT_FILE).is_file()
         table.add_row(name, cases, channels, "yes" if has_fingerprint else "no")
     if not names:

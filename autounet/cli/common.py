@@ -16,12 +16,12 @@ err = Console(stderr=True)
 """Warnings and errors (stderr)."""
 
 RootOption = Annotated[Optional[Path], typer.Option(
-    "--root", help="Data root holding raw/, preprocessed/ and results/ [default: $AUTOUNET_HOME, nnU-Net's "
+    "--root", help="Data root holding raw/, preprocessed/ and results/ \\[default: $AUTOUNET_HOME, nnU-Net's "
                    "variables, or ~/autounet_data].", show_default=False)]
 DatasetArgument = Annotated[str, typer.Argument(
     help="Dataset: Dataset004, 4, 004, Dataset004_Hippocampus, or a path to its folder.", show_default=False)]
 WorkersOption = Annotated[Optional[int], typer.Option(
-    "--workers", "-w", min=1, help="Worker processes [default: the CPU cores].", show_default=False)]
+    "--workers", "-w", min=1, help="Worker processes \\[default: the CPU cores].", show_default=False)]
 
 
 def dataset_location(dataset: str, root: Path | None) -> DatasetLocation:

@@ -9,10 +9,11 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autounet.dataset.verify_case import CaseCheck, CaseJob, check_case
+from autounet.dataset.verify_case import CaseCheck, CaseJob, check_case, relative_name
 from autounet.dataset.verify_layout import CaseFiles, Declared, find_layout, read_declared
 from autounet.utils.parallel import default_workers, map_in_processes
 
@@ -49,12 +50,19 @@ def verify_dataset(folder: Path, workers: int | None = None) -> VerifyReport:
     report = VerifyReport(errors + layout.errors, list(layout.warnings), len(layout.training))
     jobs = [_job(folder, case, declared) for case in layout.training + layout.test]
     checks: list[CaseCheck] = []
+    died: list[str] = []
     for outcome in map_in_processes(check_case, jobs, workers or default_workers(), "verify"):
         if outcome.ok:
             checks.append(outcome.result)
-        else:  # check_case reports bad files itself; this is a crash of the worker process
-            report.errors.append(f"{outcome.item.image_files[0].relative_to(folder).as_posix()}: checking this "
-                                 f"case failed ({type(outcome.error).__name__}: {outcome.error}).")
+        elif isinstance(outcome.error, BrokenProcessPool):
+            died.append(outcome.item.case_id)
+        else:  # check_case reports bad files itself; anything else is worth showing as it is
+            report.errors.append(f"{relative_name(folder, outcome.item.image_files[0])}: checking case "
+                                 f"'{outcome.item.case_id}' failed ({type(outcome.error).__name__}: {outcome.error}).")
+    if died:
+        names = ", ".join(died[:5]) + (", ..." if len(died) > 5 else "")
+        report.errors.append(f"{folder}: a worker process died (out of memory?) before checking {len(died)} "
+                             f"case(s): {names}; try fewer workers.")
     checks.sort(key=lambda check: check.first_file or check.case_id)
     for check in checks:
         report.errors.extend(check.errors)

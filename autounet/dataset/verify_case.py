@@ -78,14 +78,15 @@ class _Namer:
         self.folder = folder
 
     def __call__(self, path: Path) -> str:
-        return _relative(self.folder, path)
+        return relative_name(self.folder, path)
 
     def message(self, error: Exception, path: Path) -> str:
         text = str(error).replace(str(path), self(path))
         return text if text.startswith(self(path)) else f"{self(path)}: {text}"
 
 
-def _relative(folder: Path, path: Path) -> str:
+def relative_name(folder: Path, path: Path) -> str:
+    """``path`` relative to ``folder`` in POSIX form (as printed in reports), or in full when outside it."""
     try:
         return path.relative_to(folder).as_posix()
     except ValueError:

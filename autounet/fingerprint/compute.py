@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -41,8 +42,9 @@ def raw_digest(dataset_folder: Path) -> str:
 @dataclass
 class _CaseResult:
     fingerprint: CaseFingerprint
-    values: list[np.ndarray]  # per channel: sampled foreground intensities
-    weights: np.ndarray  # one weight per sample, the same for every channel
+    values: list[np.ndarray]  # per channel: sampled foreground intensities, ascending
+    weights: list[np.ndarray]  # per channel: the weight of each value
+    is_2d: bool
 
 
 def fingerprint_case(case: Case, samples_per_case: int, seed: int = SAMPLING_SEED) -> _CaseResult:
@@ -70,7 +72,9 @@ def fingerprint_case(case: Case, samples_per_case: int, seed: int = SAMPLING_SEE
         weights = np.full(count, samples_per_case / count) if count else np.zeros(0)
     fp = CaseFingerprint(case.case_id, tuple(int(s) for s in image.shape[1:]), tuple(geometry.spacing),
                          box, tuple(hi - lo for lo, hi in box))
-    return _CaseResult(fp, values, weights)
+    # Merging equal values here keeps what travels back from the worker small (a histogram for 8/16-bit data).
+    merged = [weight_per_value(v, weights) for v in values]
+    return _CaseResult(fp, [m[0] for m in merged], [m[1] for m in merged], geometry.is_2d)
 
 
 def _stable_hash(text: str) -> int:
@@ -112,6 +116,8 @@ def weight_per_value(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarra
     Whole-number intensities (8- and 16-bit images, CT) are counted in a
     weighted histogram, which takes linear time instead of a sort.
     """
+    if values.size == 0:
+        return values, weights
     low, high = values.min(), values.max()
     if high - low <= HISTOGRAM_MAX_RANGE and np.array_equal(values, np.round(values)):
         totals = np.bincount((values - low).astype(np.int64), weights=weights)
@@ -148,13 +154,14 @@ def compute_fingerprint(dataset_folder: Path, workers: int | None = None,
         more = f" (and {len(failures) - 1} more cases failed)" if len(failures) > 1 else ""
         if isinstance(first, UserError):
             raise UserError(f"{first}{more}")
+        if isinstance(first, BrokenProcessPool):
+            raise UserError(f"{dataset_folder}: a worker process died while fingerprinting (out of memory?); "
+                            f"try fewer --workers.") from None
         raise first
     results.sort(key=lambda r: r.fingerprint.case_id)
-    weights = np.concatenate([r.weights for r in results])
-    channels = [weighted_stats(np.concatenate([r.values[c] for r in results]), weights)
-                for c in range(spec.num_channels)]
-    is_2d = all(r.fingerprint.shape[0] == 1 for r in results) and spec.file_ending.lower() in (
-        ".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+    channels = [weighted_stats(np.concatenate([r.values[c] for r in results]),
+                               np.concatenate([r.weights[c] for r in results])) for c in range(spec.num_channels)]
+    is_2d = all(r.is_2d for r in results)
     return Fingerprint(dataset_name=spec.name, is_2d=is_2d, channel_names=spec.channel_names,
                        label_values=spec.label_values, cases=[r.fingerprint for r in results],
                        channels=channels, raw_digest=raw_digest(dataset_folder),

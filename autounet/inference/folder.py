@@ -47,14 +47,19 @@ def load_probabilities(path: Path) -> np.ndarray:
         return npz[PROBABILITIES_KEY]
 
 
-def _check_output(inputs: Sequence[Path], output: Path) -> None:
-    target = output.resolve()
+def cases_to_predict(inputs: Sequence[Path], output: Path) -> list[InputCase]:
+    """The cases in ``inputs``, after checking that there are some and that ``output`` is not an input folder."""
+    target = Path(output).resolve()
     for path in inputs:
         folder = Path(path).resolve()
         folder = folder if folder.is_dir() else folder.parent
         if folder == target:
             raise UserError(f"{output}: output folder is the input folder; choose another, inputs are never "
                             f"overwritten.")
+    cases = collect_cases(inputs)
+    if not cases:
+        raise UserError(f"{', '.join(str(p) for p in inputs)}: no image files found.")
+    return cases
 
 
 def _outputs(case: InputCase, output: Path, with_probabilities: bool) -> list[Path]:
@@ -76,10 +81,7 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Path], output: Path, p
         []
     """
     output = Path(output)
-    _check_output(inputs, output)
-    cases = collect_cases(inputs)
-    if not cases:
-        raise UserError(f"{', '.join(str(p) for p in inputs)}: no image files found.")
+    cases = cases_to_predict(inputs, output)
     output.mkdir(parents=True, exist_ok=True)
     summary = FolderSummary()
     start = time.perf_counter()

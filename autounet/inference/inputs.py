@@ -78,7 +78,8 @@ def read_case(case: InputCase) -> tuple[np.ndarray, Geometry]:
     indices = [n[1] if n else 0 for n in numbers]
     if indices != list(range(len(case.files))):
         missing = sorted(set(range(max(indices) + 1)) - set(indices))
-        raise UserError(f"case '{case.case_id}': channel file(s) {', '.join(f'{case.case_id}_{m:04d}{case.ending}' for m in missing)}"
+        names = ", ".join(f"{case.case_id}_{m:04d}{case.ending}" for m in missing)
+        raise UserError(f"case '{case.case_id}': channel file(s) {names}"
                         f" missing in {case.files[0].parent}.")
     arrays, geometry = [], None
     for path in case.files:

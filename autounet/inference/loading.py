@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 from autounet.dataset.spec import DatasetSpec
+from autounet.errors import UserError
 from autounet.inference.model_folder import load_trained_configuration
 from autounet.inference.postprocessing import PostprocessingChoice, apply_postprocessing
 from autounet.inference.predictor import LabelTransform, Predictor
@@ -28,6 +29,7 @@ class ModelRequest:
     device: str = "auto"
     tta: bool = True
     step: float = 0.5
+    precision: str = "auto"
 
 
 def postprocessor(choice: PostprocessingChoice, spec: DatasetSpec) -> LabelTransform | None:
@@ -66,12 +68,19 @@ def load_predictor(request: ModelRequest) -> tuple[Predictor, str]:
     else:
         folders, dataset_name = [folder], str(folder)
     trained = [load_trained_configuration(f, folds, request.checkpoint) for f in folders]
+    if request.configurations and [t.name for t in trained] != request.configurations:
+        raise UserError(f"{folder}: holds configuration {trained[0].name}, not {', '.join(request.configurations)}; "
+                        f"give the dataset's results folder with -m to choose configurations.")
     transform = postprocessor(choice.postprocessing, trained[0].spec) if choice else None
     predictor = Predictor.from_trained(trained, request.device, request.tta, request.step, request.checkpoint,
-                                       transform)
+                                       transform, precision=request.precision)
     parts = [f"{t.name} (folds {', '.join(f.fold for f in t.folds)})" for t in trained]
+    skipped = [str(folder) for t in trained for folder in t.unfinished]
+    if skipped:
+        parts.append(f"left out without model_{request.checkpoint}.safetensors: {', '.join(skipped)}")
     description = (f"{dataset_name} {' + '.join(parts)}, checkpoint {request.checkpoint}, "
-                   f"TTA {'on' if request.tta else 'off'}, device {predictor.models[0].device}, postprocessing "
+                   f"TTA {'on' if request.tta else 'off'}, device {predictor.models[0].device} "
+                   f"({str(predictor.models[0].settings.compute_dtype).replace('torch.', '')}), postprocessing "
                    f"{choice.postprocessing.describe() if choice else 'none'}"
                    f"{' (from inference.json)' if choice else ''}")
     return predictor, description

@@ -10,7 +10,7 @@ Layout written by training::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autounet.dataset.spec import DatasetSpec, load_spec
@@ -49,6 +49,8 @@ class TrainedConfiguration:
     plans: Plans
     spec: DatasetSpec
     folds: list[TrainedFold]
+    unfinished: list[Path] = field(default_factory=list)
+    """Fold folders left out because they lack the checkpoint's weights (still training, or copied partly)."""
 
     @property
     def plan(self) -> ConfigurationPlan:
@@ -131,10 +133,15 @@ def load_trained_configuration(model_dir: Path, folds: list[int | str] | None = 
         ['0', '1', '2', '3', '4']
     """
     model_dir = Path(model_dir)
+    unfinished: list[Path] = []
     if is_fold_folder(model_dir):
         folders = [model_dir]
     else:
         folders = _select_folds(fold_folders(model_dir), folds, model_dir)
+        if folds is None:
+            # With all folds asked for, folds still training are left out rather than failing the prediction.
+            unfinished = [f for f in folders if not weights_file(f, checkpoint).is_file()]
+            folders = [f for f in folders if f not in unfinished] or folders
     if not folders:
         raise MissingArtifactError(f"{model_dir}: holds no trained fold folders (fold_0, ... with "
                                    f"{TRAINING_CONFIG_FILE}); train first or point to a configuration folder.")
@@ -147,7 +154,7 @@ def load_trained_configuration(model_dir: Path, folds: list[int | str] | None = 
     spec = load_spec(first)
     name = names.pop()
     plans.configuration(name)
-    return TrainedConfiguration(name, plans, spec, trained)
+    return TrainedConfiguration(name, plans, spec, trained, unfinished)
 
 
 def load_network(fold: TrainedFold, plan: ConfigurationPlan, device):

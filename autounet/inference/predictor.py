@@ -25,6 +25,7 @@ from autounet.inference.probabilities import output_label_values, to_labels, to_
 from autounet.inference.restore import restore_all_probabilities, restore_labels_of
 from autounet.inference.sliding_window import WindowSettings, predict_logits
 from autounet.io.geometry import Geometry
+from autounet.preprocessing.store import CaseProperties
 
 LabelTransform = Callable[[np.ndarray], np.ndarray]
 
@@ -56,6 +57,23 @@ def resolve_device(device: str = "auto", threads: int | None = None) -> torch.de
     return chosen
 
 
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The type the network computes in: ``auto`` is float16 on CUDA, bfloat16 on CPUs with native bfloat16
+    arithmetic (several times faster there), float32 otherwise."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not '{precision}'.")
+    if precision != "auto":
+        return getattr(torch, precision)
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
 def tiles_per_pass(device: torch.device, settings_patch: Sequence[int], features: Sequence[int]) -> int:
     """How many network inputs go through one forward pass on ``device``.
 
@@ -74,7 +92,7 @@ class ConfigurationModel:
     """One trained configuration on a device: its fold networks, how it tiles, and its cascade's first stage."""
 
     def __init__(self, trained: TrainedConfiguration, device: torch.device, mirror: bool, step: float,
-                 previous: "ConfigurationModel | None" = None):
+                 previous: "ConfigurationModel | None" = None, compute_dtype: torch.dtype = torch.float32):
         plan = trained.plan
         self.trained = trained
         self.device = device
@@ -82,7 +100,8 @@ class ConfigurationModel:
         self.networks = [load_network(fold, plan, device) for fold in trained.folds]
         patch = tuple(plan.patch_size)
         self.settings = WindowSettings(patch, tuple(plan.network.total_downsampling()), step, mirror,
-                                       tiles_per_pass(device, patch, plan.network.features_per_stage))
+                                       tiles_per_pass(device, patch, plan.network.features_per_stage),
+                                       compute_dtype)
 
     @property
     def name(self) -> str:
@@ -98,12 +117,16 @@ class ConfigurationModel:
         first_stage = self.previous.predict_labels(image, geometry, case_id)
         data, seg, properties = preprocess_case(image, geometry, first_stage, plans, plan, case_id)
         foreground = output_label_values(self.previous.trained.spec)[1:]
+        expected = data.shape[0] + len(foreground)
+        if plan.network.in_channels != expected:
+            raise UserError(f"{self.trained.folds[0].folder / 'plans.json'}: cascade '{plan.name}' has a network with "
+                            f"{plan.network.in_channels} input channels, but needs {expected} (the image's "
+                            f"{data.shape[0]} plus one per foreground label of '{plan.previous_stage}').")
         one_hot = np.stack([(seg[0] == value) for value in foreground]).astype(np.float32)
         return np.concatenate([data, one_hot]), properties
 
-    def preprocessed_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str):
-        """Fold-averaged probabilities on the preprocessed grid ``(K, z, y, x)`` and the case's properties."""
-        data, properties = self._preprocess(image, geometry, case_id)
+    def probabilities_of_preprocessed(self, data: np.ndarray) -> torch.Tensor:
+        """Fold-averaged probabilities ``(K, z, y, x)`` of an already preprocessed image ``(C, z, y, x)``."""
         outputs = self.trained.plan.network.num_classes
         regions = self.trained.spec.has_regions
         total = None
@@ -111,17 +134,33 @@ class ConfigurationModel:
             logits = predict_logits(network, data, outputs, self.settings, self.device)
             probabilities = to_probabilities(logits, regions)
             total = probabilities if total is None else total.add_(probabilities)
-        return total.div_(len(self.networks)), properties
+        return total.div_(len(self.networks))
+
+    def preprocessed_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str):
+        """Fold-averaged probabilities on the preprocessed grid ``(K, z, y, x)`` and the case's properties."""
+        data, properties = self._preprocess(image, geometry, case_id)
+        return self.probabilities_of_preprocessed(data), properties
+
+    def restore(self, probabilities: torch.Tensor, properties: CaseProperties, with_probabilities: bool) -> Prediction:
+        """Preprocessed-grid probabilities brought back to the original image: labels, and probabilities if asked.
+
+        Without probabilities no full-size array per class is kept (see :func:`restore_labels_of`).
+        """
+        plan, spec = self.trained.plan, self.trained.spec
+        if not with_probabilities:
+            return Prediction(restore_labels_of(probabilities, properties, plan, spec))
+        restored = restore_all_probabilities(probabilities, properties, plan, spec)
+        return Prediction(to_labels(restored, spec), restored)
 
     def predict_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
         """Probabilities ``(K, Z, Y, X)`` in the image's original geometry."""
         probabilities, properties = self.preprocessed_probabilities(image, geometry, case_id)
-        return restore_all_probabilities(probabilities, properties, self.trained.plan, self.trained.spec)
+        return self.restore(probabilities, properties, True).probabilities
 
     def predict_labels(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
         """Labels ``(Z, Y, X)`` in the original geometry (without keeping K full-size probability arrays)."""
         probabilities, properties = self.preprocessed_probabilities(image, geometry, case_id)
-        return restore_labels_of(probabilities, properties, self.trained.plan, self.trained.spec)
+        return self.restore(probabilities, properties, False).labels
 
 
 class Predictor:
@@ -140,27 +179,29 @@ class Predictor:
     @classmethod
     def from_trained(cls, trained: Sequence[TrainedConfiguration], device: str = "auto", tta: bool = True,
                      step: float = 0.5, checkpoint: str = "final",
-                     postprocess: LabelTransform | None = None, threads: int | None = None) -> "Predictor":
+                     postprocess: LabelTransform | None = None, threads: int | None = None,
+                     precision: str = "auto") -> "Predictor":
         """A predictor for already located trained configurations (their cascades' first stages are loaded
-        from the sibling configuration folders)."""
+        from the sibling configuration folders). ``precision``: see :func:`resolve_precision`."""
         if not 0 < step <= 1:
             raise UserError(f"--step must be in (0, 1], got {step}.")
         torch_device = resolve_device(device, threads)
+        dtype = resolve_precision(precision, torch_device)
         models = []
         for configuration in trained:
             previous = None
             if configuration.plan.previous_stage:
                 sibling = configuration.folds[0].folder.parent.parent / configuration.plan.previous_stage
                 first = load_trained_configuration(sibling, None, checkpoint)
-                previous = ConfigurationModel(first, torch_device, tta, step)
-            models.append(ConfigurationModel(configuration, torch_device, tta, step, previous))
+                previous = ConfigurationModel(first, torch_device, tta, step, None, dtype)
+            models.append(ConfigurationModel(configuration, torch_device, tta, step, previous, dtype))
         return cls(models, postprocess)
 
     @classmethod
     def from_model_folder(cls, model_dir: Path, folds: list[int | str] | None = None, checkpoint: str = "final",
                           device: str = "auto", tta: bool = True, step: float = 0.5,
                           configurations: list[str] | None = None,
-                          postprocess: LabelTransform | None = None) -> "Predictor":
+                          postprocess: LabelTransform | None = None, precision: str = "auto") -> "Predictor":
         """A predictor from a fold folder, a configuration folder (all its folds, or ``folds``), or a dataset's
         results folder together with ``configurations`` (several make an ensemble).
 
@@ -174,10 +215,11 @@ class Predictor:
         elif is_fold_folder(model_dir) or not trained_configurations(model_dir):
             folders = [model_dir]
         else:
-            raise UserError(f"{model_dir}: holds several configurations ({', '.join(trained_configurations(model_dir))});"
+            names = ", ".join(trained_configurations(model_dir))
+            raise UserError(f"{model_dir}: holds several configurations ({names});"
                             f" choose with -c.")
         trained = [load_trained_configuration(folder, folds, checkpoint) for folder in folders]
-        return cls.from_trained(trained, device, tta, step, checkpoint, postprocess)
+        return cls.from_trained(trained, device, tta, step, checkpoint, postprocess, precision=precision)
 
     @property
     def spec(self) -> DatasetSpec:
@@ -212,3 +254,23 @@ class Predictor:
         if self.postprocess is not None:
             labels = self.postprocess(labels)
         return Prediction(labels, restored.astype(np.float32, copy=False) if restored is not None else None)
+
+    def predict_preprocessed(self, data: np.ndarray, properties: CaseProperties,
+                             probabilities: bool = False) -> Prediction:
+        """Segment a case that is already preprocessed for this predictor's single configuration (e.g. a
+        training case from the preprocessed store, with its stored properties); results in the original grid.
+
+        Example:
+            >>> case = CaseStore(folder).load("hippocampus_001")                          # doctest: +SKIP
+            >>> predictor.predict_preprocessed(case.data, case.properties).labels.shape  # doctest: +SKIP
+            (35, 51, 35)
+        """
+        if len(self.models) != 1 or self.models[0].previous is not None:
+            raise UserError("predict_preprocessed needs a single, non-cascade configuration; use predict() with "
+                            "the raw image instead.")
+        model = self.models[0]
+        self.check_channels(data.shape[0], properties.case_id)
+        prediction = model.restore(model.probabilities_of_preprocessed(data), properties, probabilities)
+        if self.postprocess is not None:
+            prediction.labels = self.postprocess(prediction.labels)
+        return prediction

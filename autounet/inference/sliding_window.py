@@ -30,6 +30,8 @@ class WindowSettings:
     ``patch_size`` has 2 entries for 2D networks and 3 for 3D ones; ``divisor`` is the network's total
     downsampling per axis (tiles smaller than the patch are rounded up to a multiple of it).
     ``tiles_per_pass`` bounds how many network inputs (tiles times mirrorings) go through one forward pass.
+    ``compute_dtype`` other than float32 runs the network under autocast in that type (logits are summed in
+    float32 either way).
     """
 
     patch_size: tuple[int, ...]
@@ -37,6 +39,7 @@ class WindowSettings:
     step: float = 0.5
     mirror: bool = True
     tiles_per_pass: int = 1
+    compute_dtype: torch.dtype = torch.float32
 
     @property
     def is_2d(self) -> bool:
@@ -149,7 +152,9 @@ def _forward(network: torch.nn.Module, tiles: torch.Tensor, settings: WindowSett
     batch = inputs.shape[0]
     stacked = torch.cat([inputs.flip(axes) if axes else inputs for axes in flips])
     chunk = max(settings.tiles_per_pass, 1)
-    outputs = torch.cat([network(stacked[i:i + chunk]) for i in range(0, stacked.shape[0], chunk)])
+    mixed = settings.compute_dtype != torch.float32
+    with torch.autocast(stacked.device.type, dtype=settings.compute_dtype, enabled=mixed):
+        outputs = torch.cat([network(stacked[i:i + chunk]).float() for i in range(0, stacked.shape[0], chunk)])
     total = None
     for index, axes in enumerate(flips):
         part = outputs[index * batch:(index + 1) * batch]

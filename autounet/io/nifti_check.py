@@ -83,8 +83,10 @@ def truncation_problem(path: Path) -> str | None:
         layout = parse_header(_read_start(path))
     except EOFError:
         return "is truncated (its compressed data ends inside the header)"
-    except (OSError, zlib.error) as error:
+    except (gzip.BadGzipFile, zlib.error) as error:
         return f"is corrupt ({error})"
+    except OSError as error:
+        return f"cannot be opened ({error.strerror or error})"
     if layout is None:
         return None
     needed = layout.data_offset + layout.data_bytes
@@ -102,7 +104,7 @@ def truncation_problem(path: Path) -> str | None:
                 size += len(chunk)
     except EOFError:
         return f"is truncated (its compressed data ends early; the header needs {needed} bytes)"
-    except (OSError, zlib.error) as error:
+    except (gzip.BadGzipFile, zlib.error) as error:
         return f"is corrupt ({error})"
     return None if size >= needed else _short(size, needed)
 

@@ -11,7 +11,7 @@ from autounet.fingerprint import Fingerprint
 from autounet.planning.constants import (LOWRES_COVERAGE_THRESHOLD, LOWRES_MAX_STEPS, LOWRES_SPACING_STEP,
                                          POOL_SPACING_RATIO, RESAMPLE_ORDER_DATA, RESAMPLE_ORDER_SEG,
                                          RESAMPLE_ORDER_Z, ANISOTROPY_RATIO)
-from autounet.planning.fit import FittedConfiguration, fit_to_budget
+from autounet.planning.fit import FittedConfiguration, fit_to_budget, rough_patch_size
 from autounet.planning.normalization import normalization_scheme, use_mask_for_norm
 from autounet.planning.plans import ConfigurationPlan, ResamplingPlan
 from autounet.planning.spacing import median_shape_at, target_spacing
@@ -89,8 +89,9 @@ class ConfigurationPlanner:
     def plan_3d_lowres(self, fullres: ConfigurationPlan) -> ConfigurationPlan | None:
         """A coarser configuration when the fullres patch covers under a quarter of the median image, else None.
 
-        The spacing grows in 3 % steps (bisected) until the low-resolution patch
-        covers at least a quarter of the median image at that spacing.
+        The spacing grows in 3 % steps until the low-resolution patch covers at
+        least a quarter of the median image at that spacing: the smallest such
+        step (found by bisection on a quick estimate, then exactly).
         """
         if coverage(fullres.patch_size, fullres.median_shape) >= LOWRES_COVERAGE_THRESHOLD:
             return None
@@ -107,17 +108,31 @@ class ConfigurationPlanner:
             shape, fit = fit_at(step)
             return coverage(fit.patch_size, shape) >= LOWRES_COVERAGE_THRESHOLD
 
-        low, high = 1, len(spacings) - 1
-        if not covers(high):
-            raise PlanningError(f"dataset {self.fingerprint.dataset_name}: no 3d_lowres spacing up to "
-                                f"{LOWRES_SPACING_STEP ** high:.0f}x coarser gives a patch covering a quarter of "
-                                "the image; plan 2d or 3d_fullres only.")
+        def roughly_covers(step: int) -> bool:
+            shape = median_shape_at(self.fingerprint, spacings[step])
+            patch = rough_patch_size(spacings[step], shape, fullres.network, self.budget_gb,
+                                     self._dataset_voxels(shape), self.amp)
+            return coverage(patch, shape) >= LOWRES_COVERAGE_THRESHOLD
+
+        # Bisect with the quick approximation, then walk to the smallest step whose exact plan covers enough.
+        last = len(spacings) - 1
+        low, high = 1, last
         while low < high:
             middle = (low + high) // 2
-            if covers(middle):
+            if roughly_covers(middle):
                 high = middle
             else:
                 low = middle + 1
+        if covers(low):
+            while low > 1 and covers(low - 1):
+                low -= 1
+        else:
+            while low < last and not covers(low):
+                low += 1
+            if not covers(low):
+                raise PlanningError(f"dataset {self.fingerprint.dataset_name}: no 3d_lowres spacing up to "
+                                    f"{LOWRES_SPACING_STEP ** last:.0f}x coarser gives a patch covering a quarter "
+                                    "of the image; plan 2d or 3d_fullres only.")
         shape, fit = fit_at(low)
         plan = self._plan("3d_lowres", spacings[low], shape, fit, is_2d=False)
         plan.next_stage = "3d_cascade_fullres"
@@ -125,8 +140,11 @@ class ConfigurationPlanner:
 
 
 def plan_configurations(fingerprint: Fingerprint, num_classes: int, budget_gb: float,
-                        names: list[str] | None = None, amp: bool = True) -> dict[str, ConfigurationPlan]:
+                        names: list[str] | None = None, amp: bool = True,
+                        notes: list[str] | None = None) -> dict[str, ConfigurationPlan]:
     """Plan the configurations called ``names`` (default: all that apply to the data).
+
+    Sentences for the user (e.g. why 3d_lowres was not planned) are appended to ``notes``.
 
     2D data gets only ``2d``; 3D data gets ``2d``, ``3d_fullres`` and, when the
     fullres patch covers under a quarter of the median image, ``3d_lowres``
@@ -149,6 +167,14 @@ def plan_configurations(fingerprint: Fingerprint, num_classes: int, budget_gb: f
         if "3d_fullres" in wanted:
             plans["3d_fullres"] = fullres
         lowres = planner.plan_3d_lowres(fullres) if "3d_lowres" in wanted else None
+        if lowres is None and names and "3d_lowres" in names:
+            message = (f"3d_lowres is not needed: the 3d_fullres patch covers "
+                       f"{coverage(fullres.patch_size, fullres.median_shape):.0%} of the median image (a cascade is "
+                       f"planned below {LOWRES_COVERAGE_THRESHOLD:.0%})")
+            if len(names) == 1:
+                raise UserError(f"dataset {fingerprint.dataset_name}: {message}; plan 3d_fullres instead.")
+            if notes is not None:
+                notes.append(message)
         if lowres is not None:
             plans["3d_lowres"] = lowres
             cascade = copy.deepcopy(fullres)

@@ -12,7 +12,7 @@ from autounet.network import NetworkConfig
 from autounet.planning.constants import (BASE_FEATURES, CONVS_PER_STAGE, MAX_DATASET_FRACTION_PER_BATCH,
                                          MAX_FEATURES_2D, MAX_FEATURES_3D, MIN_BATCH_SIZE, PATCH_FIT_BATCH_2D,
                                          PATCH_FIT_BATCH_3D)
-from autounet.planning.memory import estimate_training_memory_gb
+from autounet.planning.memory import estimate_training_memory_gb, scaled_estimate_gb
 from autounet.planning.topology import Topology, initial_patch, shrink_once, topology_with_min_stages
 
 
@@ -66,31 +66,64 @@ def fit_to_budget(spacing: list[float], median_shape: list[int], in_channels: in
         return estimate_training_memory_gb(network_for(topology, in_channels, num_classes),
                                            topology.patch_size, batch, amp)
 
-    batch_cap = max_batch_by_dataset(sequence[-1].patch_size, dataset_voxels)
-    first_batch = min(fit_batch, batch_cap)
-    if estimate(len(sequence) - 1, MIN_BATCH_SIZE) > budget_gb:
+    fit_cap = min(fit_batch, max_batch_by_dataset(sequence[-1].patch_size, dataset_voxels))
+
+    def fits(index: int) -> bool:
+        batch = min(fit_cap, max_batch_by_dataset(sequence[index].patch_size, dataset_voxels))
+        return estimate(index, batch) <= budget_gb
+
+    low = first_fitting(sequence, fits, lambda index: scaled_estimate_gb(
+        network_for(sequence[0], in_channels, num_classes), sequence[index].patch_size,
+        min(fit_cap, max_batch_by_dataset(sequence[index].patch_size, dataset_voxels)), amp) <= budget_gb)
+    if low is None:
         smallest = sequence[-1]
         raise PlanningError(
             f"a {budget_gb:g} GB budget is too small for any network: the smallest patch "
             f"{'x'.join(map(str, smallest.patch_size))} at batch {MIN_BATCH_SIZE} needs "
             f"{estimate(len(sequence) - 1, MIN_BATCH_SIZE):.2f} GB; give more --gpu-memory.")
-    # The estimate falls along the sequence; find the first (largest) patch that fits by bisection
-    # (often the first one, when the patch is limited by the image rather than the memory).
-    low, high = 0, len(sequence) - 1
-    if estimate(0, min(first_batch, max_batch_by_dataset(sequence[0].patch_size, dataset_voxels))) <= budget_gb:
-        high = 0
-    while low < high:
-        middle = (low + high) // 2
-        batch = min(first_batch, max_batch_by_dataset(sequence[middle].patch_size, dataset_voxels))
-        if estimate(middle, batch) <= budget_gb:
-            high = middle
-        else:
-            low = middle + 1
     topology = sequence[low]
     network = network_for(topology, in_channels, num_classes)
     cap = max_batch_by_dataset(topology.patch_size, dataset_voxels)
     batch = largest_fitting_batch(lambda b: estimate(low, b), budget_gb, cap)
     return FittedConfiguration(topology.patch_size, batch, network, estimate(low, batch))
+
+
+def rough_patch_size(spacing: list[float], median_shape: list[int], reference: NetworkConfig, budget_gb: float,
+                     dataset_voxels: float, amp: bool = True) -> list[int]:
+    """About the patch :func:`fit_to_budget` chooses, from ``reference``'s voxel-scaled memory profile (no tracing).
+
+    For searches over many spacings; the final choice is always fitted exactly.
+    """
+    sequence = shrink_sequence(spacing, median_shape)
+    fit_batch = PATCH_FIT_BATCH_2D if len(spacing) == 2 else PATCH_FIT_BATCH_3D
+    fit_cap = min(fit_batch, max_batch_by_dataset(sequence[-1].patch_size, dataset_voxels))
+    for topology in sequence:
+        batch = min(fit_cap, max_batch_by_dataset(topology.patch_size, dataset_voxels))
+        if scaled_estimate_gb(reference, topology.patch_size, batch, amp) <= budget_gb:
+            return topology.patch_size
+    return sequence[-1].patch_size
+
+
+def first_fitting(sequence: list[Topology], fits, roughly_fits) -> int | None:
+    """Index of the first (largest) topology that ``fits``; None when none does.
+
+    Memory falls along the sequence. Every new topology costs a few traces,
+    so the search starts where the quick ``roughly_fits`` approximation says,
+    then walks to the exact answer (neighbours mostly share a topology).
+    """
+    if fits(0):
+        return 0
+    last = len(sequence) - 1
+    index = next((i for i in range(1, last + 1) if roughly_fits(i)), last)
+    if fits(index):
+        while index > 1 and fits(index - 1):
+            index -= 1
+        return index
+    while index < last:
+        index += 1
+        if fits(index):
+            return index
+    return None
 
 
 def largest_fitting_batch(estimate, budget_gb: float, cap: int) -> int:

@@ -201,11 +201,27 @@ def tensor_bytes(network: NetworkConfig, patch_size, batch_size: int, amp: bool)
     return traced_step_bytes(network, list(patch_size), batch_size, dtype) + persistent_bytes(network, amp)
 
 
+def with_margins_gb(tensor_bytes_peak: float) -> float:
+    """GPU memory for a tensor peak: allocator overhead, cuDNN workspace and the CUDA context added."""
+    return tensor_bytes_peak * (1 + ALLOCATOR_OVERHEAD) / GB + CUDNN_WORKSPACE_GB + CUDA_CONTEXT_GB
+
+
 @lru_cache(maxsize=4096)
 def _estimate_cached(network_json: str, patch: tuple[int, ...], batch_size: int, amp: bool) -> float:
     network = NetworkConfig(**json.loads(network_json))
-    tensors = tensor_bytes(network, patch, batch_size, amp) * (1 + ALLOCATOR_OVERHEAD)
-    return tensors / GB + CUDNN_WORKSPACE_GB + CUDA_CONTEXT_GB
+    return with_margins_gb(tensor_bytes(network, patch, batch_size, amp))
+
+
+def scaled_estimate_gb(reference: NetworkConfig, patch_size, batch_size: int, amp: bool = True) -> float:
+    """A quick approximation for a similar network at another patch: ``reference``'s profile scaled by voxels.
+
+    Exact for ``reference`` itself at patches divisible by its downsampling;
+    used only to guide searches, whose answers are then checked exactly.
+    """
+    profile = _profile_cached(json.dumps(asdict(reference), sort_keys=True), bool(amp))
+    if profile is None or batch_size < 2:
+        return estimate_training_memory_gb(reference, patch_size, batch_size, amp)
+    return with_margins_gb(profile.peak_bytes(patch_size, batch_size))
 
 
 def estimate_training_memory_gb(network: NetworkConfig, patch_size, batch_size: int, amp: bool = True) -> float:
@@ -222,3 +238,9 @@ def estimate_training_memory_gb(network: NetworkConfig, patch_size, batch_size: 
     """
     key = json.dumps(asdict(network), sort_keys=True)
     return _estimate_cached(key, tuple(int(p) for p in patch_size), int(batch_size), bool(amp))
+
+
+def memory_model_settings(amp: bool = True) -> dict:
+    """The margins and precision the estimates in a plan were made with (stored in plans.json for reference)."""
+    return {"mixed_precision": amp, "cuda_context_gb": CUDA_CONTEXT_GB, "cudnn_workspace_gb": CUDNN_WORKSPACE_GB,
+            "allocator_overhead": ALLOCATOR_OVERHEAD}

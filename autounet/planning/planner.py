@@ -12,7 +12,8 @@ from autounet.fingerprint.model import FINGERPRINT_FILE
 from autounet.paths import DatasetLocation
 from autounet.planning.budget import MemoryBudget, memory_budget
 from autounet.planning.configurations import plan_configurations
-from autounet.planning.plans import Plans, save_plans
+from autounet.planning.memory import memory_model_settings
+from autounet.planning.plans import ConfigurationPlan, Plans, save_plans
 from autounet.planning.verify_step import require_cuda_for_verify, verify_configurations
 
 
@@ -78,6 +79,13 @@ def _num_classes(location: DatasetLocation, fingerprint: Fingerprint) -> int:
     return len([v for v in fingerprint.label_values if v != 0]) + 1
 
 
+def replan_one(fingerprint: Fingerprint, num_classes: int, name: str, budget_gb: float) -> ConfigurationPlan:
+    """Plan the configuration called ``name`` alone for ``budget_gb`` (the cascade stages come as a pair)."""
+    cascade = name in ("3d_lowres", "3d_cascade_fullres")
+    names = ["3d_fullres", "3d_lowres"] if cascade else [name]
+    return plan_configurations(fingerprint, num_classes, budget_gb, names)[name]
+
+
 def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, device: str = "auto",
                  configurations: list[str] | None = None, workers: int | None = None,
                  report: PlanningReport | None = None, budget: MemoryBudget | None = None,
@@ -101,15 +109,15 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     report.notes.extend(budget.notes)
     fingerprint = current_fingerprint(location, workers, report)
     num_classes = _num_classes(location, fingerprint)
-    planned = plan_configurations(fingerprint, num_classes, budget.gb, configurations)
+    planned = plan_configurations(fingerprint, num_classes, budget.gb, configurations, notes=report.notes)
     if verify:
-        planned = verify_configurations(
-            planned, budget.gb, lambda name, gb: plan_configurations(fingerprint, num_classes, gb, [name])[name])
+        planned = verify_configurations(planned, budget.gb,
+                                        lambda name, gb: replan_one(fingerprint, num_classes, name, gb))
     if budget.hardware.device == "cpu" and gpu_memory_gb is None and any(not p.is_2d for p in planned.values()):
         report.warnings.extend(budget.warnings)
     plans = Plans(dataset_name=location.name, hardware=budget.hardware, memory_budget_gb=budget.gb,
                   configurations=planned, intensity_stats=list(fingerprint.channels),
-                  raw_digest=fingerprint.raw_digest)
+                  raw_digest=fingerprint.raw_digest, extra={"memory_model": memory_model_settings()})
     save_plans(plans, location.preprocessed)
     return plans
 

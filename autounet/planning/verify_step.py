@@ -12,34 +12,33 @@ from autounet.planning.memory import GB, training_step
 from autounet.planning.plans import ConfigurationPlan
 
 SGD_MOMENTUM = 0.99
+GRAD_CLIP = 12.0
 
 
-def real_training_step(plan: ConfigurationPlan, device: str, amp: bool, steps: int = 2) -> None:
-    """``steps`` SGD steps (forward, loss, backward, optimiser) at the plan's batch and patch on ``device``.
+def real_training_step(plan: ConfigurationPlan, device: str, amp: bool, steps: int = 2) -> torch.nn.Module:
+    """``steps`` training steps at the plan's batch and patch on ``device``, as autounet trains; the trained network.
 
-    Two steps, so the optimiser's momentum buffers exist during the second, as in training.
+    SGD with Nesterov momentum, half-precision autocast with a gradient
+    scaler, deep-supervision cross-entropy + Dice, gradient clipping. Two
+    steps, so the optimiser's momentum buffers exist during the second.
     """
     network = build_network(plan.network).to(device).train()
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=SGD_MOMENTUM, nesterov=True)
     scaler = torch.amp.GradScaler(device, enabled=amp)
+
+    def scaled_backward(loss: torch.Tensor) -> None:
+        scaler.scale(loss).backward()
+
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device, dtype=torch.float16, enabled=amp):
-            loss_holder = _ScaledBackward(scaler)
             training_step(network, plan.network, plan.patch_size, plan.batch_size, torch.float32, device,
-                          backward=loss_holder)
+                          backward=scaled_backward)
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(network.parameters(), GRAD_CLIP)
         scaler.step(optimizer)
         scaler.update()
-
-
-class _ScaledBackward:
-    """Backward through the GradScaler, as mixed-precision training does."""
-
-    def __init__(self, scaler: torch.amp.GradScaler):
-        self.scaler = scaler
-
-    def __call__(self, loss: torch.Tensor) -> None:
-        self.scaler.scale(loss).backward()
+    return network
 
 
 def require_cuda_for_verify() -> None:
@@ -77,12 +76,15 @@ VERIFY_SAFETY = 0.97
 
 def verify_configurations(configurations: dict[str, ConfigurationPlan], budget_gb: float,
                           replan: Callable[[str, float], ConfigurationPlan], amp: bool = True,
+                          measure: Callable[[ConfigurationPlan, bool], float] | None = None,
                           ) -> dict[str, ConfigurationPlan]:
     """Measure each configuration's real step; re-plan any that overshoots for a smaller budget (up to 3 times).
 
-    ``replan(name, budget_gb)`` plans one configuration for a budget. The
-    result holds ``measured_memory_gb`` beside each estimate.
+    ``replan(name, budget_gb)`` plans one configuration for a budget;
+    ``measure(plan, amp)`` defaults to a real step on the CUDA GPU. The result
+    holds ``measured_memory_gb`` beside each estimate.
     """
+    measure = measure or measure_cuda_step_gb
     verified: dict[str, ConfigurationPlan] = {}
     for name, plan in configurations.items():
         if plan.previous_stage is not None and plan.data_identifier in verified:
@@ -91,13 +93,13 @@ def verify_configurations(configurations: dict[str, ConfigurationPlan], budget_g
             verified[name] = plan
             continue
         target = budget_gb
-        measured = measure_cuda_step_gb(plan, amp)
+        measured = measure(plan, amp)
         for _ in range(VERIFY_RETRIES):
             if measured <= budget_gb:
                 break
             target = target * VERIFY_SAFETY * (budget_gb / measured if measured != float("inf") else 0.8)
             plan = replan(name, target)
-            measured = measure_cuda_step_gb(plan, amp)
+            measured = measure(plan, amp)
         if measured > budget_gb:
             raise UserError(f"configuration {name}: a real training step still needs more than the "
                             f"{budget_gb:g} GB budget after {VERIFY_RETRIES} smaller plans; give less --gpu-memory.")

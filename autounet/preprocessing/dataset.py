@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,7 +207,7 @@ def _run(tasks: list[CaseTask], workers: int, summaries: dict[str, Configuration
             raise UserError(f"{task.folders[0]}: the disk is full (while writing case '{task.case.case_id}'); "
                             f"free some space and run the command again: finished cases are kept, the "
                             f"unfinished one was removed.") from error
-        if type(error).__name__ == "BrokenProcessPool":
+        if isinstance(error, BrokenProcessPool):
             outcomes.close()
             raise UserError(f"a preprocessing worker died (most likely killed for lack of memory) while case "
                             f"'{task.case.case_id}' or another was running; run again with fewer --workers "

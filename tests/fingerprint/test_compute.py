@@ -95,15 +95,26 @@ def test_fingerprint_case_keeps_every_foreground_voxel_with_equal_total_weight(n
     label, _ = read_label(case.label_file)
     result = fingerprint_case(case, samples_per_case=100_000)
     assert result.fingerprint.shape == image.shape[1:] and result.fingerprint.spacing == geometry.spacing
-    foreground = np.sort(image[0][label > 0])
-    np.testing.assert_array_equal(np.sort(result.values[0]), foreground)
-    assert result.weights.sum() == pytest.approx(100_000)
+    foreground = image[0][label > 0]
+    np.testing.assert_array_equal(result.values[0], np.sort(foreground))  # distinct noise values, ascending
+    np.testing.assert_allclose(result.weights[0], 100_000 / foreground.size)
+    assert result.weights[0].sum() == pytest.approx(100_000)
+
+
+def test_fingerprint_case_of_whole_numbers_is_a_weighted_histogram(png_dataset):
+    case = find_cases(png_dataset, load_spec(png_dataset))[0]
+    image, _ = read_image(case.image_files)
+    label, _ = read_label(case.label_file)
+    result = fingerprint_case(case, samples_per_case=100_000)
+    values, counts = np.unique(image[0][label > 0], return_counts=True)
+    np.testing.assert_array_equal(result.values[0], values)
+    np.testing.assert_allclose(result.weights[0], counts * 100_000 / counts.sum())
 
 
 def test_fingerprint_case_subsamples_reproducibly(nifti_dataset):
     case = find_cases(nifti_dataset, load_spec(nifti_dataset))[0]
     first, again = fingerprint_case(case, samples_per_case=50), fingerprint_case(case, samples_per_case=50)
-    assert first.values[0].size == 50 and first.weights.tolist() == [1.0] * 50
+    assert first.values[0].size == 50 and first.weights[0].tolist() == [1.0] * 50
     np.testing.assert_array_equal(first.values[0], again.values[0])
 
 
@@ -143,3 +154,26 @@ def test_missing_fingerprint_says_which_command_to_run(tmp_path: Path):
 
     with pytest.raises(MissingArtifactError, match="autounet fingerprint"):
         load_fingerprint(tmp_path)
+
+
+def test_2d_nifti_dataset_is_2d(tmp_path):
+    """2D is what the files hold (a 2D NIfTI), not what their ending suggests."""
+    import SimpleITK as sitk
+
+    from autounet.dataset.verify import verify_dataset
+    from tests.conftest import synthetic_volume, write_dataset_json
+
+    folder = tmp_path / "Dataset400_Flat"
+    write_dataset_json(folder, {"0": "X-ray"}, {"background": 0, "a": 1}, 3, ".nii.gz")
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        image, label = synthetic_volume(rng, (1, 30, 24), n_labels=1)
+        for sub, name, array in (("imagesTr", f"c{i}_0000", image[0]), ("labelsTr", f"c{i}", label[0])):
+            (folder / sub).mkdir(exist_ok=True)
+            item = sitk.GetImageFromArray(array)
+            item.SetSpacing((0.5, 0.7))
+            sitk.WriteImage(item, str(folder / sub / f"{name}.nii.gz"))
+    assert verify_dataset(folder, workers=1).ok
+    fp = compute_fingerprint(folder, workers=1)
+    assert fp.is_2d and all(c.shape == (1, 30, 24) for c in fp.cases)
+    assert all(c.spacing == pytest.approx((999.0, 0.7, 0.5)) for c in fp.cases)

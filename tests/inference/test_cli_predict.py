@@ -162,3 +162,23 @@ def test_predict_follows_inference_json_configuration_folds_and_postprocessing(d
     result = _run("predict", "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "p2"), "--no-tta", "-c", "3d_fullres")
     assert result.exit_code == 0 and "3d_fullres (folds 0, 1)" in result.output
     assert "postprocessing none" in result.output
+
+
+def test_missing_channel_file_is_named(data_root, tmp_path):
+    raw = make_nifti_dataset(data_root / "raw" / "Dataset101_TinyTwo", n_cases=1, n_channels=2, n_test=1)
+    make_trained(data_root, raw, [configuration(channels=2)], folds=(0,))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(raw / "imagesTs" / "case_001_0001.nii.gz", inputs)
+    result = runner.invoke(app, ["predict", "-i", str(inputs), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "case_001_0000.nii.gz missing" in result.output
+    result = _run("predict", "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "o"), "--no-tta")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_list_of_files_after_one_flag(trained_nifti, tmp_path):
+    files = sorted(str(p) for p in (trained_nifti / "imagesTs").glob("*.nii.gz"))
+    out = tmp_path / "pred"
+    result = _run("predict", "-i", *files, "-o", str(out), "--no-tta", "--folds", "0", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["case_001.nii.gz", "case_002.nii.gz"]

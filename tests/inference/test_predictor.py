@@ -142,3 +142,55 @@ def test_two_dimensional_model_on_a_png_like_image(tmp_path):
     prediction = predictor.predict(image, geometry, probabilities=True)
     assert prediction.labels.shape == image.shape[1:]
     assert prediction.probabilities.shape == (2, *image.shape[1:])
+
+
+def test_precision_choice(tmp_path, dataset):
+    from autounet.inference.predictor import resolve_precision
+
+    assert resolve_precision("float32", torch.device("cpu")) == torch.float32
+    assert resolve_precision("auto", torch.device("cuda")) == torch.float16
+    with pytest.raises(UserError, match="--precision"):
+        resolve_precision("int8", torch.device("cpu"))
+    results = make_trained(tmp_path, dataset, [configuration()], folds=(0,))
+    image, geometry = _image(dataset)
+    exact = Predictor.from_model_folder(results / "3d_fullres", device="cpu", tta=False, precision="float32")
+    mixed = Predictor.from_model_folder(results / "3d_fullres", device="cpu", tta=False, precision="bfloat16")
+    assert exact.models[0].settings.compute_dtype == torch.float32
+    assert mixed.models[0].settings.compute_dtype == torch.bfloat16
+    a = exact.predict(image, geometry, True).probabilities
+    b = mixed.predict(image, geometry, True).probabilities
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=0.1)
+
+
+def test_predict_preprocessed_matches_predict_on_the_raw_image(tmp_path, dataset):
+    results = make_trained(tmp_path, dataset, [configuration(spacing=(1.2, 1.0, 0.9))], folds=(0,))
+    predictor = Predictor.from_model_folder(results / "3d_fullres", device="cpu", tta=False)
+    image, geometry = _image(dataset)
+    trained = predictor.models[0].trained
+    data, _, properties = preprocess_case(image, geometry, None, trained.plans, trained.plan, "case")
+    from_raw = predictor.predict(image, geometry, probabilities=True)
+    from_preprocessed = predictor.predict_preprocessed(data, properties, probabilities=True)
+    np.testing.assert_array_equal(from_preprocessed.labels, from_raw.labels)
+    np.testing.assert_allclose(from_preprocessed.probabilities, from_raw.probabilities, atol=1e-6)
+
+
+def test_cascade_whose_network_lacks_the_extra_channels_is_a_clear_error(tmp_path, dataset):
+    lowres = configuration("3d_lowres", spacing=(2.0, 2.0, 2.0))
+    cascade = configuration("3d_cascade_fullres", previous_stage="3d_lowres")
+    results = make_trained(tmp_path, dataset, [lowres, cascade], folds=(0,))
+    predictor = Predictor.from_model_folder(results / "3d_cascade_fullres", device="cpu", tta=False)
+    image, geometry = _image(dataset)
+    with pytest.raises(UserError, match="1 input channels, but needs 3"):
+        predictor.predict(image, geometry)
+
+
+def test_folds_still_training_are_left_out_unless_asked_for(tmp_path, dataset):
+    results = make_trained(tmp_path, dataset, [configuration()], folds=(0, 1))
+    (results / "3d_fullres" / "fold_1" / "model_final.safetensors").unlink()
+    predictor = Predictor.from_model_folder(results / "3d_fullres", device="cpu")
+    trained = predictor.models[0].trained
+    assert [f.fold for f in trained.folds] == ["0"]
+    assert trained.unfinished == [results / "3d_fullres" / "fold_1"]
+    with pytest.raises(MissingArtifactError, match="fold_1: has no weights"):
+        Predictor.from_model_folder(results / "3d_fullres", folds=[0, 1], device="cpu")

@@ -45,6 +45,7 @@ def profiler_peak_bytes(config: NetworkConfig, patch: list[int], batch: int) -> 
     return peak
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, patch, batch", [(small_3d(), [16, 24, 16], 2), (small_2d(), [64, 48], 4),
                                                   (anisotropic_3d(), [8, 32, 32], 3)])
 def test_estimate_agrees_with_profiler_within_10_percent(config, patch, batch):

@@ -160,3 +160,11 @@ def test_one_case_is_refused():
 def test_unknown_configuration_is_refused():
     with pytest.raises(UserError, match="unknown configuration"):
         plan_configurations(mri_like(), 3, 8.0, ["3d_huge"])
+
+
+def test_lowres_alone_when_not_needed_is_refused_with_the_reason():
+    with pytest.raises(UserError, match="3d_lowres is not needed"):
+        plan_configurations(mri_like(), 3, 8.0, ["3d_lowres"])
+    notes: list[str] = []
+    plans = plan_configurations(mri_like(), 3, 8.0, ["3d_fullres", "3d_lowres"], notes=notes)
+    assert list(plans) == ["3d_fullres"] and "not needed" in notes[0]

@@ -1,0 +1,117 @@
+"""The whole pipeline in one call: verify -> fingerprint -> plan -> preprocess -> train folds -> find-best -> predict.
+
+Each step is the same plain function its own command calls; this module only
+chains them and collects what a person wants to read at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autounet.errors import UserError
+from autounet.paths import DatasetLocation
+
+
+@dataclass
+class PipelineResult:
+    """What ``run`` produced: the configurations trained, find-best's choice and where predictions went."""
+
+    dataset: str
+    configurations: list[str]
+    folds: list[int | str]
+    fold_folders: list[Path] = field(default_factory=list)
+    chosen: list[str] = field(default_factory=list)
+    cross_validation_dice: float | None = None
+    class_dice: dict[str, float] = field(default_factory=dict)
+    postprocessing: str = "none"
+    predictions: Path | None = None
+    predicted_cases: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def default_training_configurations(plans) -> list[str]:
+    """``3d_fullres`` for 3D data, else ``2d``: the configuration trained when none is named."""
+    return ["3d_fullres"] if "3d_fullres" in plans.configurations else ["2d"]
+
+
+def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[int | str] | None = None,
+                 configurations: list[str] | None = None, workers: int | None = None, device: str = "auto",
+                 gpu_memory_gb: float | None = None, predict_test: bool = True,
+                 training_overrides: dict | None = None) -> PipelineResult:
+    """Run every stage on the dataset at ``location`` and return a summary.
+
+    ``folds`` defaults to all five cross-validation folds; ``configurations``
+    to 3d_fullres (3D data) or 2d (2D data). When the raw dataset has an
+    ``imagesTs/`` folder, its images are segmented with the chosen model into
+    ``results/<dataset>/predictions_imagesTs/``.
+
+    Example:
+        >>> from autounet.paths import locate_dataset, resolve_root
+        >>> loc = locate_dataset("examples/Dataset004_Hippocampus", resolve_root())  # doctest: +SKIP
+        >>> run_pipeline(loc, budget="quick", folds=[0]).cross_validation_dice      # doctest: +SKIP
+        0.71
+    """
+    import time
+
+    from autounet.dataset.verify import verify_dataset
+    from autounet.evaluation.find_best import find_best
+    from autounet.planning.planner import plan_dataset
+    from autounet.preprocessing.dataset import preprocess_dataset
+    from autounet.training import TrainingConfig, train_fold
+
+    clock = {}
+    start = time.perf_counter()
+    report = verify_dataset(location.raw, workers)
+    if not report.ok:
+        shown = "; ".join(report.errors[:3])
+        more = f" (and {len(report.errors) - 3} more; run `autounet verify`)" if len(report.errors) > 3 else ""
+        raise UserError(f"{location.raw}: the dataset has problems: {shown}{more}.")
+    clock["verify"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    plans = plan_dataset(location, gpu_memory_gb=gpu_memory_gb, device=device, workers=workers)
+    names = configurations or default_training_configurations(plans)
+    for name in names:
+        plans.configuration(name)  # a clear error for a name that was not planned
+    clock["fingerprint + plan"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    summary = preprocess_dataset(location, configurations=names, workers=workers)
+    if not summary.ok:
+        raise UserError(f"{summary.failures[0].message} ({len(summary.failures)} case(s) failed to preprocess).")
+    clock["preprocess"] = time.perf_counter() - start
+
+    folds = folds if folds is not None else [0, 1, 2, 3, 4]
+    config = TrainingConfig.from_budget(budget, device=None if device == "auto" else device,
+                                        **(training_overrides or {}))
+    result = PipelineResult(location.name, names, folds)
+    start = time.perf_counter()
+    for name in names:
+        for fold in folds:
+            result.fold_folders.append(train_fold(location, name, fold, config))
+    clock["train + validate"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    choice = find_best(location, configurations=names, workers=workers)
+    result.chosen = choice.configurations
+    result.cross_validation_dice = choice.foreground_dice_postprocessed
+    result.class_dice = dict(choice.class_dice_postprocessed)
+    result.postprocessing = choice.postprocessing.describe()
+    clock["find-best"] = time.perf_counter() - start
+
+    test_images = location.raw / "imagesTs"
+    if predict_test and test_images.is_dir() and any(test_images.iterdir()):
+        from autounet.inference.folder import predict_folder
+        from autounet.inference.loading import ModelRequest, load_predictor
+
+        start = time.perf_counter()
+        predictor, _ = load_predictor(ModelRequest(model_dir=location.results, device=device))
+        result.predictions = location.results / "predictions_imagesTs"
+        outcome = predict_folder(predictor, [test_images], result.predictions)
+        if outcome.failed:
+            raise UserError(outcome.failed[0])
+        result.predicted_cases = len(outcome.predicted)
+        clock["predict imagesTs"] = time.perf_counter() - start
+    result.seconds = clock
+    return result
