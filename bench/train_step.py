@@ -42,7 +42,8 @@ class StepTimes:
 
     @property
     def iteration_s(self) -> float:
-        return statistics.mean(s + w for s, w in zip(self.step_s, self.wait_s))
+        """Median seconds per iteration (data wait + step): robust to the load of a shared machine."""
+        return statistics.median(s + w for s, w in zip(self.step_s, self.wait_s))
 
     @property
     def wait_share(self) -> float:
@@ -275,7 +276,7 @@ def main() -> None:
     print_table(f"Training iteration on CPU, batch {nnunet_config['batch_size']}, patch "
                 f"{'x'.join(map(str, nnunet_config['patch_size']))}, {args.iters} iterations (first excluded); "
                 f"step = {gflop:.1f} GFLOP; fp32 matmul peak {peak:.1f} GFLOP/s",
-                ["tool", "threads", "data workers", "s / iteration", "step s (median)", "data wait",
+                ["tool", "threads", "data workers", "s / iteration (median)", "step s (median)", "data wait",
                  "ratio vs nnU-Net", "step GFLOP/s", "of matmul peak"], rows)
     ab = run_compute_ab(work, args.ab_rounds, nnunet_config)
     reference = statistics.median(ab["nnU-Net"])
