@@ -70,15 +70,22 @@ def _resume_point(setup: FoldSetup, config: TrainingConfig, resume: bool) -> tup
         if resume:
             console.print(f"{setup.fold_dir}: no checkpoint to resume; starting from scratch.")
         return config, None
-    if not resume:
-        raise UserError(f"{setup.fold_dir}: already holds a training run; pass --resume to continue it (with "
-                        f"--epochs N to extend a finished run), or delete the folder to start over.")
     stored = stored_config(setup.fold_dir)
     if stored is None:
         raise UserError(f"{setup.fold_dir}: has a checkpoint but no training_config.json; cannot resume.")
+    point = load_training_state(setup.fold_dir)
+    done = point.state.epochs_done
+    if not resume:
+        if done < stored.epochs:
+            raise UserError(f"{setup.fold_dir}: holds an unfinished run ({done} of {stored.epochs} epochs); pass "
+                            f"--resume to continue it, or delete the folder to start over.")
+        if config.epochs <= done:
+            raise UserError(f"{setup.fold_dir}: already holds a finished run of {done} epochs; pass --epochs N "
+                            f"(more than {done}) to extend it, or delete the folder to train again.")
+        console.print(f"{setup.fold_dir}: extending the finished run from {done} to {config.epochs} epochs.")
     check_resumable(setup, stored)
     config = stored.with_overrides(**{name: getattr(config, name) for name in RUNTIME_FIELDS})
-    return config, load_training_state(setup.fold_dir)
+    return config, point
 
 
 def build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: torch.device,
