@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import SHARED, link_dataset, nnunet_bin, nnunet_env, print_table, run_measured  # noqa: E402
+# bench.common needs psutil, which nnU-Net's environment (where --compute-ab runs) lacks: imported where used.
 
 DATASET = "Dataset950_BenchTrainHippo"
 
@@ -42,7 +42,8 @@ class StepTimes:
 
     @property
     def iteration_s(self) -> float:
-        return statistics.mean(s + w for s, w in zip(self.step_s, self.wait_s))
+        """Median seconds per iteration (data wait + step): robust to the load of a shared machine."""
+        return statistics.median(s + w for s, w in zip(self.step_s, self.wait_s))
 
     @property
     def wait_share(self) -> float:
@@ -50,6 +51,8 @@ class StepTimes:
 
 
 def make_raw(work: Path, cases: int) -> Path:
+    from bench.common import SHARED
+
     raw = work / "raw" / DATASET
     if not (raw / "dataset.json").is_file():
         subprocess.run([sys.executable, str(SHARED / "bench" / "make_synthetic.py"), "--out", str(raw), "--kind",
@@ -58,6 +61,8 @@ def make_raw(work: Path, cases: int) -> Path:
 
 
 def run_nnunet(work: Path, raw: Path, iters: int) -> tuple[StepTimes, dict]:
+    from bench.common import link_dataset, nnunet_bin, nnunet_env, run_measured
+
     env = nnunet_env(work / "nnunet")
     link_dataset(raw, Path(env["nnUNet_raw"]))
     plans_file = Path(env["nnUNet_preprocessed"]) / DATASET / "nnUNetPlans.json"
@@ -97,7 +102,7 @@ def autounet_plans(raw: Path, nnunet_config: dict):
 
 
 def run_autounet(work: Path, raw: Path, nnunet_config: dict, iters: int, name: str, workers: int,
-                 channels_last: bool) -> StepTimes:
+                 fast_kernels: bool) -> StepTimes:
     import torch
 
     from autounet.hardware import cpu_cores
@@ -119,12 +124,9 @@ def run_autounet(work: Path, raw: Path, nnunet_config: dict, iters: int, name: s
         preprocess_dataset(location, ["3d_fullres"], workers=2)
     torch.set_num_threads(cpu_cores())
     config = TrainingConfig(iterations_per_epoch=iters, epochs=1, val_iterations=0, device="cpu",
-                            num_workers=workers)
+                            num_workers=workers, cpu_fast_kernels=fast_kernels)
     setup = prepare_fold(location, config)
     run = build_run(setup, config, Ranks(), torch.device("cpu"), None)
-    if channels_last:
-        run.net.to(memory_format=torch.channels_last_3d)
-        run.parts.channels_last = True
     recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
                          setup.global_batch_size, config.oversample_foreground, True, config.seed)
     step_s, wait_s = [], []
@@ -171,21 +173,96 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def compute_ab(rounds: int, nnunet_config_file: Path) -> None:
+    """Run in nnU-Net's Python: the train step alone (no data loading) of nnU-Net's network and loss and of
+    autounet's, alternating step by step so that both see the same machine load. Prints one JSON line."""
+    import torch
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+    from autounet.network import build_network
+    from autounet.training.cpu_speed import channels_last_format, speed_up_for_cpu
+    from autounet.training.loss import DeepSupervisionLoss, LossSettings, downsample_labels
+
+    config = json.loads(nnunet_config_file.read_text())
+    plan = autounet_plans(Path("."), config).configurations["3d_fullres"]
+    net_cfg = plan.network
+    theirs = PlainConvUNet(1, net_cfg.num_stages, net_cfg.features_per_stage, torch.nn.Conv3d, net_cfg.kernel_sizes,
+                           net_cfg.strides, net_cfg.n_conv_per_stage, 3, net_cfg.n_conv_per_stage_decoder,
+                           conv_bias=True, norm_op=torch.nn.InstanceNorm3d,
+                           norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=torch.nn.LeakyReLU,
+                           nonlin_kwargs={"inplace": True}, deep_supervision=True)
+    n_out = net_cfg.num_stages - 1
+    weights = [0.5 ** i for i in range(n_out)]
+    weights[-1] = 0.0
+    weights = [w / sum(weights) for w in weights]
+    their_loss = DeepSupervisionWrapper(DC_and_CE_loss(
+        {"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1, weight_dice=1,
+        ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss), weights)
+    torch.manual_seed(0)
+    images = torch.randn(plan.batch_size, 1, *plan.patch_size)
+    labels = torch.randint(0, 3, (plan.batch_size, 1, *plan.patch_size))
+    targets = downsample_labels(labels, net_cfg.output_scales())
+    ours_plain, ours_fast = build_network(net_cfg), speed_up_for_cpu(build_network(net_cfg))
+    our_loss = DeepSupervisionLoss(LossSettings(3), n_out)
+    variants = {"nnU-Net": (theirs, their_loss, images, [t.float() for t in targets]),
+                "autounet": (ours_fast, our_loss, images.contiguous(memory_format=channels_last_format(5)), targets),
+                "autounet without CPU fast kernels": (ours_plain, our_loss, images, targets)}
+    optimizers = {k: torch.optim.SGD(v[0].parameters(), lr=0.01, momentum=0.99, nesterov=True, weight_decay=3e-5)
+                  for k, v in variants.items()}
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds + 1):
+        for name, (net, loss_fn, x, t) in variants.items():
+            start = time.perf_counter()
+            loss = loss_fn(net(x), t)
+            optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
+            optimizers[name].step()
+            times[name].append(time.perf_counter() - start)
+    print(json.dumps({k: v[1:] for k, v in times.items()}))
+
+
+def run_compute_ab(work: Path, rounds: int, nnunet_config: dict) -> dict[str, list[float]]:
+    from bench.common import NNUNET_VENV, REPO
+
+    config_file = work / "nnunet_3d_fullres.json"
+    config_file.write_text(json.dumps(nnunet_config))
+    done = subprocess.run([str(NNUNET_VENV / "bin" / "python"), str(Path(__file__).resolve()), "--compute-ab",
+                           str(rounds), "--nnunet-config", str(config_file)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    if done.returncode != 0:
+        sys.exit(f"interleaved compute comparison failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=int(os.environ.get("BENCH_TRAIN_ITERS", 10)))
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--work", type=Path, default=None, help="working folder (kept; default: a temporary one)")
-    parser.add_argument("--variants", default="default,channels_last,no_workers",
-                        help="autounet variants: default (1 data worker), channels_last, no_workers, workers2")
+    parser.add_argument("--variants", default="default,plain_kernels,no_workers",
+                        help="autounet variants: default (1 data worker, CPU fast kernels), plain_kernels (instance "
+                             "norm, channels-first), no_workers, workers2")
+    parser.add_argument("--ab-rounds", type=int, default=6, help="rounds of the interleaved compute-only comparison")
+    parser.add_argument("--compute-ab", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--nnunet-config", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compute_ab is not None:
+        compute_ab(args.compute_ab, args.nnunet_config)
+        return
+    from bench.common import print_table
+
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_train_"))
     work.mkdir(parents=True, exist_ok=True)
     raw = make_raw(work, args.cases)
     nnunet, nnunet_config = run_nnunet(work, raw, args.iters)
-    variants = {"default": ("autounet", 1, False), "channels_last": ("autounet channels_last_3d", 1, True),
-                "no_workers": ("autounet, batches in the main process", 0, False),
-                "workers2": ("autounet, 2 data workers", 2, False)}
+    variants = {"default": ("autounet", 1, True),
+                "plain_kernels": ("autounet without CPU fast kernels", 1, False),
+                "no_workers": ("autounet, batches in the main process", 0, True),
+                "workers2": ("autounet, 2 data workers", 2, True)}
     results = [nnunet] + [run_autounet(work, raw, nnunet_config, args.iters, *variants[v])
                           for v in args.variants.split(",")]
     gflop = step_gflop(nnunet_config, work, raw)
@@ -199,8 +276,16 @@ def main() -> None:
     print_table(f"Training iteration on CPU, batch {nnunet_config['batch_size']}, patch "
                 f"{'x'.join(map(str, nnunet_config['patch_size']))}, {args.iters} iterations (first excluded); "
                 f"step = {gflop:.1f} GFLOP; fp32 matmul peak {peak:.1f} GFLOP/s",
-                ["tool", "threads", "data workers", "s / iteration", "step s (median)", "data wait",
+                ["tool", "threads", "data workers", "s / iteration (median)", "step s (median)", "data wait",
                  "ratio vs nnU-Net", "step GFLOP/s", "of matmul peak"], rows)
+    ab = run_compute_ab(work, args.ab_rounds, nnunet_config)
+    reference = statistics.median(ab["nnU-Net"])
+    print_table(f"Train step alone (forward, loss, backward, clip, SGD; no data), alternating step by step in one "
+                f"process (nnU-Net's Python, same torch), {args.ab_rounds} rounds after one warm-up",
+                ["network + loss", "step s (median)", "ratio vs nnU-Net", "GFLOP/s", "of matmul peak"],
+                [[name, round(statistics.median(v), 2), round(statistics.median(v) / reference, 2),
+                  round(gflop / statistics.median(v), 1), f"{100 * gflop / statistics.median(v) / peak:.0f}%"]
+                 for name, v in ab.items()])
     print(f"\nwork folder: {work}")
 
 

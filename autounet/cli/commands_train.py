@@ -49,9 +49,12 @@ def train(
     compile_model: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile.")] = False,
     no_amp: Annotated[bool, typer.Option("--no-amp", help="Train in float32 on CUDA (AMP is on by default).")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=0, show_default=False,
-                       help="Data worker processes per training process \\[default: from the cores; 0 = none].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", show_default=False, help="Random seed \\[default: 12345].")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the fold's latest checkpoint.")] = False,
+                       help="Data worker processes per training process \\[default: from the cores; 0 = "
+                            "none].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", show_default=False,
+                                                help="Random seed \\[default: 12345].")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the fold's latest checkpoint (a finished run "
+                                         "is extended by --epochs alone).")] = False,
     device: Annotated[Optional[str], typer.Option("--device", show_default=False,
                       help="auto, cuda, mps or cpu \\[default: auto].")] = None,
     gpus: Annotated[Optional[int], typer.Option("--gpus", min=1, show_default=False, help="Training processes "
@@ -75,7 +78,8 @@ def train(
                 "amp": False if no_amp else None, "num_workers": workers, "seed": seed, "device": device,
                 "gpus": gpus, "save_probabilities": True if save_probabilities else None}
     for fold_value in _folds(fold):
-        stored = stored_config(fold_directory(location, configuration, fold_value)) if resume else None
+        # An existing run's own settings are the base, so `--resume` or `--epochs N` change only what is given.
+        stored = stored_config(fold_directory(location, configuration, fold_value))
         if stored is not None and budget is None:
             config = stored.with_overrides(**explicit)
         else:

@@ -63,6 +63,8 @@ class TrainingConfig:
     dice_smooth: float = 1e-5
     pseudo_dice_ema: float = 0.9
     compile: bool = False
+    cpu_fast_kernels: bool = True
+    """On the CPU: group norms for instance norms and channels-last tensors (same maths, faster; see cpu_speed)."""
     amp: bool = True
     num_workers: int | None = None
     seed: int = 12345
@@ -109,7 +111,7 @@ class TrainingConfig:
             raise UserError("training config: " + "; ".join(problems) + ".")
 
 
-RUNTIME_FIELDS = ("epochs", "num_workers", "device", "gpus", "compile", "save_probabilities")
+RUNTIME_FIELDS = ("epochs", "num_workers", "device", "gpus", "compile", "cpu_fast_kernels", "save_probabilities")
 """Fields a resumed run may change; the rest must stay as the run was started to continue it exactly."""
 
 

@@ -14,7 +14,7 @@ class EpochProgress:
     """Shows one epoch's training iterations; a Rich bar in a terminal, a plain line now and then otherwise.
 
     Example:
-        >>> with EpochProgress(epoch=0, total_epochs=10, iterations=250, seconds_per_epoch=None) as bar:  # doctest: +SKIP
+        >>> with EpochProgress(0, 10, iterations=250, seconds_per_epoch=None) as bar:  # doctest: +SKIP
         ...     bar.advance(loss=0.8)
     """
 

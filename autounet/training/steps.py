@@ -10,6 +10,7 @@ import torch
 
 from autounet.errors import UserError
 from autounet.training.batches import Batch
+from autounet.training.cpu_speed import channels_last_format
 from autounet.training.loss import DeepSupervisionLoss, downsample_labels
 from autounet.training.pseudo_dice import patch_counts
 
@@ -45,7 +46,7 @@ class StepParts:
     def inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.from_numpy(batch.images).to(self.device, non_blocking=True)
         if self.channels_last:
-            images = images.contiguous(memory_format=_channels_last(images.ndim))
+            images = images.contiguous(memory_format=channels_last_format(images.ndim))
         labels = torch.from_numpy(batch.labels.astype(np.int64, copy=False)).to(self.device, non_blocking=True)
         return images, labels
 
@@ -53,10 +54,6 @@ class StepParts:
         if self.scaler is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.float16)
-
-
-def _channels_last(ndim: int) -> torch.memory_format:
-    return torch.channels_last_3d if ndim == 5 else torch.channels_last
 
 
 def train_step(parts: StepParts, batch: Batch) -> float:

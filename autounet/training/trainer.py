@@ -24,6 +24,7 @@ from autounet.training.checkpoint import (EpochRecord, ResumePoint, TrainingStat
                                           load_training_state, restore_rng, save_training_state, save_weights)
 from autounet.training.config import RUNTIME_FIELDS, TrainingConfig
 from autounet.training.console import EpochProgress
+from autounet.training.cpu_speed import speed_up_for_cpu
 from autounet.training.distributed import Ranks
 from autounet.training.loss import DeepSupervisionLoss
 from autounet.training.optim import make_optimizer, poly_lr, set_lr
@@ -69,21 +70,31 @@ def _resume_point(setup: FoldSetup, config: TrainingConfig, resume: bool) -> tup
         if resume:
             console.print(f"{setup.fold_dir}: no checkpoint to resume; starting from scratch.")
         return config, None
-    if not resume:
-        raise UserError(f"{setup.fold_dir}: already holds a training run; pass --resume to continue it (with "
-                        f"--epochs N to extend a finished run), or delete the folder to start over.")
     stored = stored_config(setup.fold_dir)
     if stored is None:
         raise UserError(f"{setup.fold_dir}: has a checkpoint but no training_config.json; cannot resume.")
+    point = load_training_state(setup.fold_dir)
+    done = point.state.epochs_done
+    if not resume:
+        if done < stored.epochs:
+            raise UserError(f"{setup.fold_dir}: holds an unfinished run ({done} of {stored.epochs} epochs); pass "
+                            f"--resume to continue it, or delete the folder to start over.")
+        if config.epochs <= done:
+            raise UserError(f"{setup.fold_dir}: already holds a finished run of {done} epochs; pass --epochs N "
+                            f"(more than {done}) to extend it, or delete the folder to train again.")
+        console.print(f"{setup.fold_dir}: extending the finished run from {done} to {config.epochs} epochs.")
     check_resumable(setup, stored)
     config = stored.with_overrides(**{name: getattr(config, name) for name in RUNTIME_FIELDS})
-    return config, load_training_state(setup.fold_dir)
+    return config, point
 
 
 def build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: torch.device,
                point: ResumePoint | None) -> Run:
     torch.manual_seed(config.seed)
     net = build_network(setup.plan.network).to(device)
+    fast_cpu = config.cpu_fast_kernels and device.type == "cpu"
+    if fast_cpu:
+        net = speed_up_for_cpu(net)
     optimizer = make_optimizer(net, config)
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
     state = TrainingState(config.configuration, config.fold)
@@ -101,7 +112,8 @@ def build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: to
     if config.compile:
         model = torch.compile(model)
     loss = DeepSupervisionLoss(setup.loss, len(setup.plan.network.output_scales()))
-    parts = StepParts(model, loss, optimizer, scaler, device, setup.plan.network.output_scales(), config.grad_clip)
+    parts = StepParts(model, loss, optimizer, scaler, device, setup.plan.network.output_scales(), config.grad_clip,
+                      channels_last=fast_cpu)
     return Run(setup, config, ranks, net, parts, state)
 
 

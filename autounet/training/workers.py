@@ -70,7 +70,7 @@ class BatchStream:
     and exact CPU tests; results are identical either way).
 
     Example:
-        >>> with BatchStream(recipe, start_epoch=0, iterations=250, val_iterations=50, workers=4) as stream:  # doctest: +SKIP
+        >>> with BatchStream(recipe, 0, iterations=250, val_iterations=50, workers=4) as stream:  # doctest: +SKIP
         ...     batch = next(stream)
     """
 

@@ -17,11 +17,11 @@ from autounet.preprocessing.store import CaseProperties, CaseStore
 DATASET = "Dataset150_TrainTiny"
 
 
-def blob_case(rng: np.random.Generator, shape: tuple[int, int, int], n_labels: int = 2):
+def blob_case(rng: np.random.Generator, shape: tuple[int, int, int], n_labels: int = 2, radius: float | None = None):
     """A (1, Z, Y, X) image with a bright ball (labels 1 and 2 halves) and its (1, Z, Y, X) int8 labels."""
     z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
     centre = np.array(shape) / 2 + rng.uniform(-1.5, 1.5, 3)
-    radius = max(2.5, min(s for s in shape if s > 1) / 2.5)
+    radius = radius or max(2.5, min(s for s in shape if s > 1) / 2.5)
     dist = np.sqrt(((z - centre[0]) ** 2 if shape[0] > 1 else 0) + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
     seg = np.zeros(shape, np.int8)
     seg[dist < radius] = 1
@@ -45,7 +45,8 @@ def network_config(conv_dim: int, num_classes: int, features=(4, 8), n_stages: i
 
 def make_training_root(root: Path, n_cases: int = 4, shape=(12, 16, 16), conv_dim: int = 3, patch=(8, 8, 8),
                        batch_size: int = 2, labels: dict | None = None, seed: int = 0, n_stages: int = 2,
-                       extra_dataset_json: dict | None = None, features=(4, 8)) -> DatasetLocation:
+                       extra_dataset_json: dict | None = None, features=(4, 8),
+                       radius: float | None = None) -> DatasetLocation:
     """A data root holding raw/<DATASET>/dataset.json, preprocessed plans.json and cached cases (no images)."""
     data_root = DataRoot.under(root)
     labels = labels or {"background": 0, "a": 1, "b": 2}
@@ -70,7 +71,7 @@ def make_training_root(root: Path, n_cases: int = 4, shape=(12, 16, 16), conv_di
     store = CaseStore(preprocessed / identifier)
     rng = np.random.default_rng(seed)
     for i in range(n_cases):
-        image, seg = blob_case(rng, shape)
+        image, seg = blob_case(rng, shape, radius=radius)
         if "ignore" in labels:
             seg[0, :, :2] = labels["ignore"]
         properties = CaseProperties(f"case_{i:03d}", list(shape), Geometry((1.0, 1.0, 1.0)),
@@ -88,7 +89,8 @@ def ddp_rank_main(rank: int, location: DatasetLocation, config, port: int, out_f
 
     distributed.set_spawn_env(rank, 2, port)
     run = train_rank(location, config, False, distributed.ranks_from_env())
-    save_file({k: v.contiguous() for k, v in run.net.state_dict().items()}, str(out_folder / f"rank_{rank}.safetensors"))
+    weights = {k: v.contiguous() for k, v in run.net.state_dict().items()}
+    save_file(weights, str(out_folder / f"rank_{rank}.safetensors"))
 
 
 def make_pipeline_root(root: Path, n_cases: int = 5) -> DatasetLocation:

@@ -29,7 +29,7 @@ def _has_foreground(labels: np.ndarray) -> np.ndarray:
 
 def test_oversampling_gives_the_configured_share(tmp_path):
     # Large cases with a small ball: random patches rarely hit it, forced ones always do.
-    location = make_training_root(tmp_path, n_cases=2, shape=(40, 48, 48))
+    location = make_training_root(tmp_path, n_cases=2, shape=(40, 48, 48), radius=3)
     cases = _store_cases(location)
     rng = np.random.default_rng(0)
     batch = 30

@@ -71,17 +71,18 @@ def test_results_folder_is_self_contained(tmp_path):
 def test_extend_after_finish_and_refusals(tmp_path):
     location = make_training_root(tmp_path)
     fold_dir = train_fold(location, "3d_fullres", 0, TrainingConfig(**TINY))
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(UserError, match="finished run of 2 epochs"):
         train_fold(location, "3d_fullres", 0, TrainingConfig(**TINY))
     train_fold(location, "3d_fullres", 0, TrainingConfig(**{**TINY, "epochs": 3}), resume=True)
+    train_fold(location, "3d_fullres", 0, TrainingConfig(**{**TINY, "epochs": 4}))  # --epochs alone extends too
     state = json.loads((fold_dir / "state_latest.json").read_text())["state"]
-    assert state["epochs_done"] == 3 and len(_log(fold_dir)) == 3
+    assert state["epochs_done"] == 4 and len(_log(fold_dir)) == 4
     # The plan changed under the run: refuse to continue it.
     plans = json.loads((location.preprocessed / "plans.json").read_text())
     plans["configurations"]["3d_fullres"]["patch_size"] = [4, 8, 8]
     (location.preprocessed / "plans.json").write_text(json.dumps(plans))
     with pytest.raises(UserError, match="patch_size changed"):
-        train_fold(location, "3d_fullres", 0, TrainingConfig(**{**TINY, "epochs": 4}), resume=True)
+        train_fold(location, "3d_fullres", 0, TrainingConfig(**{**TINY, "epochs": 5}), resume=True)
     with pytest.raises(UserError, match="fold 9 does not exist"):
         train_fold(location, "3d_fullres", 9, TrainingConfig(**TINY))
 
@@ -168,7 +169,27 @@ def test_cli_trains_validates_and_explains_bad_input(tmp_path):
         assert len(summary["cases"]) == len(splits[fold]["val"])
     assert runner.invoke(app, [*args, "--fold", "7"]).exit_code == 1
     result = runner.invoke(app, [*args, "--fold", "0"])
-    assert result.exit_code == 1 and "--resume" in result.output
+    assert result.exit_code == 1 and "finished run" in result.output
     os.remove(location.preprocessed / "plans.json")
     result = runner.invoke(app, [*args, "--fold", "2", "-c", "3d_fullres"])
     assert result.exit_code == 1 and "autounet plan" in result.output
+
+
+def test_two_dimensional_configurations_and_ignore_label(tmp_path):
+    # A 2d configuration of a 3D dataset (slices of Z > 1 volumes), with an ignore label in the data.
+    location = make_training_root(tmp_path / "a", shape=(6, 16, 16), conv_dim=2, patch=(16, 16), batch_size=3,
+                                  labels={"background": 0, "a": 1, "b": 2, "ignore": 3})
+    fold_dir = train_fold(location, "2d", 0, TrainingConfig(**TINY))
+    assert fold_dir.name == "fold_0" and fold_dir.parent.name == "2d"
+    assert all(r["train_loss"] != "nan" for r in _log(fold_dir))
+    # A 2D dataset: Z = 1.
+    location = make_training_root(tmp_path / "b", shape=(1, 24, 24), conv_dim=2, patch=(16, 16), batch_size=2)
+    assert (train_fold(location, "2d", "all", TrainingConfig(**TINY)) / "model_final.safetensors").is_file()
+
+
+def test_region_based_training(tmp_path):
+    labels = {"background": 0, "whole": [1, 2], "core": 2}
+    location = make_training_root(tmp_path, labels=labels, extra_dataset_json={"regions_class_order": [1, 2]})
+    fold_dir = train_fold(location, "3d_fullres", 0, TrainingConfig(**TINY))
+    header = _log(fold_dir)[0]
+    assert "dice_whole" in header and "dice_core" in header
