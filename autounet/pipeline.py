@@ -28,6 +28,8 @@ class PipelineResult:
     predictions: Path | None = None
     predicted_cases: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    budget_choice: str = ""
+    """With a duration budget: what planning measured and chose, and each fold's share."""
 
 
 def default_training_configurations(plans) -> list[str]:
@@ -43,8 +45,11 @@ def _train_or_continue(location: DatasetLocation, configuration: str, fold: int 
 
     folder = fold_directory(location, configuration, fold)
     stored = stored_config(folder)
-    same_schedule = stored is not None and (stored.epochs, stored.iterations_per_epoch) == (
-        config.epochs, config.iterations_per_epoch)
+    if config.time_budget_seconds is not None:
+        same_schedule = stored is not None and stored.time_budget_seconds == config.time_budget_seconds
+    else:
+        same_schedule = stored is not None and (stored.epochs, stored.iterations_per_epoch) == (
+            config.epochs, config.iterations_per_epoch)
     if same_schedule and (folder / "model_final.safetensors").is_file() and (
             folder / "validation" / "summary.json").is_file():
         return folder
@@ -66,7 +71,10 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     ``folds`` defaults to all five cross-validation folds; ``configurations``
     to 3d_fullres (3D data) or 2d (2D data). When the raw dataset has an
     ``imagesTs/`` folder, its images are segmented with the chosen model into
-    ``results/<dataset>/predictions_imagesTs/``.
+    ``results/<dataset>/predictions_imagesTs/``. A duration ``budget``
+    (``30m``) covers the training and validation of every fold trained,
+    split equally between them; planning times 2d and 3d_fullres for one
+    fold's share and, unless ``configurations`` are given, trains its choice.
 
     Example:
         >>> from autounet.paths import locate_dataset, resolve_root
@@ -81,7 +89,14 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     from autounet.planning.planner import plan_dataset
     from autounet.preprocessing.dataset import preprocess_dataset
     from autounet.training import TrainingConfig
+    from autounet.training.budget import budget_seconds, format_duration
 
+    folds = folds if folds is not None else [0, 1, 2, 3, 4]
+    total_budget = budget_seconds(budget)
+    fold_budget = None
+    if total_budget is not None:
+        fold_budget = total_budget / (len(folds) * max(1, len(configurations or [""])))
+        budget = f"{fold_budget:.3f}s"
     clock = {}
     start = time.perf_counter()
     report = verify_dataset(location.raw, workers)
@@ -92,8 +107,14 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     clock["verify"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    plans = plan_dataset(location, gpu_memory_gb=gpu_memory_gb, device=device, workers=workers)
-    names = configurations or default_training_configurations(plans)
+    plans = plan_dataset(location, gpu_memory_gb=gpu_memory_gb, device=device, workers=workers,
+                         time_budget_seconds=fold_budget)
+    if plans.time_budget is not None:
+        from autounet.utils.progress import console
+
+        console.print(plans.time_budget.describe(), highlight=False)
+    names = configurations or (
+        [plans.time_budget.chosen] if plans.time_budget is not None else default_training_configurations(plans))
     for name in names:
         plans.configuration(name)  # a clear error for a name that was not planned
     clock["fingerprint + plan"] = time.perf_counter() - start
@@ -104,10 +125,12 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
         raise UserError(f"{summary.failures[0].message} ({len(summary.failures)} case(s) failed to preprocess).")
     clock["preprocess"] = time.perf_counter() - start
 
-    folds = folds if folds is not None else [0, 1, 2, 3, 4]
     config = TrainingConfig.from_budget(budget, device=None if device == "auto" else device,
                                         **(training_overrides or {}))
     result = PipelineResult(location.name, names, folds)
+    if plans.time_budget is not None:
+        result.budget_choice = (f"{format_duration(total_budget)} split into {len(folds) * len(names)} fold(s) of "
+                                f"{format_duration(fold_budget)}; {plans.time_budget.describe()}")
     start = time.perf_counter()
     for name in names:
         for fold in folds:

@@ -68,6 +68,10 @@ def plan(
     verify: Annotated[bool, typer.Option(
         "--verify", help="On a CUDA GPU: run one real training step per configuration, record its measured peak "
                          "memory, and shrink the plan if it does not fit.")] = False,
+    budget: Annotated[Optional[str], typer.Option(
+        "--budget", help="Time for training and validating one fold (30m, 2h, 1h30m): time a few real training "
+                         "iterations of 2d and 3d_fullres here and choose one. Presets (quick, standard, full) "
+                         "fix the schedule and measure nothing.", show_default=False)] = None,
     workers: WorkersOption = None,
     root: RootOption = None,
 ) -> None:
@@ -76,16 +80,18 @@ def plan(
     Verifies and fingerprints the raw data first when that has not been done on
     its current files.
 
-    Example: autounet plan Dataset004 --gpu-memory 11
+    Example: autounet plan Dataset004 --gpu-memory 11 --budget 30m
     """
     from autounet.planning.planner import PlanningReport, plan_dataset
     from autounet.planning.plans import plans_path
+    from autounet.training.budget import budget_seconds
 
     location = dataset_location(dataset, root)
+    seconds = budget_seconds(budget)
     start = time.perf_counter()
     report = PlanningReport()
     plans = plan_dataset(location, gpu_memory_gb=gpu_memory, device=device, configurations=configurations,
-                         workers=workers, report=report, verify=verify)
+                         workers=workers, report=report, verify=verify, time_budget_seconds=seconds)
     for note in report.notes:
         out.print(note)
     for message in report.warnings:
@@ -93,6 +99,8 @@ def plan(
     if report.fingerprinted:
         out.print(f"fingerprinted {location.raw} (its files changed or had no fingerprint yet)")
     print_plans(plans)
+    if plans.time_budget is not None:
+        out.print(plans.time_budget.describe(), highlight=False)
     out.print(f"wrote {plans_path(location.preprocessed)} in {time.perf_counter() - start:.1f} s")
 
 

@@ -13,7 +13,9 @@ from autounet.cli.common import DatasetArgument, RootOption, WorkersOption, data
 def run(
     dataset: DatasetArgument,
     budget: Annotated[str, typer.Option("--budget", help="Training schedule per fold: quick (5 x 20 iterations, "
-                                        "minutes), standard (250 x 250) or full (1000 x 250, nnU-Net's).")] = "quick",
+                                        "minutes), standard (250 x 250) or full (1000 x 250, nnU-Net's); or a "
+                                        "duration for all folds' training and validation together (30m, 2h), "
+                                        "which also chooses the configuration.")] = "quick",
     folds: Annotated[str, typer.Option("--folds", "-f", help="Cross-validation folds to train, comma-separated.")
                      ] = "0,1,2,3,4",
     configurations: Annotated[Optional[list[str]], typer.Option(
@@ -28,15 +30,19 @@ def run(
 ) -> None:
     """Run the whole pipeline: verify, fingerprint, plan, preprocess, train the folds, find-best, predict imagesTs.
 
-    Example: autounet run examples/Dataset004_Hippocampus --budget quick --folds 0,1
+    Example: autounet run examples/Dataset004_Hippocampus --budget 30m --folds 0
     """
     from autounet.pipeline import run_pipeline
+    from autounet.training.budget import budget_seconds
     from autounet.training.config import parse_fold
 
     location = dataset_location(dataset, root)
+    budget_seconds(budget)  # a clear error for a bad budget before any work
     fold_list = [parse_fold(part.strip()) for part in folds.split(",") if part.strip()]
     result = run_pipeline(location, budget=budget, folds=fold_list, configurations=configurations,
                           workers=workers, device=device, gpu_memory_gb=gpu_memory, predict_test=not no_predict)
+    if result.budget_choice:
+        out.print(result.budget_choice, highlight=False)
     table = Table(title=f"{result.dataset}: cross-validation ({', '.join(str(f) for f in result.folds)})")
     table.add_column("chosen")
     table.add_column("foreground Dice", justify="right")

@@ -8,7 +8,9 @@ import typer
 
 from autounet.cli.common import DatasetArgument, RootOption, dataset_location, out
 
-BUDGET_HELP = "Schedule preset: quick (5 x 20 iterations), standard (250 x 250) or full (1000 x 250, nnU-Net's)."
+BUDGET_HELP = ("Schedule preset: quick (5 x 20 iterations), standard (250 x 250) or full (1000 x 250, nnU-Net's); "
+               "or a duration per fold (30m, 2h, 1h30m): the schedule is fitted to what this machine does in it.")
+SCHEDULE_FIELDS = ("epochs", "iterations_per_epoch", "val_iterations")
 
 
 def _folds(values: list[str]) -> list[int | str]:
@@ -22,6 +24,8 @@ def _default_configuration(location) -> str:
     from autounet.planning.plans import load_plans
 
     plans = load_plans(location.preprocessed)
+    if plans.time_budget is not None and plans.time_budget.chosen in plans.configurations:
+        return plans.time_budget.chosen
     return "3d_fullres" if "3d_fullres" in plans.configurations or "2d" not in plans.configurations else "2d"
 
 
@@ -65,10 +69,15 @@ def train(
 ) -> None:
     """Train a configuration on one or more cross-validation folds; results go to results/DATASET/CONFIG/fold_K.
 
-    Example: autounet train Dataset004 --fold 0 --budget quick
+    The default configuration is the one `autounet plan --budget DURATION` chose, when it chose one.
+
+    Example: autounet train Dataset004 --fold 0 --budget 30m
     """
     from autounet.training import TrainingConfig, train_fold
     from autounet.training.setup import fold_directory, stored_config
+
+    from autounet.errors import UserError
+    from autounet.training.budget import budget_seconds
 
     location = dataset_location(dataset, root)
     configuration = configuration or _default_configuration(location)
@@ -77,6 +86,9 @@ def train(
                 "augment": False if no_augment else None, "compile": True if compile_model else None,
                 "amp": False if no_amp else None, "num_workers": workers, "seed": seed, "device": device,
                 "gpus": gpus, "save_probabilities": True if save_probabilities else None}
+    if budget_seconds(budget) is not None and any(explicit[name] is not None for name in SCHEDULE_FIELDS):
+        raise UserError(f"--budget {budget} fits the epochs and iterations to the time; leave out --epochs, "
+                        f"--iterations-per-epoch and --val-iterations (or give a preset).")
     for fold_value in _folds(fold):
         # An existing run's own settings are the base, so `--resume` or `--epochs N` change only what is given.
         stored = stored_config(fold_directory(location, configuration, fold_value))

@@ -11,6 +11,7 @@ from autounet.fingerprint import Fingerprint, load_fingerprint, save_fingerprint
 from autounet.fingerprint.model import FINGERPRINT_FILE
 from autounet.paths import DatasetLocation
 from autounet.planning.budget import MemoryBudget, memory_budget
+from autounet.planning.time_budget import plan_time_budget
 from autounet.planning.configurations import plan_configurations
 from autounet.planning.memory import memory_model_settings
 from autounet.planning.plans import ConfigurationPlan, Plans, save_plans
@@ -89,13 +90,16 @@ def replan_one(fingerprint: Fingerprint, num_classes: int, name: str, budget_gb:
 def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, device: str = "auto",
                  configurations: list[str] | None = None, workers: int | None = None,
                  report: PlanningReport | None = None, budget: MemoryBudget | None = None,
-                 verify: bool = False) -> Plans:
+                 verify: bool = False, time_budget_seconds: float | None = None) -> Plans:
     """Plan the dataset at ``location`` for the detected GPU (or ``gpu_memory_gb``) and write plans.json.
 
     Runs verification and fingerprinting first when the fingerprint is
     missing or the raw files changed since it was made. With ``verify`` (CUDA
     only) each configuration's real training step is measured and the
-    configuration re-planned smaller if it overshoots.
+    configuration re-planned smaller if it overshoots. With
+    ``time_budget_seconds`` (one fold's training and validation) the 2d and
+    3d_fullres training iterations are timed here and one is chosen
+    (``plans.time_budget``).
 
     Example:
         >>> plans = plan_dataset(locate_dataset("4", resolve_root()))  # doctest: +SKIP
@@ -118,6 +122,8 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     plans = Plans(dataset_name=location.name, hardware=budget.hardware, memory_budget_gb=budget.gb,
                   configurations=planned, intensity_stats=list(fingerprint.channels),
                   raw_digest=fingerprint.raw_digest, extra={"memory_model": memory_model_settings()})
+    if time_budget_seconds is not None:
+        plans.time_budget = plan_time_budget(planned, time_budget_seconds, budget.hardware.device)
     save_plans(plans, location.preprocessed)
     return plans
 

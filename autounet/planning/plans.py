@@ -18,6 +18,7 @@ from pathlib import Path
 from autounet.errors import MissingArtifactError, PlanningError, UserError
 from autounet.fingerprint.model import ChannelStats
 from autounet.network.config import NetworkConfig
+from autounet.planning.time_budget import TimeBudgetPlan
 from autounet.utils.atomic import write_json
 from autounet.utils.serde import load_dataclass, to_json_value
 
@@ -90,6 +91,8 @@ class Plans:
     intensity_stats: list[ChannelStats]
     """Foreground intensity statistics per channel, used by CT normalisation."""
     raw_digest: str = ""
+    time_budget: TimeBudgetPlan | None = None
+    """With ``plan --budget DURATION``: the measured seconds per iteration and the configuration chosen."""
     schema_version: int = PLANS_SCHEMA
     extra: dict = field(default_factory=dict)
 

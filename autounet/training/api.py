@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from autounet.errors import UserError
@@ -9,8 +10,9 @@ from autounet.paths import DatasetLocation
 from autounet.training import distributed
 from autounet.training.config import TrainingConfig, parse_fold
 from autounet.training.final_validation import validate_fold
-from autounet.training.setup import fold_directory
+from autounet.training.setup import fold_directory, stored_config
 from autounet.training.splits import validation_case_ids
+from autounet.utils.progress import console
 
 
 def _spawned_rank(rank: int, location: DatasetLocation, config: TrainingConfig, resume: bool, port: int) -> None:
@@ -61,6 +63,11 @@ def train_fold(location: DatasetLocation, configuration: str, fold: int | str, c
             raise UserError(f"a training process died: {error}") from error
     fold_dir = fold_directory(location, configuration, config.fold)
     if ranks.is_main and config.fold != "all":
+        trained = stored_config(fold_dir) or config
+        started = time.perf_counter()
         validate_fold(location, fold_dir, validation_case_ids(location.preprocessed, config.fold),
-                      config.save_probabilities, config.device)
+                      config.save_probabilities, config.device, tta=trained.validation_tta)
+        if trained.budget_timing is not None:
+            console.print(f"validation took {time.perf_counter() - started:.1f} s (estimated "
+                          f"{trained.budget_timing.validation_seconds:.1f} s)", highlight=False)
     return fold_dir

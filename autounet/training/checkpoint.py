@@ -38,6 +38,8 @@ class EpochRecord:
     seconds: float
     data_wait_share: float = 0.0
     """Share of the training iterations' time spent waiting for the next batch."""
+    completed: bool = True
+    """False when a time budget stopped the epoch before all its iterations (it is then the run's last)."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from autounet.errors import UserError
+from autounet.training.budget import MIN_TRAINING_ITERATIONS, BudgetTiming, budget_seconds
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,25 @@ class TrainingConfig:
     device: str = "auto"
     gpus: int = 1
     save_probabilities: bool = False
+    time_budget_seconds: float | None = None
+    """A duration budget (``--budget 30m``): the schedule is fitted to this machine when the run starts."""
+    validation_tta: bool = True
+    """Mirror the final validation predictions (a duration budget turns it off when it would cost too much)."""
+    budget_timing: BudgetTiming | None = None
+    """What a duration budget measured and chose (written once the schedule is fitted)."""
 
     @classmethod
     def from_budget(cls, budget: str = "standard", **overrides) -> "TrainingConfig":
-        """A config with ``budget``'s schedule, then ``overrides`` (fields left at None are ignored)."""
+        """A config with ``budget``'s schedule, then ``overrides`` (fields left at None are ignored).
+
+        ``budget`` is a preset name or a duration (``30m``, ``2h``, ``1h30m``): a duration's schedule is
+        provisional until training measures the machine and fits it.
+        """
+        seconds = budget_seconds(budget)
+        if seconds is not None:
+            config = cls(budget=budget, epochs=1, iterations_per_epoch=MIN_TRAINING_ITERATIONS, val_iterations=1,
+                         time_budget_seconds=seconds)
+            return config.with_overrides(**overrides)
         if budget not in BUDGETS:
             raise UserError(f"unknown budget '{budget}' (choose from {', '.join(BUDGETS)}).")
         preset = BUDGETS[budget]

@@ -20,8 +20,10 @@ VALIDATION_FOLDER = "validation"
 
 
 def validate_fold(location: DatasetLocation, fold_dir: Path, case_ids: list[str], save_probabilities: bool,
-                  device: str = "auto"):
+                  device: str = "auto", tta: bool = True):
     """Predict ``case_ids`` with the fold's final weights and write metrics; returns the evaluation summary.
+
+    ``tta`` mirrors each window (a duration budget turns it off when it costs too much of the budget).
 
     Returns None (with a note) when the raw dataset is not there to read the images and references from.
     """
@@ -40,7 +42,7 @@ def validate_fold(location: DatasetLocation, fold_dir: Path, case_ids: list[str]
     if missing:
         raise UserError(f"{location.raw / 'imagesTr'}: validation cases {', '.join(missing[:5])} are not there.")
     output = fold_dir / VALIDATION_FOLDER
-    predictor = Predictor.from_model_folder(fold_dir, checkpoint="final", device=device)
+    predictor = Predictor.from_model_folder(fold_dir, checkpoint="final", device=device, tta=tta)
     done = predict_folder(predictor, [f for case in cases for f in case.image_files], output,
                           probabilities=save_probabilities)
     if done.failed:

@@ -108,7 +108,12 @@ def write_run_files(setup: FoldSetup, config: TrainingConfig) -> None:
     setup.fold_dir.mkdir(parents=True, exist_ok=True)
     save_plans(setup.plans, setup.fold_dir)
     write_bytes(setup.fold_dir / "dataset.json", (setup.spec_folder / "dataset.json").read_bytes())
-    write_json(setup.fold_dir / CONFIG_FILE, to_json_value(config))
+    write_config(setup.fold_dir, config)
+
+
+def write_config(fold_dir: Path, config: TrainingConfig) -> None:
+    """Save ``config`` as the fold's training_config.json (atomically)."""
+    write_json(Path(fold_dir) / CONFIG_FILE, to_json_value(config))
 
 
 def stored_config(fold_dir: Path) -> TrainingConfig | None:

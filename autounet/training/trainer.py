@@ -19,7 +19,9 @@ from autounet.hardware import cpu_cores, detect_accelerator
 from autounet.network import build_network
 from autounet.paths import DatasetLocation
 from autounet.training import distributed
+from autounet.preprocessing.store import CaseStore
 from autounet.training.batches import BatchRecipe
+from autounet.training.budget_clock import BudgetClock, measure_step_seconds, validation_tiles
 from autounet.training.checkpoint import (EpochRecord, ResumePoint, TrainingState, has_training_state,
                                           load_training_state, restore_rng, save_training_state, save_weights)
 from autounet.training.config import RUNTIME_FIELDS, TrainingConfig
@@ -30,7 +32,8 @@ from autounet.training.loss import DeepSupervisionLoss
 from autounet.training.optim import make_optimizer, poly_lr, set_lr
 from autounet.training.pseudo_dice import dice_from_counts, update_ema
 from autounet.training.run_log import plot_progress, summary_line, write_log_csv
-from autounet.training.setup import FoldSetup, check_resumable, prepare_fold, stored_config, write_run_files
+from autounet.training.setup import (FoldSetup, check_resumable, prepare_fold, stored_config, write_config,
+                                     write_run_files)
 from autounet.training.steps import StepParts, train_step, validation_step
 from autounet.training.workers import BatchStream
 from autounet.utils.progress import console
@@ -122,36 +125,46 @@ def _mean_across(values: list[float], ranks: Ranks) -> float:
     return float(total[0] / total[1]) if total[1] > 0 else math.nan
 
 
-def run_epoch(run: Run, stream: BatchStream, epoch: int) -> EpochRecord:
-    """Train and validate one epoch; returns its log record (identical on every rank)."""
+def run_epoch(run: Run, stream: BatchStream, epoch: int, clock: BudgetClock | None = None) -> EpochRecord:
+    """Train and validate one epoch; returns its log record (identical on every rank).
+
+    With a budget ``clock`` the epoch stops early (without validation iterations) when time runs out.
+    """
     config, parts = run.config, run.parts
     lr = poly_lr(config.learning_rate, epoch, config.epochs, config.poly_exponent)
     set_lr(parts.optimizer, lr)
-    start, waited, losses = time.perf_counter(), 0.0, []
+    start, waited, losses, cut = time.perf_counter(), 0.0, [], False
     run.net.train()
     seconds_per_epoch = run.state.log[-1].seconds if run.state.log else None
     with EpochProgress(epoch, config.epochs, config.iterations_per_epoch, seconds_per_epoch,
                        enabled=run.ranks.is_main) as bar:
-        for _ in range(config.iterations_per_epoch):
+        for iteration in range(config.iterations_per_epoch):
             before = time.perf_counter()
             batch = next(stream)
             waited += time.perf_counter() - before
             losses.append(train_step(parts, batch))
             bar.advance(losses[-1])
+            if clock is not None and not clock.iteration_done(iteration + 1):
+                cut = True
+                break
     train_seconds = time.perf_counter() - start
     run.net.eval()
     val_losses, counts = [], torch.zeros(3, len(run.setup.class_names), dtype=torch.float64)
-    for _ in range(config.val_iterations):
+    val_iterations = 0 if cut else config.val_iterations
+    for _ in range(val_iterations):
         loss, batch_counts = validation_step(parts, run.net, next(stream))
         val_losses.append(loss)
         counts += batch_counts
     run.net.train()
+    if clock is not None:
+        clock.validation_iterations_done(time.perf_counter() - start - train_seconds, val_iterations)
     dice = dice_from_counts(distributed.sum_across(counts, run.ranks))
     scored = [d for d in dice if not math.isnan(d)]
     mean_dice = sum(scored) / len(scored) if scored else math.nan
     ema = update_ema(run.state.ema_pseudo_dice, mean_dice, config.pseudo_dice_ema)
     return EpochRecord(epoch, _mean_across(losses, run.ranks), _mean_across(val_losses, run.ranks), dice, ema,
-                       lr, time.perf_counter() - start, waited / train_seconds if train_seconds > 0 else 0.0)
+                       lr, time.perf_counter() - start, waited / train_seconds if train_seconds > 0 else 0.0,
+                       completed=not cut)
 
 
 def finish_epoch(run: Run, record: EpochRecord) -> None:
@@ -180,8 +193,41 @@ def finish_epoch(run: Run, record: EpochRecord) -> None:
                   markup=False, soft_wrap=True)
 
 
+def fit_to_budget(run: Run, clock: BudgetClock, batch: int) -> TrainingConfig:
+    """Measure this machine, fit the schedule to the budget's remaining time, save and print it."""
+    setup, plan = run.setup, run.setup.plan
+    steps = measure_step_seconds(plan.network, list(plan.patch_size), batch, run.parts.device,
+                                 fast_cpu=run.parts.channels_last)
+    store = CaseStore(setup.store_folder)
+    shapes = [store.load_properties(case_id).shape_after_resample for case_id in setup.split.val]
+    tiles = validation_tiles(shapes, list(plan.patch_size), list(plan.network.total_downsampling()))
+    timing = clock.fit(steps, batch, tiles, len(shapes), len(plan.patch_size))
+    run.config = run.config.with_overrides(epochs=timing.epochs, iterations_per_epoch=timing.iterations_per_epoch,
+                                           val_iterations=timing.val_iterations,
+                                           validation_tta=timing.validation_tta, budget_timing=timing)
+    write_config(setup.fold_dir, run.config)
+    console.print(timing.describe(), highlight=False)
+    return run.config
+
+
+def keep_within_budget(run: Run, clock: BudgetClock, completed: bool) -> None:
+    """After an epoch: take the clock's epoch total (re-fitted after the first real iterations, or cut short)."""
+    planned = run.config.epochs
+    epochs = clock.epoch_done(completed)
+    run.config = run.config.with_overrides(epochs=epochs, budget_timing=clock.timing)
+    write_config(run.setup.fold_dir, run.config)
+    if epochs != planned and run.ranks.is_main:
+        measured = clock.timing.measured_seconds_per_iteration
+        console.print(f"budget: {measured:.3f} s per real iteration here; the schedule now ends after {epochs} "
+                      f"epochs (was {planned}) so that training and validation fit the budget.", highlight=False)
+
+
 def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, ranks: Ranks) -> Run:
     """Everything one training process does, from setup to ``model_final``; returns the finished run."""
+    clock = BudgetClock(config.time_budget_seconds) if config.time_budget_seconds else None
+    if clock is not None and ranks.distributed:
+        raise UserError("a duration --budget trains in one process; use a preset (quick, standard, full) or "
+                        "--epochs with --gpus > 1.")
     accelerator = detect_accelerator(config.device)
     device = _device(accelerator.kind, ranks)
     if device.type == "cpu":
@@ -209,10 +255,20 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
         recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
                              batch, config.oversample_foreground, config.augment, config.seed, ranks.rank)
         workers = config.num_workers if config.num_workers is not None else default_data_workers(device.type, ranks)
+        if clock is not None and point is None:
+            config = fit_to_budget(run, clock, batch)
         with BatchStream(recipe, run.state.epochs_done, config.iterations_per_epoch, config.val_iterations,
                          workers) as stream:
-            for epoch in range(run.state.epochs_done, config.epochs):
-                finish_epoch(run, run_epoch(run, stream, epoch))
+            epoch = run.state.epochs_done
+            timed = clock if clock is not None and clock.timing is not None else None
+            while epoch < run.config.epochs:
+                if timed is not None:
+                    timed.epoch_started()
+                record = run_epoch(run, stream, epoch, timed)
+                finish_epoch(run, record)
+                epoch += 1
+                if timed is not None:
+                    keep_within_budget(run, timed, record.completed)
         if ranks.is_main:
             save_weights(run.net.state_dict(), setup.fold_dir / "model_final.safetensors")
         distributed.barrier(ranks)

@@ -1,0 +1,71 @@
+"""Planning for time: the configuration choice is monotone in the budget and the measurements round-trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from autounet.errors import UserError
+from autounet.planning.plans import Plans
+from autounet.planning.time_budget import (MIN_3D_ITERATIONS, ConfigurationTiming, TimeBudgetPlan,
+                                           choose_configuration, iterations_bought, plan_time_budget)
+from autounet.training.budget import MIN_TRAINING_ITERATIONS
+from tests.training.helpers import network_config
+
+
+def _timings(budget: float, per_iteration: dict[str, float]) -> list[ConfigurationTiming]:
+    return [ConfigurationTiming(name, seconds, seconds / 3, iterations_bought(budget, seconds))
+            for name, seconds in per_iteration.items()]
+
+
+@pytest.mark.parametrize("speeds", [{"2d": 0.05, "3d_fullres": 0.8}, {"2d": 0.3, "3d_fullres": 0.3},
+                                    {"2d": 1.0, "3d_fullres": 5.5}, {"2d": 0.01, "3d_fullres": 0.02}])
+def test_choice_is_monotone_in_the_budget(speeds):
+    budgets = [b * 10.0 for b in range(1, 3000, 7)]
+    chosen = []
+    for budget in budgets:
+        try:
+            chosen.append(choose_configuration(_timings(budget, speeds)))
+        except UserError:
+            assert not chosen, "a larger budget may never become too small"
+    assert chosen, "some budget must be enough"
+    first_3d = chosen.index("3d_fullres") if "3d_fullres" in chosen else len(chosen)
+    assert set(chosen[:first_3d]) <= {"2d"} and set(chosen[first_3d:]) <= {"3d_fullres"}
+    if "3d_fullres" in chosen:
+        budget_3d = budgets[len(budgets) - len(chosen) + first_3d]
+        assert iterations_bought(budget_3d, speeds["3d_fullres"]) >= MIN_3D_ITERATIONS
+
+
+def test_a_single_candidate_is_chosen_when_it_buys_enough():
+    assert choose_configuration(_timings(600, {"3d_fullres": 1.0})) == "3d_fullres"
+    assert choose_configuration(_timings(600, {"2d": 1.0})) == "2d"
+    with pytest.raises(UserError, match=f"fewer than {MIN_TRAINING_ITERATIONS} training iterations"):
+        choose_configuration(_timings(5, {"2d": 1.0, "3d_fullres": 2.0}))
+
+
+def test_time_budget_plan_round_trips_in_plans(tmp_path):
+    from tests.training.helpers import make_training_root
+    from autounet.planning.plans import load_plans, save_plans
+
+    location = make_training_root(tmp_path)
+    plans = load_plans(location.preprocessed)
+    plans.time_budget = TimeBudgetPlan(1800.0, "cpu", _timings(1800, {"2d": 0.1, "3d_fullres": 0.9}), "3d_fullres")
+    save_plans(plans, location.preprocessed)
+    again = load_plans(location.preprocessed)
+    assert isinstance(again, Plans) and again.time_budget == plans.time_budget
+    assert "3d_fullres 0.900 s/iteration -> 1600 iterations" in again.time_budget.describe()
+
+
+def test_plan_time_budget_measures_real_iterations(tmp_path):
+    from tests.training.helpers import make_training_root
+    from autounet.planning.plans import load_plans
+
+    plans = load_plans(make_training_root(tmp_path).preprocessed)
+    three_d = plans.configurations["3d_fullres"]
+    two_d = type(three_d)(**{**three_d.__dict__, "name": "2d", "patch_size": [8, 8],
+                             "network": network_config(2, three_d.network.num_classes)})
+    planned = plan_time_budget({"2d": two_d, "3d_fullres": three_d}, 60.0, "cpu")
+    assert [t.configuration for t in planned.timings] == ["2d", "3d_fullres"]
+    for timing in planned.timings:
+        assert 0 < timing.seconds_per_iteration < 30 and timing.seconds_per_forward > 0
+        assert timing.iterations == iterations_bought(60.0, timing.seconds_per_iteration)
+    assert planned.chosen == choose_configuration(planned.timings)

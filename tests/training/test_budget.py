@@ -1,0 +1,150 @@
+"""Duration budgets: parsing, schedules that anneal to the end, and the clock that keeps a run within its budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from autounet.errors import UserError
+from autounet.training import budget_clock
+from autounet.training.budget import (MAX_ITERATIONS_PER_EPOCH, MIN_TRAINING_ITERATIONS, BudgetTiming,
+                                      budget_seconds, fit_schedule, format_duration, parse_duration,
+                                      schedule_for_time, seconds_per_epoch, shortened_epochs)
+from autounet.training.budget_clock import BudgetClock, StepSeconds
+from autounet.training.config import TrainingConfig
+from autounet.training.optim import poly_lr
+from autounet.utils.serde import load_dataclass, to_json_value
+
+
+@pytest.mark.parametrize("text, seconds", [("30m", 1800), ("2h", 7200), ("90s", 90), ("1h30m", 5400),
+                                           ("1.5h", 5400), (" 10M ", 600), ("1m30s", 90)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text, words", [("30", "without a unit"), ("30x", "unknown unit 'x'"),
+                                         ("1h30", "without a unit"), ("", "not a duration"),
+                                         ("abc", "not a duration"), ("0m", "zero"), ("30m-", "not a duration")])
+def test_bad_durations_are_clear_errors(text, words):
+    with pytest.raises(UserError, match=words):
+        parse_duration(text)
+
+
+def test_presets_are_not_durations():
+    assert [budget_seconds(name) for name in ("quick", "standard", "full", None)] == [None] * 4
+    assert budget_seconds("45m") == 2700
+    assert format_duration(parse_duration("1h30m")) == "1h30m"
+
+
+def _learning_rates(epochs: int) -> list[float]:
+    return [poly_lr(0.01, epoch, epochs, 0.9) for epoch in range(epochs)]
+
+
+@pytest.mark.parametrize("total", [*range(1, 400), 997, 1234, 12_345, 62_500, 250_001, 1_000_003])
+def test_schedule_anneals_to_the_end_for_any_iteration_count(total):
+    schedule = fit_schedule(total)
+    assert 1 <= schedule.iterations <= total
+    assert total - schedule.iterations < min(MAX_ITERATIONS_PER_EPOCH, max(1, total // 40))
+    assert 1 <= schedule.iterations_per_epoch <= MAX_ITERATIONS_PER_EPOCH
+    rates = _learning_rates(schedule.epochs)
+    assert rates[0] == 0.01
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:]))
+    # the epoch after the last one would have rate 0: the last epoch trained is the schedule's last step
+    assert poly_lr(0.01, schedule.epochs, schedule.epochs, 0.9) == 0.0
+    assert rates[-1] == pytest.approx(0.01 * (1 / schedule.epochs) ** 0.9)
+
+
+@pytest.mark.parametrize("total, cap", [(1000, 3), (100_000, 40), (7, 2), (50_000, 1)])
+def test_schedule_respects_an_epoch_cap(total, cap):
+    schedule = fit_schedule(total, cap)
+    assert schedule.epochs <= cap and schedule.iterations <= total
+
+
+def test_schedule_for_time_fits_its_time():
+    for seconds in (5, 30, 60, 600, 1800, 7200):
+        for per_iteration in (0.01, 0.2, 1.5):
+            schedule = schedule_for_time(seconds, per_iteration, per_iteration / 3, 0.5)
+            if schedule is None:
+                assert seconds / per_iteration < MIN_TRAINING_ITERATIONS * 1.5
+                continue
+            assert schedule.iterations >= MIN_TRAINING_ITERATIONS
+            cost = schedule.epochs * seconds_per_epoch(schedule, per_iteration, per_iteration / 3, 0.5)
+            assert cost <= seconds
+
+
+def test_shortened_epochs_never_lengthens_and_never_undoes_done_epochs():
+    assert shortened_epochs(3, 10, 1000.0, 5.0) == 10
+    assert shortened_epochs(3, 10, 12.0, 5.0) == 5
+    assert shortened_epochs(3, 10, -4.0, 5.0) == 3
+    assert shortened_epochs(0, 1, 0.0, 5.0) == 0
+
+
+def test_config_from_a_duration_round_trips_with_its_timing():
+    config = TrainingConfig.from_budget("1h30m", learning_rate=0.02)
+    assert config.time_budget_seconds == 5400 and config.budget == "1h30m" and config.learning_rate == 0.02
+    timing = BudgetTiming(5400, 0.5, 0.05, 30.0, True, 0.5, 4.0, 40, 200, 40, 0.6, [38])
+    config = config.with_overrides(budget_timing=timing)
+    again = load_dataclass(TrainingConfig, to_json_value(config))
+    assert again == config and again.budget_timing.shortened_to == [38]
+    with pytest.raises(UserError, match="without a unit"):
+        TrainingConfig.from_budget("30")
+
+
+class FakeTime:
+    """A controllable perf_counter for the budget clock."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_after_epoch: int | None = None):
+    """Run the clock through a whole simulated training whose iterations take ``real`` seconds."""
+    fake = FakeTime()
+    monkeypatch.setattr(budget_clock.time, "perf_counter", fake.perf_counter)
+    clock = BudgetClock(budget)
+    fake.now += 2.0  # setup
+    timing = clock.fit(StepSeconds(measured, measured / 3), batch_size=2, tiles=40, cases=3, spatial_dims=3)
+    epoch, epochs_seen = 0, []
+    while epoch < timing.epochs:
+        clock.epoch_started()
+        per_iteration = real * (3 if slow_after_epoch is not None and epoch >= slow_after_epoch else 1)
+        completed = True
+        for iteration in range(timing.iterations_per_epoch):
+            fake.now += per_iteration
+            if not clock.iteration_done(iteration + 1):
+                completed = False
+                break
+        if completed:
+            fake.now += timing.val_iterations * per_iteration / 3 * 2 + 0.5
+        epochs_seen.append(timing.epochs)
+        epoch += 1
+        clock.epoch_done(completed)
+    return clock, fake.now - clock.started, epoch
+
+
+@pytest.mark.parametrize("real_factor", [0.5, 1.0, 2.0, 4.0])
+def test_clock_keeps_training_within_the_budget(monkeypatch, real_factor):
+    clock, used, epochs = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2 * real_factor)
+    timing = clock.timing
+    assert epochs == timing.epochs  # the run trains exactly the (re-fitted) schedule's epochs
+    assert used + timing.validation_seconds <= 600.0
+    assert timing.measured_seconds_per_iteration == pytest.approx(0.2 * real_factor)
+    if real_factor <= 1.0:
+        assert used > 0.6 * 600  # and does not waste most of it
+
+
+def test_clock_cuts_the_schedule_when_the_machine_slows_down(monkeypatch):
+    clock, used, epochs = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2, slow_after_epoch=5)
+    assert clock.timing.shortened_to and epochs == clock.timing.epochs
+    assert used + clock.timing.validation_seconds <= 600.0
+
+
+def test_too_small_budget_says_what_one_iteration_costs_and_what_works(monkeypatch):
+    fake = FakeTime()
+    monkeypatch.setattr(budget_clock.time, "perf_counter", fake.perf_counter)
+    with pytest.raises(UserError, match=r"too small: one training iteration takes 1\.50 s") as error:
+        BudgetClock(10.0).fit(StepSeconds(1.5, 0.5), 2, 10, 2, 3)
+    suggested = parse_duration(str(error.value).split("--budget ")[1].split(" ")[0])
+    assert BudgetClock(suggested).fit(StepSeconds(1.5, 0.5), 2, 10, 2, 3).epochs >= 1
