@@ -74,10 +74,10 @@ def choose_configuration(timings: list[ConfigurationTiming]) -> str:
     usable = {t.configuration: t for t in timings if t.iterations >= MIN_TRAINING_ITERATIONS}
     if not usable:
         fastest = min(timings, key=lambda t: t.seconds_per_iteration)
+        enough = 2 * MIN_TRAINING_ITERATIONS * fastest.seconds_per_iteration / TRAINING_SHARE
         raise UserError(f"the budget buys fewer than {MIN_TRAINING_ITERATIONS} training iterations of any "
                         f"configuration ({fastest.configuration}: {fastest.seconds_per_iteration:.2f} s per "
-                        f"iteration); give at least --budget "
-                        f"{format_duration(MIN_TRAINING_ITERATIONS * fastest.seconds_per_iteration / TRAINING_SHARE * 2)}.")
+                        f"iteration); give at least --budget {format_duration(enough)}.")
     full = usable.get("3d_fullres")
     if full is not None and (full.iterations >= MIN_3D_ITERATIONS or "2d" not in usable):
         return "3d_fullres"
@@ -89,17 +89,20 @@ def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_second
     """Measure each candidate configuration's training iteration on ``device`` and choose one for the budget."""
     import torch
 
-    from autounet.training.budget_clock import measure_step_seconds
+    from autounet.training.budget_clock import fastest_threads, measure_step_seconds
     from autounet.utils.progress import track
 
     names = [name for name in CANDIDATES if name in configurations]
     if not names:
         raise UserError(f"a duration budget plans among {', '.join(CANDIDATES)}; none of them was planned.")
     torch_device = torch.device("cuda" if device == "cuda" else device)
+    threads = torch.get_num_threads()
     timings = []
     for name in track(names, description="timing training iterations"):
         plan = configurations[name]
-        steps = measure_step_seconds(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
+        steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), plan.batch_size,
+                                                             torch_device), torch_device)
         timings.append(ConfigurationTiming(name, steps.training_iteration, steps.forward,
                                            iterations_bought(budget_seconds, steps.training_iteration)))
+    torch.set_num_threads(threads)
     return TimeBudgetPlan(budget_seconds, device, timings, choose_configuration(timings))

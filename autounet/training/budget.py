@@ -23,6 +23,8 @@ VALIDATION_SHARE = 0.2
 """Pseudo-Dice validation iterations per training iteration (nnU-Net's 50 per 250)."""
 MIN_TRAINING_ITERATIONS = 20
 """A duration budget must buy at least this many training iterations, or training refuses to start."""
+EPOCH_OVERHEAD_GUESS = 0.5
+"""Seconds per epoch for checkpoints, log and plot until whole epochs have been timed."""
 EPOCH_OVERHEAD_SHARE = 0.1
 """At most this share of the training time may go to per-epoch overhead (checkpoints, log, plot)."""
 
@@ -131,6 +133,8 @@ class BudgetTiming:
     epochs: int
     iterations_per_epoch: int
     val_iterations: int
+    threads: int | None = None
+    """CPU threads chosen for this run (the faster of torch's default and one, as measured)."""
     measured_seconds_per_iteration: float | None = None
     """Seconds per iteration of the first real iterations (data loading and the machine's load included)."""
     shortened_to: list[int] = field(default_factory=list)
@@ -140,7 +144,8 @@ class BudgetTiming:
         return (f"budget {format_duration(self.budget_seconds)}: {self.seconds_per_iteration:.3f} s per training "
                 f"iteration, {self.seconds_per_forward:.3f} s per forward pass, validation ~"
                 f"{self.validation_seconds:.0f} s ({'with' if self.validation_tta else 'without'} mirroring TTA), "
-                f"setup {self.setup_seconds:.0f} s -> {self.epochs} epochs x {self.iterations_per_epoch} "
+                f"setup {self.setup_seconds:.0f} s{f', {self.threads} CPU thread(s)' if self.threads else ''} -> "
+                f"{self.epochs} epochs x {self.iterations_per_epoch} "
                 f"iterations ({self.val_iterations} validation iterations per epoch)")
 
 
@@ -191,12 +196,8 @@ def shortened_epochs(epochs_done: int, planned_epochs: int, remaining_seconds: f
     return max(epochs_done, min(planned_epochs, epochs_done + fit))
 
 
-def too_small_message(budget: float, seconds_per_iteration: float, fixed_seconds: float, per_val_iteration: float,
-                      overhead: float) -> str:
-    """The error for a budget that buys less than the minimum schedule, with the smallest one that works."""
-    minimum = fit_schedule(MIN_TRAINING_ITERATIONS, 1)
-    needed = fixed_seconds + seconds_per_epoch(minimum, seconds_per_iteration, per_val_iteration, overhead)
+def too_small_message(budget: float, seconds_per_iteration: float, fixed_seconds: float, smallest: float) -> str:
+    """The error for a budget that buys less than the minimum schedule, naming the smallest one that works."""
     return (f"a {format_duration(budget)} budget is too small: one training iteration takes "
             f"{seconds_per_iteration:.2f} s here and setup plus validating the fold ~{fixed_seconds:.0f} s, so "
-            f"{MIN_TRAINING_ITERATIONS} iterations need about {format_duration(math.ceil(needed * 1.1))}; give "
-            f"--budget {format_duration(math.ceil(needed * 1.1))} or more.")
+            f"{MIN_TRAINING_ITERATIONS} iterations do not fit; give --budget {format_duration(smallest)} or more.")

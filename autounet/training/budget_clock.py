@@ -6,30 +6,36 @@ uses it too); :class:`BudgetClock` fits the schedule once and re-checks the rema
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from autounet.errors import UserError
 from autounet.network import NetworkConfig, build_network
-from autounet.training.budget import (TTA_MAX_SHARE, BudgetTiming, Schedule, schedule_for_time, shortened_epochs,
-                                      too_small_message)
+from autounet.planning.plans import ConfigurationPlan
+from autounet.preprocessing.store import CaseStore
+from autounet.training.budget import (EPOCH_OVERHEAD_GUESS, TTA_MAX_SHARE, BudgetTiming, Schedule,
+                                      schedule_for_time, shortened_epochs, too_small_message)
 
-EPOCH_OVERHEAD_GUESS = 0.5
-"""Seconds per epoch for checkpoints, log and plot before the first epoch has measured them."""
 EPOCH_SAFETY = 1.05
 """Remaining epochs are fitted with the last epoch's time times this, so noise does not overrun the budget."""
-VALIDATION_CASE_SECONDS = 0.3
-"""Per validation case: reading, resampling, writing and scoring besides the network's forward passes."""
-VALIDATION_FACTOR = 1.3
-"""Forward passes inside sliding windows cost more than bare ones (padding, Gaussian weighting, copies)."""
+VALIDATION_CASE_SECONDS = 0.5
+"""Per validation case: reading, preprocessing, resampling, writing and scoring besides the network."""
+VALIDATION_FIXED_SECONDS = 1.0
+"""Loading the predictor and the evaluation once."""
+VALIDATION_FACTOR = 1.5
+"""Safety on the measured tile time: mirrored inputs and a loaded machine vary it."""
 CALIBRATION_ITERATIONS = 5
 """Real training iterations (after the first) timed to re-fit the schedule at the start of training."""
-MEASURE_SECONDS = 2.0
+MEASURE_SECONDS = 1.0
 MIN_TIMED_STEPS = 4
-MAX_TIMED_STEPS = 40
+MAX_TIMED_STEPS = 60
+SETTLED_RATIO = 2.0
+"""Steps count as settled when the slowest of the last few takes at most this many times the fastest."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,10 @@ def measure_step_seconds(network: NetworkConfig, patch_size: list[int], batch_si
                          fast_cpu: bool = True, window_seconds: float = MEASURE_SECONDS) -> StepSeconds:
     """Median wall time of real training iterations and of inference forward passes of a fresh network.
 
-    After a warm-up step, steps are timed for about ``window_seconds`` (at least 4, at most 40): on a shared
-    CPU single steps vary many-fold, and the median over a window is what a long run sees. The network is a
-    throwaway built from ``network``: the run's own weights are not touched.
+    After a warm-up step, steps are timed for at least ``window_seconds`` and until the last 4 agree within a
+    factor of 2 (or 3 windows have passed): on a shared CPU a fresh process's first steps and single steps
+    vary many-fold, and the median of settled steps is what a long run sees. The network is a throwaway built
+    from ``network``: the run's own weights are not touched.
     """
     from autounet.planning.memory import training_step
     from autounet.training.cpu_speed import speed_up_for_cpu
@@ -73,17 +80,42 @@ def measure_step_seconds(network: NetworkConfig, patch_size: list[int], batch_si
 
 
 def _median_seconds(step, device: torch.device, window_seconds: float) -> float:
+    """Median of the last few step times, once they have settled (a fresh process runs its first steps slowly)."""
     seconds: list[float] = []
     step()  # warm-up: first calls build kernels and allocate
     _sync(device)
     began = time.perf_counter()
-    while len(seconds) < MAX_TIMED_STEPS and (len(seconds) < MIN_TIMED_STEPS
-                                               or time.perf_counter() - began < window_seconds):
+    while len(seconds) < MAX_TIMED_STEPS:
         start = time.perf_counter()
         step()
         _sync(device)
         seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+        recent = seconds[-MIN_TIMED_STEPS:]
+        settled = len(recent) == MIN_TIMED_STEPS and max(recent) <= SETTLED_RATIO * min(recent)
+        elapsed = time.perf_counter() - began
+        if (settled and elapsed >= window_seconds) or (len(recent) == MIN_TIMED_STEPS
+                                                       and elapsed >= 3 * window_seconds):
+            break
+    return statistics.median(seconds[-MIN_TIMED_STEPS:])
+
+
+def fastest_threads(measure, device: torch.device) -> StepSeconds:
+    """Run ``measure()`` with torch's threads and with one thread on the CPU; keep the faster setting.
+
+    On a CPU shared with other jobs, several threads waiting for each other can be many times slower than
+    one thread; a budget run takes whichever is faster now.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        return measure()
+    torch.set_num_threads(1)
+    single = measure()
+    torch.set_num_threads(threads)
+    several = measure()
+    if single.training_iteration < several.training_iteration:
+        torch.set_num_threads(1)
+        return single
+    return several
 
 
 def _sync(device: torch.device) -> None:
@@ -91,26 +123,69 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def validation_tiles(shapes: list[list[int]], patch_size: list[int], divisor: list[int]) -> int:
-    """How many sliding-window tiles (step 0.5, no mirroring) the preprocessed (z, y, x) ``shapes`` need."""
-    from autounet.inference.sliding_window import WindowSettings, tile_boxes, tile_shape
+@dataclass(frozen=True)
+class ValidationCost:
+    """What predicting the fold's validation cases costs: tiles, and the measured seconds of one tile."""
 
-    settings = WindowSettings(tuple(patch_size), tuple(divisor))
-    total = 0
-    for shape in shapes:
+    seconds_per_tile: float
+    """Seconds per sliding-window tile, measured by predicting one real validation case without mirroring."""
+    tiles: int
+    cases: int
+    mirrorings: int
+    """Network inputs per tile with mirroring TTA (2 ** spatial axes)."""
+
+    def seconds(self, tta: bool) -> float:
+        """Estimated wall time of the final validation, with or without mirroring TTA.
+
+        Example:
+            >>> ValidationCost(0.01, 100, 4, 8).seconds(tta=True)
+            15.0
+        """
+        inputs = self.tiles * (self.mirrorings if tta else 1)
+        return round(inputs * self.seconds_per_tile * VALIDATION_FACTOR + self.cases * VALIDATION_CASE_SECONDS
+                     + VALIDATION_FIXED_SECONDS, 1)
+
+
+def measure_validation_cost(plan: ConfigurationPlan, store: CaseStore, case_ids: list[str],
+                            device: torch.device) -> ValidationCost:
+    """Count the validation cases' tiles and time a real sliding-window prediction of the median one."""
+    from autounet.inference.sliding_window import WindowSettings, predict_logits, tile_boxes, tile_shape
+
+    settings = WindowSettings(tuple(plan.patch_size), tuple(plan.network.total_downsampling()), mirror=False)
+    mirrorings = 2 ** len(plan.patch_size)
+    if not case_ids:
+        return ValidationCost(0.0, 0, 0, mirrorings)
+    counts = {}
+    for case_id in case_ids:
+        shape = store.load_properties(case_id).shape_after_resample
         tile = tile_shape(shape, settings)
-        total += len(tile_boxes([max(s, t) for s, t in zip(shape, tile)], tile, settings.step))
-    return total
+        counts[case_id] = len(tile_boxes([max(s, t) for s, t in zip(shape, tile)], tile, settings.step))
+    median_case = sorted(case_ids, key=counts.get)[len(case_ids) // 2]
+    network = build_network(plan.network).to(device).eval()  # built as inference loads it
+    data = np.array(store.load(median_case).data)  # a writable copy for torch
+    start = time.perf_counter()
+    predict_logits(network, data, plan.network.num_classes, settings, device)
+    _sync(device)
+    per_tile = (time.perf_counter() - start) / max(1, counts[median_case])
+    return ValidationCost(per_tile, sum(counts.values()), len(case_ids), mirrorings)
 
 
-def validation_seconds(tiles: int, cases: int, seconds_per_forward: float, mirrorings: int) -> float:
-    """Estimated time to predict and score ``cases`` validation cases holding ``tiles`` tiles.
+def schedule_within(budget: float, setup: float, steps: StepSeconds, batch_size: int,
+                    validation: ValidationCost) -> tuple[bool, float, Schedule | None]:
+    """Validation TTA or not, its estimated seconds, and the schedule that fits (None if none does)."""
+    tta = validation.seconds(tta=True) <= TTA_MAX_SHARE * budget
+    validate = validation.seconds(tta)
+    schedule = schedule_for_time(budget - setup - validate, steps.training_iteration, steps.forward * batch_size,
+                                 EPOCH_OVERHEAD_GUESS)
+    return tta, validate, schedule
 
-    Example:
-        >>> round(validation_seconds(100, 4, 0.01, 8), 2)
-        11.6
-    """
-    return tiles * mirrorings * seconds_per_forward * VALIDATION_FACTOR + cases * VALIDATION_CASE_SECONDS
+
+def smallest_budget(budget: float, setup: float, steps: StepSeconds, batch_size: int,
+                    validation: ValidationCost) -> float:
+    """The smallest budget (in 5 % steps above ``budget``, whole seconds) that buys the minimum schedule."""
+    while schedule_within(budget, setup, steps, batch_size, validation)[2] is None:
+        budget = float(math.ceil(budget * 1.05 + 1))
+    return budget
 
 
 class BudgetClock:
@@ -127,7 +202,7 @@ class BudgetClock:
         self.budget_seconds = budget_seconds
         self.started = time.perf_counter() if started is None else started
         self.timing: BudgetTiming | None = None
-        self._tiles = self._cases = self._mirrorings = self._batch = 0
+        self._batch = 0
         self._calibrated = False
         self._last_iteration_end = 0.0
         self._iteration_seconds: list[float] = []
@@ -137,26 +212,18 @@ class BudgetClock:
     def remaining(self) -> float:
         return self.budget_seconds - (time.perf_counter() - self.started)
 
-    def _validation_seconds(self, seconds_per_forward: float) -> float:
-        return validation_seconds(self._tiles, self._cases, seconds_per_forward, self._mirrorings)
-
-    def fit(self, steps: StepSeconds, batch_size: int, tiles: int, cases: int, spatial_dims: int) -> BudgetTiming:
+    def fit(self, steps: StepSeconds, batch_size: int, validation: ValidationCost) -> BudgetTiming:
         """Choose TTA and the schedule that fit the remaining time; raise UserError when none does."""
         import autounet.evaluation.folders  # noqa: F401 - imported now so validation's clock starts warm
         import autounet.inference.predictor  # noqa: F401
 
-        self._tiles, self._cases, self._batch = tiles, cases, batch_size
-        per_val_iteration = steps.forward * batch_size
-        mirrored = validation_seconds(tiles, cases, steps.forward, 2 ** spatial_dims)
-        tta = mirrored <= TTA_MAX_SHARE * self.budget_seconds
-        self._mirrorings = 2 ** spatial_dims if tta else 1
-        validate = self._validation_seconds(steps.forward)
+        self._batch = batch_size
         setup = time.perf_counter() - self.started
-        schedule: Schedule | None = schedule_for_time(self.remaining() - validate, steps.training_iteration,
-                                                      per_val_iteration, EPOCH_OVERHEAD_GUESS)
+        tta, validate, schedule = schedule_within(self.budget_seconds, setup, steps, batch_size, validation)
         if schedule is None:
             raise UserError(too_small_message(self.budget_seconds, steps.training_iteration, setup + validate,
-                                              per_val_iteration, EPOCH_OVERHEAD_GUESS))
+                                              smallest_budget(self.budget_seconds, setup, steps, batch_size,
+                                                              validation)))
         self.timing = BudgetTiming(self.budget_seconds, round(steps.training_iteration, 4), round(steps.forward, 4),
                                    round(validate, 1), tta, EPOCH_OVERHEAD_GUESS, round(setup, 1), schedule.epochs,
                                    schedule.iterations_per_epoch, schedule.val_iterations)
@@ -190,14 +257,6 @@ class BudgetClock:
         rest_of_this_epoch = epoch - iteration * seconds_per_iteration
         left = self.remaining() - timing.validation_seconds - rest_of_this_epoch
         timing.epochs = max(self._epochs_done + 1, self._epochs_done + 1 + int(left // epoch))
-
-    def validation_iterations_done(self, seconds: float, iterations: int) -> None:
-        """Re-estimate the final validation from this epoch's pseudo-Dice forward passes (the current load)."""
-        if self.timing is None or iterations < 1 or self._batch < 1:
-            return
-        forward = seconds / (iterations * self._batch)
-        self.timing.validation_seconds = round(max(self.timing.validation_seconds,
-                                                   self._validation_seconds(forward)), 1)
 
     def epoch_done(self, completed: bool) -> int:
         """After an epoch: the epoch total that still ends (with validation) within the budget."""

@@ -21,7 +21,8 @@ from autounet.paths import DatasetLocation
 from autounet.training import distributed
 from autounet.preprocessing.store import CaseStore
 from autounet.training.batches import BatchRecipe
-from autounet.training.budget_clock import BudgetClock, measure_step_seconds, validation_tiles
+from autounet.training.budget_clock import (BudgetClock, fastest_threads, measure_step_seconds,
+                                           measure_validation_cost)
 from autounet.training.checkpoint import (EpochRecord, ResumePoint, TrainingState, has_training_state,
                                           load_training_state, restore_rng, save_training_state, save_weights)
 from autounet.training.config import RUNTIME_FIELDS, TrainingConfig
@@ -156,8 +157,6 @@ def run_epoch(run: Run, stream: BatchStream, epoch: int, clock: BudgetClock | No
         val_losses.append(loss)
         counts += batch_counts
     run.net.train()
-    if clock is not None:
-        clock.validation_iterations_done(time.perf_counter() - start - train_seconds, val_iterations)
     dice = dice_from_counts(distributed.sum_across(counts, run.ranks))
     scored = [d for d in dice if not math.isnan(d)]
     mean_dice = sum(scored) / len(scored) if scored else math.nan
@@ -196,12 +195,13 @@ def finish_epoch(run: Run, record: EpochRecord) -> None:
 def fit_to_budget(run: Run, clock: BudgetClock, batch: int) -> TrainingConfig:
     """Measure this machine, fit the schedule to the budget's remaining time, save and print it."""
     setup, plan = run.setup, run.setup.plan
-    steps = measure_step_seconds(plan.network, list(plan.patch_size), batch, run.parts.device,
-                                 fast_cpu=run.parts.channels_last)
-    store = CaseStore(setup.store_folder)
-    shapes = [store.load_properties(case_id).shape_after_resample for case_id in setup.split.val]
-    tiles = validation_tiles(shapes, list(plan.patch_size), list(plan.network.total_downsampling()))
-    timing = clock.fit(steps, batch, tiles, len(shapes), len(plan.patch_size))
+    steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch,
+                                                         run.parts.device, fast_cpu=run.parts.channels_last),
+                            run.parts.device)
+    validation = measure_validation_cost(plan, CaseStore(setup.store_folder), list(setup.split.val),
+                                         run.parts.device)
+    timing = clock.fit(steps, batch, validation)
+    timing.threads = torch.get_num_threads() if run.parts.device.type == "cpu" else None
     run.config = run.config.with_overrides(epochs=timing.epochs, iterations_per_epoch=timing.iterations_per_epoch,
                                            val_iterations=timing.val_iterations,
                                            validation_tta=timing.validation_tta, budget_timing=timing)

@@ -9,7 +9,7 @@ from autounet.training import budget_clock
 from autounet.training.budget import (MAX_ITERATIONS_PER_EPOCH, MIN_TRAINING_ITERATIONS, BudgetTiming,
                                       budget_seconds, fit_schedule, format_duration, parse_duration,
                                       schedule_for_time, seconds_per_epoch, shortened_epochs)
-from autounet.training.budget_clock import BudgetClock, StepSeconds
+from autounet.training.budget_clock import BudgetClock, StepSeconds, ValidationCost
 from autounet.training.config import TrainingConfig
 from autounet.training.optim import poly_lr
 from autounet.utils.serde import load_dataclass, to_json_value
@@ -81,7 +81,7 @@ def test_shortened_epochs_never_lengthens_and_never_undoes_done_epochs():
 def test_config_from_a_duration_round_trips_with_its_timing():
     config = TrainingConfig.from_budget("1h30m", learning_rate=0.02)
     assert config.time_budget_seconds == 5400 and config.budget == "1h30m" and config.learning_rate == 0.02
-    timing = BudgetTiming(5400, 0.5, 0.05, 30.0, True, 0.5, 4.0, 40, 200, 40, 0.6, [38])
+    timing = BudgetTiming(5400, 0.5, 0.05, 30.0, True, 0.5, 4.0, 40, 200, 40, 1, 0.6, [38])
     config = config.with_overrides(budget_timing=timing)
     again = load_dataclass(TrainingConfig, to_json_value(config))
     assert again == config and again.budget_timing.shortened_to == [38]
@@ -105,7 +105,7 @@ def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_aft
     monkeypatch.setattr(budget_clock.time, "perf_counter", fake.perf_counter)
     clock = BudgetClock(budget)
     fake.now += 2.0  # setup
-    timing = clock.fit(StepSeconds(measured, measured / 3), batch_size=2, tiles=40, cases=3, spatial_dims=3)
+    timing = clock.fit(StepSeconds(measured, measured / 3), 2, ValidationCost(measured / 3, 40, 3, 8))
     epoch, epochs_seen = 0, []
     while epoch < timing.epochs:
         clock.epoch_started()
@@ -141,10 +141,19 @@ def test_clock_cuts_the_schedule_when_the_machine_slows_down(monkeypatch):
     assert used + clock.timing.validation_seconds <= 600.0
 
 
+def test_validation_tta_is_dropped_when_it_would_eat_the_budget(monkeypatch):
+    monkeypatch.setattr(budget_clock.time, "perf_counter", FakeTime().perf_counter)
+    cost = ValidationCost(0.05, 400, 10, 8)
+    assert cost.seconds(tta=True) > cost.seconds(tta=False)
+    assert BudgetClock(36_000).fit(StepSeconds(0.1, 0.03), 2, cost).validation_tta
+    short = BudgetClock(600).fit(StepSeconds(0.1, 0.03), 2, cost)
+    assert not short.validation_tta and short.validation_seconds == cost.seconds(tta=False)
+
+
 def test_too_small_budget_says_what_one_iteration_costs_and_what_works(monkeypatch):
     fake = FakeTime()
     monkeypatch.setattr(budget_clock.time, "perf_counter", fake.perf_counter)
     with pytest.raises(UserError, match=r"too small: one training iteration takes 1\.50 s") as error:
-        BudgetClock(10.0).fit(StepSeconds(1.5, 0.5), 2, 10, 2, 3)
+        BudgetClock(10.0).fit(StepSeconds(1.5, 0.5), 2, ValidationCost(0.5, 10, 2, 8))
     suggested = parse_duration(str(error.value).split("--budget ")[1].split(" ")[0])
-    assert BudgetClock(suggested).fit(StepSeconds(1.5, 0.5), 2, 10, 2, 3).epochs >= 1
+    assert BudgetClock(suggested).fit(StepSeconds(1.5, 0.5), 2, ValidationCost(0.5, 10, 2, 8)).epochs >= 1

@@ -1,0 +1,54 @@
+"""Duration budgets through the real command line: run plans for time and keeps to it; train keeps to its budget."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from autounet.training.optim import poly_lr
+from tests.conftest import make_nifti_dataset
+from tests.pipeline.test_end_to_end import autounet, ok
+
+pytestmark = pytest.mark.slow
+
+MARGIN_SECONDS = 15.0
+"""Python and torch start-up (3-6 s on the shared 2-core machine) plus noise in the validation estimate."""
+
+
+def test_run_and_train_with_duration_budgets(tmp_path):
+    root = tmp_path / "root"
+    name = make_nifti_dataset(root / "raw" / "Dataset203_Budget", n_cases=5, shape=(16, 24, 20),
+                              spacing=(2.0, 1.0, 1.0)).name
+    bad = autounet(root, "run", name, "--budget", "45")
+    assert bad.returncode == 1 and "without a unit" in bad.stdout + bad.stderr and "Traceback" not in bad.stderr
+
+    result = ok(autounet(root, "run", name, "--budget", "45s", "--folds", "0", "--no-predict", "--device", "cpu"))
+    printed = " ".join((result.stdout + result.stderr).split())
+    assert "split into 1 fold(s) of 45s" in printed and "chosen:" in printed
+    spent = float(re.search(r"train \+ validate (\d+) s", printed).group(1))
+    assert spent <= 45 + MARGIN_SECONDS / 3, printed
+    time_budget = json.loads((root / "preprocessed" / name / "plans.json").read_text())["time_budget"]
+    assert time_budget["budget_seconds"] == 45 and time_budget["chosen"] in ("2d", "3d_fullres")
+    assert {t["configuration"] for t in time_budget["timings"]} == {"2d", "3d_fullres"}
+    assert all(t["seconds_per_iteration"] > 0 for t in time_budget["timings"])
+    configuration = time_budget["chosen"]
+
+    start = time.perf_counter()
+    trained = ok(autounet(root, "train", name, "--fold", "1", "--budget", "30s", "--device", "cpu"))
+    wall = time.perf_counter() - start
+    assert wall <= 30 + MARGIN_SECONDS, trained.stdout + trained.stderr
+    fold = root / "results" / name / configuration / "fold_1"  # the plan's choice is the default configuration
+    config = json.loads((fold / "training_config.json").read_text())
+    timing = config["budget_timing"]
+    assert timing["budget_seconds"] == 30 and timing["seconds_per_iteration"] > 0
+    assert timing["measured_seconds_per_iteration"] > 0 and timing["epochs"] == config["epochs"]
+    assert "s per training iteration" in trained.stdout + trained.stderr
+    rows = (fold / "log.csv").read_text().strip().splitlines()[1:]
+    assert len(rows) == config["epochs"]  # trained the whole (re-fitted) schedule
+    if all(",nan," not in row for row in rows):  # no epoch was cut at the deadline: the rate annealed to its end
+        last_lr = float(rows[-1].split(",")[-3])
+        assert last_lr == pytest.approx(poly_lr(0.01, config["epochs"] - 1, config["epochs"], 0.9), rel=1e-4)
+    assert (fold / "validation" / "summary.json").is_file()
