@@ -35,6 +35,41 @@ def default_training_configurations(plans) -> list[str]:
     return ["3d_fullres"] if "3d_fullres" in plans.configurations else ["2d"]
 
 
+def with_previous_stages(names: list[str], plans) -> list[str]:
+    """``names`` in training order, each cascade preceded by the stage it builds on (added when missing).
+
+    Example:
+        >>> with_previous_stages(["3d_cascade_fullres"], plans)  # doctest: +SKIP
+        ['3d_lowres', '3d_cascade_fullres']
+    """
+    ordered: list[str] = []
+
+    def add(name: str) -> None:
+        previous = plans.configuration(name).previous_stage
+        if previous:
+            add(previous)
+        if name not in ordered:
+            ordered.append(name)
+
+    for name in names:
+        add(name)
+    return ordered
+
+
+def folds_to_train(location: DatasetLocation, plans, name: str, names: list[str],
+                   folds: list[int | str]) -> list[int | str]:
+    """``folds``; for a stage a cascade in ``names`` builds on, every cross-validation fold first, since the
+    cascade trains on the stage's predictions of all training cases."""
+    if not any(plans.configuration(other).previous_stage == name for other in names):
+        return folds
+    from autounet.preprocessing.store import CaseStore
+    from autounet.training.splits import load_or_create_splits
+
+    case_ids = CaseStore(location.preprocessed / plans.configuration(name).data_identifier).case_ids()
+    every: list[int | str] = list(range(len(load_or_create_splits(location.preprocessed, case_ids))))
+    return every + [fold for fold in folds if fold not in every]
+
+
 def _train_or_continue(location: DatasetLocation, configuration: str, fold: int | str, config) -> Path:
     """Train a fold, continue it if it was interrupted, or keep it if it already finished this schedule."""
     from autounet.training import train_fold
@@ -64,7 +99,8 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     """Run every stage on the dataset at ``location`` and return a summary.
 
     ``folds`` defaults to all five cross-validation folds; ``configurations``
-    to 3d_fullres (3D data) or 2d (2D data). When the raw dataset has an
+    to 3d_fullres (3D data) or 2d (2D data). A cascade (``3d_cascade_fullres``) brings its first stage
+    along, trained on every fold. When the raw dataset has an
     ``imagesTs/`` folder, its images are segmented with the chosen model into
     ``results/<dataset>/predictions_imagesTs/``.
 
@@ -93,9 +129,7 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
 
     start = time.perf_counter()
     plans = plan_dataset(location, gpu_memory_gb=gpu_memory_gb, device=device, workers=workers)
-    names = configurations or default_training_configurations(plans)
-    for name in names:
-        plans.configuration(name)  # a clear error for a name that was not planned
+    names = with_previous_stages(configurations or default_training_configurations(plans), plans)
     clock["fingerprint + plan"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -110,7 +144,7 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     result = PipelineResult(location.name, names, folds)
     start = time.perf_counter()
     for name in names:
-        for fold in folds:
+        for fold in folds_to_train(location, plans, name, names, folds):
             result.fold_folders.append(_train_or_continue(location, name, fold, config))
     clock["train + validate"] = time.perf_counter() - start
 

@@ -121,3 +121,15 @@ def test_lowres_folds_then_cascade_train_and_predict(tmp_path):
     _autounet(root, "find-best", location.name, "-c", "3d_lowres", "-c", "3d_cascade_fullres")
     choice = json.loads((location.results / "inference.json").read_text())
     assert set(choice["configurations"]) <= {"3d_lowres", "3d_cascade_fullres"}
+
+
+def test_run_trains_the_first_stage_on_every_fold_before_the_cascade(tmp_path):
+    from autounet.pipeline import folds_to_train, with_previous_stages
+
+    location = make_cascade_root(tmp_path / "root")
+    plans = load_plans(location.preprocessed)
+    names = with_previous_stages(["3d_cascade_fullres"], plans)
+    assert names == ["3d_lowres", "3d_cascade_fullres"]
+    assert with_previous_stages(["3d_fullres", "3d_lowres"], plans) == ["3d_fullres", "3d_lowres"]
+    assert folds_to_train(location, plans, "3d_lowres", names, [0]) == [0, 1, 2]
+    assert folds_to_train(location, plans, "3d_cascade_fullres", names, [0]) == [0]
