@@ -133,3 +133,20 @@ def test_run_trains_the_first_stage_on_every_fold_before_the_cascade(tmp_path):
     assert with_previous_stages(["3d_fullres", "3d_lowres"], plans) == ["3d_fullres", "3d_lowres"]
     assert folds_to_train(location, plans, "3d_lowres", names, [0]) == [0, 1, 2]
     assert folds_to_train(location, plans, "3d_cascade_fullres", names, [0]) == [0]
+
+
+def test_exporting_a_cascade_takes_its_first_stage_along(tmp_path):
+    from autounet.inference.export import export_model, install_model
+
+    location = make_cascade_root(tmp_path / "root")
+    for configuration in ("3d_lowres", "3d_cascade_fullres"):
+        fold_dir = location.results / configuration / "fold_0"
+        fold_dir.mkdir(parents=True)
+        save_plans(load_plans(location.preprocessed), fold_dir)
+        (fold_dir / "training_config.json").write_text(json.dumps({"configuration": configuration, "fold": 0}))
+        (fold_dir / "dataset.json").write_text((location.raw / "dataset.json").read_text())
+        (fold_dir / "model_final.safetensors").write_bytes(b"weights")
+    manifest = export_model(location.results, tmp_path / "model.zip", ["3d_cascade_fullres"])
+    assert manifest.configurations == ["3d_lowres", "3d_cascade_fullres"]
+    install_model(tmp_path / "model.zip", tmp_path / "elsewhere")
+    assert (tmp_path / "elsewhere" / location.name / "3d_lowres" / "fold_0" / "model_final.safetensors").is_file()
