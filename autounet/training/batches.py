@@ -103,6 +103,7 @@ class BatchMaker:
                 self._transform = build_augmentation(r.patch_size)
             images, labels = augment_batch(self._transform, images, labels, int(rng.integers(2**32)))
         if r.previous_stage_values is not None:
-            images, labels = attach_previous_stage(images, labels, r.previous_stage_values)
+            images, labels = attach_previous_stage(images, labels, r.previous_stage_values,
+                                                   rng if augment else None)
         labels[labels < 0] = 0
         return Batch(key, np.ascontiguousarray(images), labels, chosen)

@@ -150,3 +150,19 @@ def test_exporting_a_cascade_takes_its_first_stage_along(tmp_path):
     assert manifest.configurations == ["3d_lowres", "3d_cascade_fullres"]
     install_model(tmp_path / "model.zip", tmp_path / "elsewhere")
     assert (tmp_path / "elsewhere" / location.name / "3d_lowres" / "fold_0" / "model_final.safetensors").is_file()
+
+
+def test_perturbed_previous_stage_stays_one_hot_and_is_reproducible():
+    from autounet.training.previous_stage import perturb_one_hot
+
+    seg = np.zeros((12, 14, 14), np.int16)
+    seg[2:9, 3:10, 3:10] = 1
+    seg[2:9, 3:10, 7:10] = 2
+    seg[10, 12, 12] = 1  # a one-voxel component
+    one_hot = one_hot_labels(seg, [1, 2])
+    outputs = [perturb_one_hot(one_hot, np.random.default_rng(seed)) for seed in range(20)]
+    for out in outputs:
+        assert out.shape == one_hot.shape and set(np.unique(out)) <= {0.0, 1.0} and out.sum(axis=0).max() <= 1
+    changed = [not np.array_equal(out, one_hot) for out in outputs]
+    assert any(changed) and not all(changed)
+    assert np.array_equal(perturb_one_hot(one_hot, np.random.default_rng(3)), outputs[3])
