@@ -21,12 +21,10 @@ from autounet.preprocessing.store import CaseStore
 from autounet.training.splits import FoldSplit
 from autounet.utils.progress import track
 
-VALIDATION_FOLDER = "validation"
-
 
 def previous_stage_predictions(results: Path, previous_stage: str, ending: str) -> dict[str, Path]:
     """case id -> the previous stage's cross-validation label map, from every ``fold_K/validation/`` folder."""
-    from autounet.evaluation.cv_results import fold_folders
+    from autounet.evaluation.cv_results import VALIDATION_FOLDER, fold_folders
 
     found: dict[str, Path] = {}
     for folder in fold_folders(Path(results) / previous_stage).values():
