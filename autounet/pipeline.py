@@ -37,6 +37,41 @@ def default_training_configurations(plans) -> list[str]:
     return ["3d_fullres"] if "3d_fullres" in plans.configurations else ["2d"]
 
 
+def with_previous_stages(names: list[str], plans) -> list[str]:
+    """``names`` in training order, each cascade preceded by the stage it builds on (added when missing).
+
+    Example:
+        >>> with_previous_stages(["3d_cascade_fullres"], plans)  # doctest: +SKIP
+        ['3d_lowres', '3d_cascade_fullres']
+    """
+    ordered: list[str] = []
+
+    def add(name: str) -> None:
+        previous = plans.configuration(name).previous_stage
+        if previous:
+            add(previous)
+        if name not in ordered:
+            ordered.append(name)
+
+    for name in names:
+        add(name)
+    return ordered
+
+
+def folds_to_train(location: DatasetLocation, plans, name: str, names: list[str],
+                   folds: list[int | str]) -> list[int | str]:
+    """``folds``; for a stage a cascade in ``names`` builds on, every cross-validation fold first, since the
+    cascade trains on the stage's predictions of all training cases."""
+    if not any(plans.configuration(other).previous_stage == name for other in names):
+        return folds
+    from autounet.preprocessing.store import CaseStore
+    from autounet.training.splits import load_or_create_splits
+
+    case_ids = CaseStore(location.preprocessed / plans.configuration(name).data_identifier).case_ids()
+    every: list[int | str] = list(range(len(load_or_create_splits(location.preprocessed, case_ids))))
+    return every + [fold for fold in folds if fold not in every]
+
+
 def _train_or_continue(location: DatasetLocation, configuration: str, fold: int | str, config) -> Path:
     """Train a fold, continue it if it was interrupted, or keep it if it already finished this schedule."""
     from autounet.training import train_fold
@@ -69,7 +104,8 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     """Run every stage on the dataset at ``location`` and return a summary.
 
     ``folds`` defaults to all five cross-validation folds; ``configurations``
-    to 3d_fullres (3D data) or 2d (2D data). When the raw dataset has an
+    to 3d_fullres (3D data) or 2d (2D data). A cascade (``3d_cascade_fullres``) brings its first stage
+    along, trained on every fold. When the raw dataset has an
     ``imagesTs/`` folder, its images are segmented with the chosen model into
     ``results/<dataset>/predictions_imagesTs/``. A duration ``budget``
     (``30m``) covers the training and validation of every fold trained,
@@ -113,10 +149,8 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
         from autounet.utils.progress import console
 
         console.print(plans.time_budget.describe(), highlight=False)
-    names = configurations or (
-        [plans.time_budget.chosen] if plans.time_budget is not None else default_training_configurations(plans))
-    for name in names:
-        plans.configuration(name)  # a clear error for a name that was not planned
+    chosen = [plans.time_budget.chosen] if plans.time_budget is not None else None
+    names = with_previous_stages(configurations or chosen or default_training_configurations(plans), plans)
     clock["fingerprint + plan"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -133,7 +167,7 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
                                 f"{format_duration(fold_budget)}; {plans.time_budget.describe()}")
     start = time.perf_counter()
     for name in names:
-        for fold in folds:
+        for fold in folds_to_train(location, plans, name, names, folds):
             result.fold_folders.append(_train_or_continue(location, name, fold, config))
     clock["train + validate"] = time.perf_counter() - start
 

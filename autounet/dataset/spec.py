@@ -62,6 +62,15 @@ class DatasetSpec:
             return sum(1 for k, v in self.labels.items() if k not in ("background", "ignore"))
         return len(self.foreground_labels) + 1
 
+    @property
+    def predicted_foreground_values(self) -> list[int]:
+        """The non-zero values a predicted label map can hold, in output order: the foreground labels, or
+        each region's value from ``regions_class_order``. A cascade's second stage gets one input channel per
+        value, in this order (the first stage's prediction, one-hot encoded)."""
+        if not self.has_regions:
+            return list(self.foreground_labels)
+        return list(dict.fromkeys(v for v in self.regions_class_order or [] if v != 0))
+
     def label_name(self, value: int) -> str:
         """The name dataset.json gives label ``value``."""
         return next((k for k, v in self.labels.items() if v == value), str(value))

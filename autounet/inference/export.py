@@ -37,9 +37,31 @@ class ModelManifest:
     files: list[str] = field(default_factory=list)
 
 
+def previous_stages(dataset_results: Path, configurations: Sequence[str]) -> list[str]:
+    """The first stages the cascades among ``configurations`` predict with (from their folds' plans.json).
+
+    Example:
+        >>> previous_stages(Path("results/Dataset004_Hippocampus"), ["3d_cascade_fullres"])  # doctest: +SKIP
+        ['3d_lowres']
+    """
+    from autounet.planning.plans import load_plans
+
+    found: list[str] = []
+    for configuration in configurations:
+        folders = fold_folders(Path(dataset_results) / configuration)
+        if not folders:
+            continue
+        previous = load_plans(folders[0] / "plans.json").configuration(configuration).previous_stage
+        if previous and previous not in configurations and previous not in found:
+            found.append(previous)
+    return found
+
+
 def export_model(dataset_results: Path, target: Path, configurations: Sequence[str] | None = None,
                  folds: Sequence[int | str] | None = None, checkpoint: str = "final") -> ModelManifest:
     """Write the trained folds of ``dataset_results`` (all configurations, or the chosen ones) to zip ``target``.
+
+    A cascade travels with every fold of its first stage, which it predicts with.
 
     Example:
         >>> export_model(Path("results/Dataset004_Hippocampus"), Path("hippo.zip"), ["3d_fullres"])  # doctest: +SKIP
@@ -52,11 +74,13 @@ def export_model(dataset_results: Path, target: Path, configurations: Sequence[s
     if not chosen or unknown:
         raise UserError(f"{dataset_results}: no trained configuration {', '.join(unknown) or ''} to export "
                         f"(trained: {', '.join(available) or 'none'}).")
+    first_stages = previous_stages(dataset_results, chosen)
+    chosen = first_stages + chosen
     entries: dict[str, Path] = {}
     fold_labels: dict[str, list[str]] = {}
     for configuration in chosen:
         folders = fold_folders(dataset_results / configuration)
-        if folds is not None:
+        if folds is not None and configuration not in first_stages:
             wanted = {str(f) for f in folds}
             folders = [f for f in folders if f.name.split("_", 1)[1] in wanted]
         if not folders:

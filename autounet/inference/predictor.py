@@ -21,7 +21,7 @@ from autounet.dataset.spec import DatasetSpec
 from autounet.errors import UserError
 from autounet.inference.model_folder import (TrainedConfiguration, is_fold_folder, load_network,
                                              load_trained_configuration, trained_configurations)
-from autounet.inference.probabilities import output_label_values, to_labels, to_probabilities
+from autounet.inference.probabilities import to_labels, to_probabilities
 from autounet.inference.restore import restore_all_probabilities, restore_labels_of
 from autounet.inference.sliding_window import WindowSettings, predict_logits
 from autounet.io.geometry import Geometry
@@ -108,7 +108,7 @@ class ConfigurationModel:
         return self.trained.name
 
     def _preprocess(self, image: np.ndarray, geometry: Geometry, case_id: str):
-        from autounet.preprocessing.pipeline import preprocess_case
+        from autounet.preprocessing.pipeline import one_hot_labels, preprocess_case
 
         plans, plan = self.trained.plans, self.trained.plan
         if self.previous is None:
@@ -116,14 +116,13 @@ class ConfigurationModel:
             return data, properties
         first_stage = self.previous.predict_labels(image, geometry, case_id)
         data, seg, properties = preprocess_case(image, geometry, first_stage, plans, plan, case_id)
-        foreground = output_label_values(self.previous.trained.spec)[1:]
+        foreground = self.previous.trained.spec.predicted_foreground_values
         expected = data.shape[0] + len(foreground)
         if plan.network.in_channels != expected:
             raise UserError(f"{self.trained.folds[0].folder / 'plans.json'}: cascade '{plan.name}' has a network with "
                             f"{plan.network.in_channels} input channels, but needs {expected} (the image's "
                             f"{data.shape[0]} plus one per foreground label of '{plan.previous_stage}').")
-        one_hot = np.stack([(seg[0] == value) for value in foreground]).astype(np.float32)
-        return np.concatenate([data, one_hot]), properties
+        return np.concatenate([data, one_hot_labels(seg[0], foreground)]), properties
 
     def probabilities_of_preprocessed(self, data: np.ndarray) -> torch.Tensor:
         """Fold-averaged probabilities ``(K, z, y, x)`` of an already preprocessed image ``(C, z, y, x)``."""
@@ -180,9 +179,10 @@ class Predictor:
     def from_trained(cls, trained: Sequence[TrainedConfiguration], device: str = "auto", tta: bool = True,
                      step: float = 0.5, checkpoint: str = "final",
                      postprocess: LabelTransform | None = None, threads: int | None = None,
-                     precision: str = "auto") -> "Predictor":
+                     precision: str = "auto", previous_folds: list[int | str] | None = None) -> "Predictor":
         """A predictor for already located trained configurations (their cascades' first stages are loaded
-        from the sibling configuration folders). ``precision``: see :func:`resolve_precision`."""
+        from the sibling configuration folders: all their folds, or ``previous_folds``).
+        ``precision``: see :func:`resolve_precision`."""
         if not 0 < step <= 1:
             raise UserError(f"--step must be in (0, 1], got {step}.")
         torch_device = resolve_device(device, threads)
@@ -192,7 +192,7 @@ class Predictor:
             previous = None
             if configuration.plan.previous_stage:
                 sibling = configuration.folds[0].folder.parent.parent / configuration.plan.previous_stage
-                first = load_trained_configuration(sibling, None, checkpoint)
+                first = load_trained_configuration(sibling, previous_folds, checkpoint)
                 previous = ConfigurationModel(first, torch_device, tta, step, None, dtype)
             models.append(ConfigurationModel(configuration, torch_device, tta, step, previous, dtype))
         return cls(models, postprocess)
@@ -201,9 +201,11 @@ class Predictor:
     def from_model_folder(cls, model_dir: Path, folds: list[int | str] | None = None, checkpoint: str = "final",
                           device: str = "auto", tta: bool = True, step: float = 0.5,
                           configurations: list[str] | None = None,
-                          postprocess: LabelTransform | None = None, precision: str = "auto") -> "Predictor":
+                          postprocess: LabelTransform | None = None, precision: str = "auto",
+                          previous_folds: list[int | str] | None = None) -> "Predictor":
         """A predictor from a fold folder, a configuration folder (all its folds, or ``folds``), or a dataset's
-        results folder together with ``configurations`` (several make an ensemble).
+        results folder together with ``configurations`` (several make an ensemble). A cascade's first stage
+        uses all its folds, or ``previous_folds``.
 
         Example:
             >>> p = Predictor.from_model_folder(Path("results/Dataset004_Hippocampus/3d_fullres"), folds=[0, 1],
@@ -219,7 +221,8 @@ class Predictor:
             raise UserError(f"{model_dir}: holds several configurations ({names});"
                             f" choose with -c.")
         trained = [load_trained_configuration(folder, folds, checkpoint) for folder in folders]
-        return cls.from_trained(trained, device, tta, step, checkpoint, postprocess, precision=precision)
+        return cls.from_trained(trained, device, tta, step, checkpoint, postprocess, precision=precision,
+                                previous_folds=previous_folds)
 
     @property
     def spec(self) -> DatasetSpec:

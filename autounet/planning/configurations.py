@@ -139,12 +139,29 @@ class ConfigurationPlanner:
         return plan
 
 
+def cascade_plan(fullres: ConfigurationPlan, previous_stage_channels: int) -> ConfigurationPlan:
+    """``3d_cascade_fullres``: the fullres plan (same data, patch and batch) whose network also takes the
+    3d_lowres prediction, one-hot encoded, as ``previous_stage_channels`` extra input channels.
+
+    Example:
+        >>> cascade_plan(fullres, 2).network.in_channels == fullres.network.in_channels + 2  # doctest: +SKIP
+        True
+    """
+    cascade = copy.deepcopy(fullres)
+    cascade.name, cascade.previous_stage = "3d_cascade_fullres", "3d_lowres"
+    cascade.network.in_channels = fullres.network.in_channels + previous_stage_channels
+    return cascade
+
+
 def plan_configurations(fingerprint: Fingerprint, num_classes: int, budget_gb: float,
                         names: list[str] | None = None, amp: bool = True,
-                        notes: list[str] | None = None) -> dict[str, ConfigurationPlan]:
+                        notes: list[str] | None = None,
+                        previous_stage_channels: int | None = None) -> dict[str, ConfigurationPlan]:
     """Plan the configurations called ``names`` (default: all that apply to the data).
 
     Sentences for the user (e.g. why 3d_lowres was not planned) are appended to ``notes``.
+    ``previous_stage_channels`` is the number of values a predicted label map holds besides background
+    (:attr:`DatasetSpec.predicted_foreground_values`); it defaults to ``num_classes - 1``.
 
     2D data gets only ``2d``; 3D data gets ``2d``, ``3d_fullres`` and, when the
     fullres patch covers under a quarter of the median image, ``3d_lowres``
@@ -177,7 +194,6 @@ def plan_configurations(fingerprint: Fingerprint, num_classes: int, budget_gb: f
                 notes.append(message)
         if lowres is not None:
             plans["3d_lowres"] = lowres
-            cascade = copy.deepcopy(fullres)
-            cascade.name, cascade.previous_stage = "3d_cascade_fullres", "3d_lowres"
-            plans["3d_cascade_fullres"] = cascade
+            extra = num_classes - 1 if previous_stage_channels is None else previous_stage_channels
+            plans["3d_cascade_fullres"] = cascade_plan(fullres, extra)
     return plans

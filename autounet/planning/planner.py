@@ -72,19 +72,23 @@ def verify_or_raise(raw_folder: Path, workers: int | None = None) -> None:
                                   f"run `autounet verify` for the full report.")
 
 
-def _num_classes(location: DatasetLocation, fingerprint: Fingerprint) -> int:
-    """Network outputs from dataset.json; from the fingerprint's labels when the raw data is not here."""
+def _label_counts(location: DatasetLocation, fingerprint: Fingerprint) -> tuple[int, int]:
+    """Network outputs and the cascade's extra input channels (one per non-zero predicted value), from
+    dataset.json; from the fingerprint's labels when the raw data is not here."""
     if _has_raw(location):
         spec: DatasetSpec = load_spec(location.raw)
-        return spec.num_outputs
-    return len([v for v in fingerprint.label_values if v != 0]) + 1
+        return spec.num_outputs, len(spec.predicted_foreground_values)
+    foreground = len([v for v in fingerprint.label_values if v != 0])
+    return foreground + 1, foreground
 
 
-def replan_one(fingerprint: Fingerprint, num_classes: int, name: str, budget_gb: float) -> ConfigurationPlan:
+def replan_one(fingerprint: Fingerprint, num_classes: int, name: str, budget_gb: float,
+               previous_stage_channels: int | None = None) -> ConfigurationPlan:
     """Plan the configuration called ``name`` alone for ``budget_gb`` (the cascade stages come as a pair)."""
     cascade = name in ("3d_lowres", "3d_cascade_fullres")
     names = ["3d_fullres", "3d_lowres"] if cascade else [name]
-    return plan_configurations(fingerprint, num_classes, budget_gb, names)[name]
+    return plan_configurations(fingerprint, num_classes, budget_gb, names,
+                               previous_stage_channels=previous_stage_channels)[name]
 
 
 def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, device: str = "auto",
@@ -112,11 +116,13 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     budget = budget or memory_budget(device, gpu_memory_gb)
     report.notes.extend(budget.notes)
     fingerprint = current_fingerprint(location, workers, report)
-    num_classes = _num_classes(location, fingerprint)
-    planned = plan_configurations(fingerprint, num_classes, budget.gb, configurations, notes=report.notes)
+    num_classes, previous_channels = _label_counts(location, fingerprint)
+    planned = plan_configurations(fingerprint, num_classes, budget.gb, configurations, notes=report.notes,
+                                  previous_stage_channels=previous_channels)
     if verify:
         planned = verify_configurations(planned, budget.gb,
-                                        lambda name, gb: replan_one(fingerprint, num_classes, name, gb))
+                                        lambda name, gb: replan_one(fingerprint, num_classes, name, gb,
+                                                                                previous_channels))
     if budget.hardware.device == "cpu" and gpu_memory_gb is None and any(not p.is_2d for p in planned.values()):
         report.warnings.extend(budget.warnings)
     plans = Plans(dataset_name=location.name, hardware=budget.hardware, memory_budget_gb=budget.gb,

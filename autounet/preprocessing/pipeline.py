@@ -48,6 +48,49 @@ def label_dtype(max_label: int) -> np.dtype:
     return np.dtype(np.int8) if max_label <= 127 else np.dtype(np.int16)
 
 
+def crop_labels(seg: np.ndarray, box: list[list[int]], mask: np.ndarray) -> np.ndarray:
+    """A raw label map ``(z, y, x)`` cropped to ``box``, with background outside the cropped nonzero ``mask``
+    set to :data:`OUTSIDE_MASK`."""
+    cropped = crop_to_bbox(seg, box).astype(label_dtype(int(seg.max(initial=0))))
+    cropped[(cropped == 0) & ~mask] = OUTSIDE_MASK
+    return cropped
+
+
+def labels_on_grid(seg: np.ndarray, image: np.ndarray, properties: CaseProperties,
+                   config: ConfigurationPlan) -> np.ndarray:
+    """Another label map of a raw case (e.g. a cascade's first-stage prediction) brought onto the case's
+    preprocessed grid exactly as :func:`preprocess_case` brings its labels: ``(1, z, y, x)``, -1 outside
+    the nonzero mask of ``image`` (the raw ``(c, Z, Y, X)`` image the properties were made from).
+
+    Example:
+        >>> prev = labels_on_grid(lowres_labels, image, store.load_properties("case_0"), plan)  # doctest: +SKIP
+        >>> prev.shape[1:] == tuple(store.load_properties("case_0").shape_after_resample)       # doctest: +SKIP
+        True
+    """
+    if tuple(seg.shape) != tuple(image.shape[1:]):
+        raise UserError(f"case '{properties.case_id}': label shape {tuple(seg.shape)} differs from the image's "
+                        f"{tuple(image.shape[1:])}.")
+    box = properties.crop_bbox
+    mask = crop_to_bbox(nonzero_mask(image), box)
+    if list(mask.shape) != list(properties.shape_after_crop):
+        raise UserError(f"case '{properties.case_id}': the raw image no longer matches its preprocessed "
+                        f"properties; run `autounet preprocess --overwrite`.")
+    return resample_labels(crop_labels(seg, box, mask), [float(s) for s in properties.geometry.spacing],
+                           properties.target_spacing, config.resampling, properties.shape_after_resample)[None]
+
+
+def one_hot_labels(seg: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """One float32 channel per value of ``values`` (in that order): 1 where ``seg`` equals it, else 0.
+
+    ``seg`` is ``(z, y, x)``; negative values (outside the mask or the image) are 0 in every channel.
+
+    Example:
+        >>> one_hot_labels(np.array([[[0, 1, 2, -1]]]), [1, 2])[:, 0, 0].tolist()
+        [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
+    """
+    return np.stack([seg == value for value in values]).astype(np.float32)
+
+
 def preprocess_case(image: np.ndarray, geometry: Geometry, seg: np.ndarray | None, plans: Plans,
                     config: ConfigurationPlan, case_id: str = "") -> tuple[np.ndarray, np.ndarray | None,
                                                                              CaseProperties]:
@@ -68,10 +111,7 @@ def preprocess_case(image: np.ndarray, geometry: Geometry, seg: np.ndarray | Non
     del mask_full
     data = normalize_image(crop_to_bbox(image, box), config.normalization, config.use_mask_for_norm, mask,
                            plans.intensity_stats)
-    cropped_labels = None
-    if seg is not None:
-        cropped_labels = crop_to_bbox(seg, box).astype(label_dtype(int(seg.max(initial=0))))
-        cropped_labels[(cropped_labels == 0) & ~mask] = OUTSIDE_MASK
+    cropped_labels = None if seg is None else crop_labels(seg, box, mask)
     spacing = [float(s) for s in geometry.spacing]
     target = target_spacing_for(config, spacing)
     shape_after_crop = list(data.shape[1:])

@@ -7,7 +7,9 @@ One folder per configuration (``preprocessed/DATASET/<data_identifier>/``), per 
   the nonzero mask (background the image had no content for);
 - ``CASE_locations.npz``: for each foreground label ``k``, an array ``label_k`` of sampled voxel
   coordinates ``(n, 3)``, for foreground oversampling;
-- ``CASE.json``: :class:`CaseProperties`, written last, so its presence means the case is complete.
+- ``CASE.json``: :class:`CaseProperties`, written last, so its presence means the case is complete;
+- ``CASE_prev.npy`` (cascades only, written by training): the previous stage's cross-validation prediction
+  on this grid, int8 ``(1, z, y, x)``, ``-1`` outside the nonzero mask.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from autounet.errors import UserError
 from autounet.io.geometry import Geometry
 from autounet.utils.atomic import save_npy, write_bytes, write_json
 from autounet.utils.serde import load_dataclass, to_json_value
+
+
+PREVIOUS_STAGE_SUFFIX = "_prev.npy"
 
 
 @dataclass
@@ -46,6 +51,8 @@ class PreprocessedCase:
     seg: np.ndarray | None
     properties: CaseProperties
     class_locations: dict[int, np.ndarray]
+    previous_stage: np.ndarray | None = None
+    """A cascade's previous-stage label map ``(1, z, y, x)`` (see :meth:`CaseStore.load_previous_stage`)."""
 
 
 class CaseStore:
@@ -75,7 +82,7 @@ class CaseStore:
 
     def remove(self, case_id: str) -> None:
         """Delete a case's files (properties first, so a half-removed case never looks complete)."""
-        for suffix in (".json", ".npy", "_seg.npy", "_locations.npz"):
+        for suffix in (".json", ".npy", "_seg.npy", "_locations.npz", PREVIOUS_STAGE_SUFFIX):
             self._file(case_id, suffix).unlink(missing_ok=True)
 
     def remove_stale_temporaries(self) -> int:
@@ -115,6 +122,27 @@ class CaseStore:
         except BaseException:
             self.remove(case_id)
             raise
+
+    def previous_stage_file(self, case_id: str) -> Path:
+        """Where a cascade's previous-stage label map of ``case_id`` is cached."""
+        return self._file(case_id, PREVIOUS_STAGE_SUFFIX)
+
+    def save_previous_stage(self, case_id: str, seg: np.ndarray) -> None:
+        """Cache a previous-stage label map ``(1, z, y, x)`` on this case's grid (atomically)."""
+        shape = self.load_properties(case_id).shape_after_resample
+        if list(seg.shape) != [1, *shape]:
+            raise ValueError(f"previous-stage labels of '{case_id}' have shape {list(seg.shape)}, expected "
+                             f"{[1, *shape]}")
+        save_npy(self.previous_stage_file(case_id), seg)
+
+    def load_previous_stage(self, case_id: str, mmap: bool = True) -> np.ndarray:
+        """The cached previous-stage label map ``(1, z, y, x)`` of ``case_id``."""
+        path = self.previous_stage_file(case_id)
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise UserError(f"{path}: cached previous-stage prediction is unreadable ({error}); delete it to "
+                            f"have it rebuilt.") from error
 
     def load_properties(self, case_id: str) -> CaseProperties:
         path = self._file(case_id, ".json")

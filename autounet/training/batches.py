@@ -17,6 +17,7 @@ import numpy as np
 
 from autounet.preprocessing.store import CaseStore, PreprocessedCase
 from autounet.training.augment import augment_batch, build_augmentation, sampling_patch_size
+from autounet.training.previous_stage import attach_previous_stage
 from autounet.training.sampling import sample_batch
 
 PHASES = ("train", "val")
@@ -65,6 +66,8 @@ class BatchRecipe:
     augment: bool
     seed: int
     rank: int = 0
+    previous_stage_values: list[int] | None = None
+    """For a cascade: the values of the previous stage's label map, one extra input channel each, in order."""
 
 
 @dataclass
@@ -79,7 +82,10 @@ class BatchMaker:
         store = CaseStore(self.recipe.store_folder)
         for case_id in ids:
             if case_id not in self._cases:
-                self._cases[case_id] = store.load(case_id, mmap=True)
+                case = store.load(case_id, mmap=True)
+                if self.recipe.previous_stage_values is not None:
+                    case.previous_stage = store.load_previous_stage(case_id, mmap=True)
+                self._cases[case_id] = case
         return self._cases
 
     def make(self, key: BatchKey) -> Batch:
@@ -96,5 +102,8 @@ class BatchMaker:
             if self._transform is None:
                 self._transform = build_augmentation(r.patch_size)
             images, labels = augment_batch(self._transform, images, labels, int(rng.integers(2**32)))
+        if r.previous_stage_values is not None:
+            images, labels = attach_previous_stage(images, labels, r.previous_stage_values,
+                                                   rng if augment else None)
         labels[labels < 0] = 0
         return Batch(key, np.ascontiguousarray(images), labels, chosen)

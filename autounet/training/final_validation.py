@@ -30,6 +30,7 @@ def validate_fold(location: DatasetLocation, fold_dir: Path, case_ids: list[str]
     from autounet.evaluation.folders import evaluate_folders
     from autounet.evaluation.metrics import classes_from_spec
     from autounet.inference.folder import predict_folder
+    from autounet.inference.model_folder import read_fold_identity
     from autounet.inference.predictor import Predictor
 
     spec = load_spec(fold_dir)
@@ -42,7 +43,10 @@ def validate_fold(location: DatasetLocation, fold_dir: Path, case_ids: list[str]
     if missing:
         raise UserError(f"{location.raw / 'imagesTr'}: validation cases {', '.join(missing[:5])} are not there.")
     output = fold_dir / VALIDATION_FOLDER
-    predictor = Predictor.from_model_folder(fold_dir, checkpoint="final", device=device, tta=tta)
+    # A cascade's validation cases get the first stage of the same fold, which never trained on them.
+    fold = read_fold_identity(fold_dir).fold
+    predictor = Predictor.from_model_folder(fold_dir, checkpoint="final", device=device, previous_folds=[fold],
+                                            tta=tta)
     done = predict_folder(predictor, [f for case in cases for f in case.image_files], output,
                           probabilities=save_probabilities)
     if done.failed:

@@ -93,7 +93,8 @@ def sample_batch(cases: dict[str, PreprocessedCase], case_ids: list[str], batch_
                  oversample_foreground: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A batch of image and label patches: (B, C, *patch) float32, (B, 1, *patch) int16, and the case ids.
 
-    The last ``forced_foreground_count`` samples are forced onto foreground.
+    The last ``forced_foreground_count`` samples are forced onto foreground. Cases that carry a cascade's
+    previous-stage label map give it as a second label channel, (B, 2, *patch), from the same place.
     """
     forced = forced_foreground_count(batch_size, oversample_foreground)
     images, labels, chosen = [], [], []
@@ -102,6 +103,10 @@ def sample_batch(cases: dict[str, PreprocessedCase], case_ids: list[str], batch_
         case = cases[case_id]
         request = choose_patch(case, case_id, patch_size, index >= batch_size - forced, rng)
         images.append(read_patch(case.data, request, patch_size, 0.0).astype(np.float32, copy=False))
-        labels.append(read_patch(case.seg, request, patch_size, SEG_PAD).astype(np.int16, copy=False))
+        label = read_patch(case.seg, request, patch_size, SEG_PAD).astype(np.int16, copy=False)
+        if case.previous_stage is not None:
+            previous = read_patch(case.previous_stage, request, patch_size, SEG_PAD).astype(np.int16, copy=False)
+            label = np.concatenate([label, previous])
+        labels.append(label)
         chosen.append(case_id)
     return np.stack(images), np.stack(labels), chosen

@@ -11,6 +11,7 @@ from autounet.errors import MissingArtifactError, UserError
 from autounet.paths import DatasetLocation
 from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, plans_path, save_plans
 from autounet.preprocessing.store import CaseStore
+from autounet.training.cascade import prepare_previous_stage
 from autounet.training.config import TrainingConfig, fold_name
 from autounet.training.loss import LossSettings
 from autounet.training.splits import FoldSplit, fold_cases, load_or_create_splits
@@ -36,6 +37,8 @@ class FoldSetup:
     loss: LossSettings
     class_names: list[str]
     global_batch_size: int
+    previous_stage_values: list[int] | None = None
+    """For a cascade: the previous stage's label values, one extra input channel each (see :mod:`.cascade`)."""
 
 
 def fold_directory(location: DatasetLocation, configuration: str, fold: int | str) -> Path:
@@ -88,6 +91,10 @@ def prepare_fold(location: DatasetLocation, config: TrainingConfig) -> FoldSetup
     splits = load_or_create_splits(location.preprocessed, case_ids) if config.fold != "all" else []
     split = fold_cases(splits, config.fold, case_ids, location.preprocessed)
     check_cases(store, sorted(set(split.train) | set(split.val)))
+    previous_values = None
+    if plan.previous_stage:
+        previous_values = prepare_previous_stage(location, plan, spec, store, sorted(set(split.train) | set(split.val)),
+                                                 splits or load_or_create_splits(location.preprocessed, case_ids))
     batch_dice = plan.is_2d if config.batch_dice is None else config.batch_dice
     loss, names = loss_settings(spec, plan.network.num_classes, batch_dice)
     expected = spec.num_outputs
@@ -100,7 +107,7 @@ def prepare_fold(location: DatasetLocation, config: TrainingConfig) -> FoldSetup
                         f"{len(plan.patch_size)}-axis patch for a {plan.network.conv_dim}D network.")
     return FoldSetup(location, plans, plan, spec, spec_folder, store.folder, split,
                      fold_directory(location, configuration, config.fold), loss, names,
-                     config.batch_size or plan.batch_size)
+                     config.batch_size or plan.batch_size, previous_values)
 
 
 def write_run_files(setup: FoldSetup, config: TrainingConfig) -> None:

@@ -253,7 +253,8 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
             raise UserError(f"batch size {setup.global_batch_size} is smaller than the {ranks.world_size} "
                             f"processes; use fewer --gpus or a larger --batch-size.")
         recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
-                             batch, config.oversample_foreground, config.augment, config.seed, ranks.rank)
+                             batch, config.oversample_foreground, config.augment, config.seed, ranks.rank,
+                             setup.previous_stage_values)
         workers = config.num_workers if config.num_workers is not None else default_data_workers(device.type, ranks)
         if clock is not None and point is None:
             config = fit_to_budget(run, clock, batch)
