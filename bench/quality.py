@@ -14,7 +14,7 @@ For each dataset and budget, in one run (so both tools see the same machine load
 
 Usage:
     python bench/quality.py --budgets 10m,30m,2h
-    python bench/quality.py --budgets 1m --datasets Dataset004_Hippocampus --work /tmp/quality
+    python bench/quality.py --budgets 2m --data examples --datasets Dataset004_Hippocampus   # smoke test
 """
 
 from __future__ import annotations
@@ -39,12 +39,22 @@ from autounet.io import read_label  # noqa: E402
 from autounet.training.budget import format_duration, parse_duration  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
+"""Where the datasets are (``--data`` replaces it, e.g. with ``examples`` for a quick smoke test)."""
 TRAINER_SOURCE = REPO.parent / "shared" / "bench" / "nnUNetTrainer_CPUBench.py"
 DATASETS = ("Dataset004_Hippocampus", "Dataset001_ISBI2012EM", "Dataset010_PH2Dermoscopy")
 NNUNET_STARTUP_SECONDS = 16.0
 """nnU-Net's start-up per command on this machine (../shared/bench/README.md)."""
 NNUNET_VALIDATION_SHARE = 0.2
 """Share of the budget left to nnU-Net's final validation when its iterations are sized."""
+
+
+class BenchFailure(Exception):
+    """A tool failed (or refused the budget) for one row; the row says why and the script goes on."""
+
+
+def _last_line(output: str) -> str:
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
 
 
 def dice(reference: np.ndarray, prediction: np.ndarray, label: int) -> float:
@@ -81,10 +91,10 @@ def score_folder(dataset: str, predictions: Path, labels: Path, ending: str) -> 
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
-def run_autounet(dataset: str, budget: str, work: Path) -> tuple[dict[str, float], float, str]:
+def run_autounet(dataset: str, budget: str, work: Path, data: Path) -> tuple[dict[str, float], float, str]:
     """autounet plan/preprocess/train --budget; its fold-0 scores, train+validate wall seconds and configuration."""
     root = work / "autounet"
-    link_dataset(DATA / dataset, root / "raw")
+    link_dataset(data / dataset, root / "raw")
     env = {"AUTOUNET_HOME": str(root), "PYTHONPATH": str(REPO)}
     for args in (("plan", dataset, "--budget", budget), None, ("train", dataset, "--fold", "0", "--budget", budget)):
         if args is None:
@@ -93,10 +103,10 @@ def run_autounet(dataset: str, budget: str, work: Path) -> tuple[dict[str, float
             args = ("preprocess", dataset, "-c", configuration)
         measured = run_measured(autounet_cmd(*args), env=env, cwd=REPO)
         if measured.returncode != 0:
-            raise SystemExit(f"autounet {' '.join(args)} failed:\n{measured.output[-3000:]}")
-    spec = json.loads((DATA / dataset / "dataset.json").read_text())
+            raise BenchFailure(f"autounet {args[0]}: {_last_line(measured.output)}")
+    spec = json.loads((data / dataset / "dataset.json").read_text())
     fold = root / "results" / dataset / configuration / "fold_0"
-    scores = score_folder(dataset, fold / "validation", DATA / dataset / "labelsTr", spec["file_ending"])
+    scores = score_folder(dataset, fold / "validation", data / dataset / "labelsTr", spec["file_ending"])
     return scores, measured.wall_s, configuration
 
 
@@ -104,12 +114,12 @@ def _nnunet_id(dataset: str) -> str:
     return str(int(dataset[7:10]))
 
 
-def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Path,
-               splits: Path) -> tuple[dict[str, float], float, int]:
+def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Path, splits: Path,
+               data: Path) -> tuple[dict[str, float], float, int]:
     """nnU-Net with CPUBench sized to the budget; its fold-0 scores, train+validate wall seconds, iterations."""
     base = work / "nnunet"
     env = nnunet_env(base)
-    link_dataset(DATA / dataset, base / "raw")
+    link_dataset(data / dataset, base / "raw")
     trainer_dir = Path(nnunet_bin("python")).parents[1]
     targets = list(trainer_dir.glob("lib/python*/site-packages/nnunetv2/training/nnUNetTrainer"))
     if targets and not (targets[0] / TRAINER_SOURCE.name).exists():
@@ -118,7 +128,7 @@ def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Pa
     prepared = run_measured([nnunet_bin("nnUNetv2_plan_and_preprocess"), "-d", ident, "-c", configuration,
                              "-np", "2"], env=env)
     if prepared.returncode != 0:
-        raise SystemExit(f"nnU-Net preprocessing failed:\n{prepared.output[-3000:]}")
+        raise BenchFailure(f"nnU-Net preprocessing: {_last_line(prepared.output)}")
     shutil.copy(splits, base / "preprocessed" / dataset / "splits_final.json")
     train = [nnunet_bin("nnUNetv2_train"), ident, configuration, "0", "-tr", "nnUNetTrainer_CPUBench",
              "-device", "cpu"]
@@ -126,17 +136,17 @@ def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Pa
                                            "BENCH_SKIP_FINAL_VAL": "1"})
     timings = next((base / "results").rglob("bench_timings.json"), None)
     if calibration.returncode != 0 or timings is None:
-        raise SystemExit(f"nnU-Net calibration failed:\n{calibration.output[-3000:]}")
+        raise BenchFailure(f"nnU-Net calibration: {_last_line(calibration.output)}")
     per_iteration = json.loads(timings.read_text())["summary"]["iter_s_mean_excl_first"]
     usable = budget_seconds * (1 - NNUNET_VALIDATION_SHARE) - NNUNET_STARTUP_SECONDS
     iterations = max(1, math.floor(usable / per_iteration))
     shutil.rmtree(timings.parent)
     measured = run_measured(train, env={**env, "BENCH_TRAIN_ITERS": str(iterations), "BENCH_VAL_ITERS": "1"})
     if measured.returncode != 0:
-        raise SystemExit(f"nnU-Net training failed:\n{measured.output[-3000:]}")
-    spec = json.loads((DATA / dataset / "dataset.json").read_text())
+        raise BenchFailure(f"nnU-Net training: {_last_line(measured.output)}")
+    spec = json.loads((data / dataset / "dataset.json").read_text())
     validation = next((base / "results").rglob("fold_0/validation"))
-    scores = score_folder(dataset, validation, DATA / dataset / "labelsTr", spec["file_ending"])
+    scores = score_folder(dataset, validation, data / dataset / "labelsTr", spec["file_ending"])
     return scores, measured.wall_s, iterations
 
 
@@ -146,27 +156,39 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated dataset folder names")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     parser.add_argument("--skip-nnunet", action="store_true", help="run autounet only")
+    parser.add_argument("--data", type=Path, default=DATA, help=f"folder holding the datasets (default {DATA})")
     args = parser.parse_args()
+    data = args.data.resolve()
     budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
     seconds = {b: parse_duration(b) for b in budgets}
     work = args.work or Path(tempfile.mkdtemp(prefix="autounet_quality_"))
     rows = []
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        if not (DATA / dataset).is_dir():
-            print(f"skipping {dataset}: not in {DATA}")
+        if not (data / dataset).is_dir():
+            print(f"skipping {dataset}: not in {data}")
             continue
         for budget in budgets:
             folder = work / f"{dataset}_{budget}"
             shutil.rmtree(folder, ignore_errors=True)
             started = time.strftime("%H:%M:%S")
-            ours, our_wall, configuration = run_autounet(dataset, budget, folder)
-            row = [dataset, format_duration(seconds[budget]), configuration, _fmt(ours), f"{our_wall:.0f}"]
+            row = [dataset, format_duration(seconds[budget])]
+            try:
+                ours, our_wall, configuration = run_autounet(dataset, budget, folder, data)
+                row += [configuration, _fmt(ours), f"{our_wall:.0f}"]
+            except BenchFailure as failure:
+                rows.append(row + ["-", f"failed: {failure}", "-", "-", "-", "-"])
+                print(" | ".join(rows[-1]), flush=True)
+                continue
             if args.skip_nnunet:
                 row += ["-", "-", "-"]
             else:
                 splits = folder / "autounet" / "preprocessed" / dataset / "splits.json"
-                theirs, their_wall, iterations = run_nnunet(dataset, seconds[budget], configuration, folder, splits)
-                row += [_fmt(theirs), f"{their_wall:.0f}", str(iterations)]
+                try:
+                    theirs, their_wall, iterations = run_nnunet(dataset, seconds[budget], configuration, folder,
+                                                                splits, data)
+                    row += [_fmt(theirs), f"{their_wall:.0f}", str(iterations)]
+                except BenchFailure as failure:
+                    row += [f"failed: {failure}", "-", "-"]
             print(f"[{started}] " + " | ".join(row), flush=True)
             rows.append(row)
     print_table("Quality at a time budget (fold 0 held-out cases; wall = training + validation)",
