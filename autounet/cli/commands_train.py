@@ -44,7 +44,11 @@ def train(
     val_iterations: Annotated[Optional[int], typer.Option("--val-iterations", min=0, show_default=False,
                               help="Validation iterations per epoch (pseudo-Dice).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, show_default=False,
-                                                help="Initial learning rate \\[default: 0.01].")] = None,
+                                                help="Initial learning rate \\[default: 0.01 for sgd, 0.001 "
+                                                     "for adamw].")] = None,
+    optimizer: Annotated[Optional[str], typer.Option("--optimizer", show_default=False,
+                         help="sgd (nnU-Net's, Nesterov momentum 0.99) or adamw \\[default: sgd; "
+                              "adamw with a duration --budget].")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, show_default=False,
                                                       help="Global batch size \\[default: the plan's].")] = None,
     oversample: Annotated[Optional[float], typer.Option("--oversample", min=0.0, max=1.0, show_default=False,
@@ -82,7 +86,8 @@ def train(
     location = dataset_location(dataset, root)
     configuration = configuration or _default_configuration(location)
     explicit = {"epochs": epochs, "iterations_per_epoch": iterations_per_epoch, "val_iterations": val_iterations,
-                "learning_rate": lr, "batch_size": batch_size, "oversample_foreground": oversample,
+                "learning_rate": lr, "optimizer": optimizer, "batch_size": batch_size,
+                "oversample_foreground": oversample,
                 "augment": False if no_augment else None, "compile": True if compile_model else None,
                 "amp": False if no_amp else None, "num_workers": workers, "seed": seed, "device": device,
                 "gpus": gpus, "save_probabilities": True if save_probabilities else None}

@@ -35,6 +35,9 @@ class ConfigurationTiming:
     seconds_per_iteration: float
     seconds_per_forward: float
     iterations: int
+    batch_size: int = 0
+    """The batch timed and trained under the budget (see :func:`~autounet.training.budget_clock.time_batch_size`);
+    0 in plans written before the batch was chosen for time, meaning the plan's batch."""
 
 
 @dataclass
@@ -49,8 +52,8 @@ class TimeBudgetPlan:
     rule: str = RULE
 
     def describe(self) -> str:
-        parts = ", ".join(f"{t.configuration} {t.seconds_per_iteration:.3f} s/iteration -> {t.iterations} "
-                          f"iterations" for t in self.timings)
+        parts = ", ".join(f"{t.configuration} batch {t.batch_size} {t.seconds_per_iteration:.3f} s/iteration -> "
+                          f"{t.iterations} iterations" for t in self.timings)
         return f"budget {format_duration(self.budget_seconds)} per fold on {self.device}: {parts}; chosen: " \
                f"{self.chosen} (rule: {self.rule})"
 
@@ -89,7 +92,7 @@ def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_second
     """Measure each candidate configuration's training iteration on ``device`` and choose one for the budget."""
     import torch
 
-    from autounet.training.budget_clock import fastest_threads, measure_step_seconds
+    from autounet.training.budget_clock import fastest_threads, measure_step_seconds, time_batch_size
     from autounet.utils.progress import track
 
     names = [name for name in CANDIDATES if name in configurations]
@@ -100,9 +103,11 @@ def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_second
     timings = []
     for name in track(names, description="timing training iterations"):
         plan = configurations[name]
-        steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), plan.batch_size,
+        torch.set_num_threads(threads)
+        batch, _ = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
+        steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch,
                                                              torch_device), torch_device)
         timings.append(ConfigurationTiming(name, steps.training_iteration, steps.forward,
-                                           iterations_bought(budget_seconds, steps.training_iteration)))
+                                           iterations_bought(budget_seconds, steps.training_iteration), batch))
     torch.set_num_threads(threads)
     return TimeBudgetPlan(budget_seconds, device, timings, choose_configuration(timings))

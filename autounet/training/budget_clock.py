@@ -23,7 +23,7 @@ from autounet.training.budget import (EPOCH_OVERHEAD_GUESS, TTA_MAX_SHARE, Budge
 
 EPOCH_SAFETY = 1.05
 """Remaining epochs are fitted with the last epoch's time times this, so noise does not overrun the budget."""
-VALIDATION_CASE_SECONDS = 0.5
+VALIDATION_CASE_SECONDS = 0.25
 """Per validation case: reading, preprocessing, resampling, writing and scoring besides the network."""
 VALIDATION_FIXED_SECONDS = 1.0
 """Loading the predictor and the evaluation once."""
@@ -77,6 +77,71 @@ def measure_step_seconds(network: NetworkConfig, patch_size: list[int], batch_si
     with torch.no_grad():
         forward = _median_seconds(lambda: net(x), device, window_seconds / 2)
     return StepSeconds(iteration, forward)
+
+
+THROUGHPUT_TOLERANCE = 1.15
+"""A time budget trains with the smallest batch whose seconds per sample are within this factor of the best
+measured: beyond that batch a CPU does no more samples per second, so a larger batch only buys fewer updates."""
+MIN_BATCH_SIZE = 2
+"""nnU-Net's smallest batch; batch 1 gives no batch statistics to the Dice loss of a 2D network."""
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    """One candidate batch size and its measured seconds per training iteration."""
+
+    batch_size: int
+    seconds_per_iteration: float
+
+    @property
+    def seconds_per_sample(self) -> float:
+        return self.seconds_per_iteration / self.batch_size
+
+
+def candidate_batches(max_batch: int) -> list[int]:
+    """Batch sizes a time budget tries: doubling from :data:`MIN_BATCH_SIZE`, ending at ``max_batch``.
+
+    Example:
+        >>> candidate_batches(9), candidate_batches(2), candidate_batches(1)
+        ([2, 4, 8, 9], [2], [1])
+    """
+    if max_batch <= MIN_BATCH_SIZE:
+        return [max(1, max_batch)]
+    batches = []
+    batch = MIN_BATCH_SIZE
+    while batch < max_batch:
+        batches.append(batch)
+        batch *= 2
+    return batches + [max_batch]
+
+
+def plateau_batch(timings: list[BatchTiming]) -> int:
+    """The smallest measured batch whose seconds per sample are within :data:`THROUGHPUT_TOLERANCE` of the best.
+
+    Example:
+        >>> plateau_batch([BatchTiming(2, 0.08), BatchTiming(4, 0.1), BatchTiming(8, 0.15), BatchTiming(16, 0.3)])
+        8
+    """
+    best = min(t.seconds_per_sample for t in timings)
+    return min(t.batch_size for t in timings if t.seconds_per_sample <= THROUGHPUT_TOLERANCE * best)
+
+
+def time_batch_size(network: NetworkConfig, patch_size: list[int], max_batch: int, device: torch.device,
+                    fast_cpu: bool = True) -> tuple[int, list[BatchTiming]]:
+    """The batch a time budget trains with, at most ``max_batch`` (the plan's, sized for memory).
+
+    Batches double from 2 until samples per second stop improving by more than the tolerance (or
+    ``max_batch`` is reached); the smallest batch on the plateau wins. On a CPU that is a small batch (more,
+    cheaper updates in the same time); on a GPU the plateau usually reaches the plan's batch.
+    """
+    timings: list[BatchTiming] = []
+    for batch in candidate_batches(max_batch):
+        steps = measure_step_seconds(network, patch_size, batch, device, fast_cpu, window_seconds=0.5)
+        timings.append(BatchTiming(batch, steps.training_iteration))
+        best = min(t.seconds_per_sample for t in timings)
+        if timings[-1].seconds_per_sample > THROUGHPUT_TOLERANCE * best:
+            break  # past the plateau: larger batches only get slower per sample
+    return plateau_batch(timings), timings
 
 
 def _median_seconds(step, device: torch.device, window_seconds: float) -> float:
@@ -139,7 +204,7 @@ class ValidationCost:
 
         Example:
             >>> ValidationCost(0.01, 100, 4, 8).seconds(tta=True)
-            15.0
+            14.0
         """
         inputs = self.tiles * (self.mirrorings if tta else 1)
         return round(inputs * self.seconds_per_tile * VALIDATION_FACTOR + self.cases * VALIDATION_CASE_SECONDS

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule: SGD with Nesterov momentum and polynomial decay per epoch."""
+"""Optimiser and learning-rate schedule: SGD with Nesterov momentum (or AdamW) and polynomial decay per epoch."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ import torch
 from autounet.training.config import TrainingConfig
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.SGD:
-    """SGD with the config's learning rate, momentum, Nesterov and weight decay."""
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    """The config's optimiser: SGD (momentum, Nesterov) or AdamW, with its learning rate and weight decay."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum,
                            nesterov=config.nesterov, weight_decay=config.weight_decay)
 

@@ -21,7 +21,7 @@ from autounet.paths import DatasetLocation
 from autounet.training import distributed
 from autounet.preprocessing.store import CaseStore
 from autounet.training.batches import BatchRecipe
-from autounet.training.budget_clock import (BudgetClock, fastest_threads, measure_step_seconds,
+from autounet.training.budget_clock import (BudgetClock, fastest_threads, measure_step_seconds, time_batch_size,
                                            measure_validation_cost)
 from autounet.training.checkpoint import (EpochRecord, ResumePoint, TrainingState, has_training_state,
                                           load_training_state, restore_rng, save_training_state, save_weights)
@@ -210,6 +210,25 @@ def fit_to_budget(run: Run, clock: BudgetClock, batch: int) -> TrainingConfig:
     return run.config
 
 
+def choose_budget_batch(run: Run) -> int:
+    """A duration budget's batch when none was given: the one ``plan --budget`` timed, else measured now."""
+    setup = run.setup
+    budget = setup.plans.time_budget
+    timed = [t for t in budget.timings if t.configuration == setup.plan.name] if budget is not None else []
+    if timed and 0 < timed[0].batch_size <= setup.plan.batch_size:
+        batch, source = timed[0].batch_size, "as `autounet plan --budget` timed it"
+    else:
+        batch, timings = time_batch_size(setup.plan.network, list(setup.plan.patch_size), setup.plan.batch_size,
+                                         run.parts.device, fast_cpu=run.parts.channels_last)
+        source = "timed: " + ", ".join(f"{t.batch_size} -> {1000 * t.seconds_per_sample:.1f} ms/sample"
+                                       for t in timings)
+    setup.global_batch_size = batch
+    run.config = run.config.with_overrides(batch_size=batch)
+    console.print(f"budget: batch {batch} (the plan's {setup.plan.batch_size} is sized for memory; the smallest "
+                  f"batch at full samples per second buys the most updates; {source})", highlight=False)
+    return batch
+
+
 def keep_within_budget(run: Run, clock: BudgetClock, completed: bool) -> None:
     """After an epoch: take the clock's epoch total (re-fitted after the first real iterations, or cut short)."""
     planned = run.config.epochs
@@ -248,6 +267,9 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
                 console.print(f"{setup.fold_dir}: already trained {run.state.epochs_done} epochs; pass --epochs "
                               f"with a larger number to extend it.")
             return run
+        if clock is not None and point is None and config.batch_size is None:
+            choose_budget_batch(run)
+            config = run.config
         batch = distributed.rank_batch_size(setup.global_batch_size, ranks)
         if batch < 1:
             raise UserError(f"batch size {setup.global_batch_size} is smaller than the {ranks.world_size} "

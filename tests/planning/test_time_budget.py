@@ -13,7 +13,7 @@ from tests.training.helpers import network_config
 
 
 def _timings(budget: float, per_iteration: dict[str, float]) -> list[ConfigurationTiming]:
-    return [ConfigurationTiming(name, seconds, seconds / 3, iterations_bought(budget, seconds))
+    return [ConfigurationTiming(name, seconds, seconds / 3, iterations_bought(budget, seconds), 2)
             for name, seconds in per_iteration.items()]
 
 
@@ -52,7 +52,7 @@ def test_time_budget_plan_round_trips_in_plans(tmp_path):
     save_plans(plans, location.preprocessed)
     again = load_plans(location.preprocessed)
     assert isinstance(again, Plans) and again.time_budget == plans.time_budget
-    assert "3d_fullres 0.900 s/iteration -> 1600 iterations" in again.time_budget.describe()
+    assert "3d_fullres batch 2 0.900 s/iteration -> 1600 iterations" in again.time_budget.describe()
 
 
 def test_plan_time_budget_measures_real_iterations(tmp_path):
@@ -68,4 +68,6 @@ def test_plan_time_budget_measures_real_iterations(tmp_path):
     for timing in planned.timings:
         assert 0 < timing.seconds_per_iteration < 30 and timing.seconds_per_forward > 0
         assert timing.iterations == iterations_bought(60.0, timing.seconds_per_iteration)
+        planned_batch = {"2d": two_d, "3d_fullres": three_d}[timing.configuration].batch_size
+        assert 1 <= timing.batch_size <= planned_batch
     assert planned.chosen == choose_configuration(planned.timings)

@@ -157,3 +157,53 @@ def test_too_small_budget_says_what_one_iteration_costs_and_what_works(monkeypat
         BudgetClock(10.0).fit(StepSeconds(1.5, 0.5), 2, ValidationCost(0.5, 10, 2, 8))
     suggested = parse_duration(str(error.value).split("--budget ")[1].split(" ")[0])
     assert BudgetClock(suggested).fit(StepSeconds(1.5, 0.5), 2, ValidationCost(0.5, 10, 2, 8)).epochs >= 1
+
+
+def test_candidate_batches_double_up_to_the_plans_batch():
+    assert budget_clock.candidate_batches(9) == [2, 4, 8, 9]
+    assert budget_clock.candidate_batches(16) == [2, 4, 8, 16]
+    assert budget_clock.candidate_batches(2) == [2]
+    assert budget_clock.candidate_batches(1) == [1]
+
+
+def test_plateau_batch_is_the_smallest_at_full_samples_per_second():
+    timing = budget_clock.BatchTiming
+    # measured on the development CPU for Hippocampus 2d: 25.6, 18.2, 16.2, 22.3 ms per sample
+    measured = [timing(8, 0.205), timing(16, 0.291), timing(32, 0.518), timing(64, 1.429)]
+    assert budget_clock.plateau_batch(measured) == 16
+    # a GPU-like curve keeps getting cheaper per sample: the largest batch wins
+    assert budget_clock.plateau_batch([timing(2, 0.1), timing(4, 0.1), timing(8, 0.1)]) == 8
+
+
+def test_time_batch_size_stops_past_the_plateau(monkeypatch):
+    per_sample = {2: 0.05, 4: 0.03, 8: 0.02, 16: 0.021, 32: 0.04, 64: 0.04, 100: 0.04}
+    asked = []
+
+    def fake_measure(network, patch, batch, device, fast_cpu=True, window_seconds=1.0):
+        asked.append(batch)
+        return StepSeconds(per_sample[batch] * batch, 0.01)
+
+    monkeypatch.setattr(budget_clock, "measure_step_seconds", fake_measure)
+    batch, timings = budget_clock.time_batch_size(None, [8, 8], 100, None)
+    assert batch == 8
+    assert asked == [2, 4, 8, 16, 32]  # 32 is past the plateau: 64 and 100 are not measured
+    assert [t.batch_size for t in timings] == asked
+
+
+def test_duration_budgets_train_with_adamw_and_presets_with_nnunets_sgd():
+    import torch
+
+    from autounet.training.optim import make_optimizer
+
+    timed = TrainingConfig.from_budget("30m")
+    assert (timed.optimizer, timed.learning_rate) == ("adamw", 1e-3)
+    assert (TrainingConfig.from_budget("full").optimizer, TrainingConfig.from_budget("full").learning_rate) == \
+        ("sgd", 0.01)
+    # naming an optimiser takes its own default rate unless a rate is given too
+    assert TrainingConfig.from_budget("30m", optimizer="sgd").learning_rate == 0.01
+    assert TrainingConfig.from_budget("quick", optimizer="adamw", learning_rate=0.002).learning_rate == 0.002
+    net = torch.nn.Linear(2, 2)
+    assert isinstance(make_optimizer(net, timed), torch.optim.AdamW)
+    assert isinstance(make_optimizer(net, TrainingConfig.from_budget("quick")), torch.optim.SGD)
+    with pytest.raises(UserError, match="optimizer must be sgd or adamw"):
+        TrainingConfig.from_budget("quick", optimizer="adam").check()
