@@ -48,7 +48,7 @@ def train(
                                                      "for adamw].")] = None,
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", show_default=False,
                          help="sgd (nnU-Net's, Nesterov momentum 0.99) or adamw \\[default: sgd; "
-                              "adamw with a duration --budget].")] = None,
+                              "adamw with a duration --budget or quick].")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, show_default=False,
                                                       help="Global batch size \\[default: the plan's].")] = None,
     oversample: Annotated[Optional[float], typer.Option("--oversample", min=0.0, max=1.0, show_default=False,

@@ -32,9 +32,12 @@ BUDGETS: dict[str, Budget] = {
 
 DEFAULT_LEARNING_RATES = {"sgd": 0.01, "adamw": 1e-3}
 """The initial learning rate each optimiser starts from unless one is given (nnU-Net's 0.01 for SGD)."""
-DURATION_BUDGET_OPTIMIZER = "adamw"
-"""A duration budget buys thousands of iterations, not nnU-Net's 250,000: measured on Hippocampus 2d (batch 16,
-200 iterations), AdamW at 1e-3 reached Dice 0.74 where SGD with momentum 0.99 was still at 0 (docs/benchmarks.md)."""
+SHORT_SCHEDULE_OPTIMIZER = "adamw"
+"""Duration budgets and short presets train with AdamW: measured on Hippocampus 2d (batch 16, 200 iterations),
+AdamW at 1e-3 reached Dice 0.74 where SGD with momentum 0.99 was still at 0 (docs/benchmarks.md)."""
+SHORT_SCHEDULE_ITERATIONS = 10_000
+"""Presets with fewer training iterations than this are short (``quick``); ``standard`` and ``full`` keep
+nnU-Net's SGD, the recipe validated at those lengths."""
 
 
 @dataclass
@@ -96,7 +99,10 @@ class TrainingConfig:
         provisional until training measures the machine and fits it.
         """
         seconds = budget_seconds(budget)
-        optimizer = overrides.get("optimizer") or (DURATION_BUDGET_OPTIMIZER if seconds is not None else "sgd")
+        preset = BUDGETS.get(budget)
+        short = seconds is not None or (preset is not None
+                                        and preset.epochs * preset.iterations_per_epoch < SHORT_SCHEDULE_ITERATIONS)
+        optimizer = overrides.get("optimizer") or (SHORT_SCHEDULE_OPTIMIZER if short else "sgd")
         optimizer_fields = {"optimizer": optimizer, "learning_rate": DEFAULT_LEARNING_RATES.get(optimizer, 0.01)}
         if seconds is not None:
             config = cls(budget=budget, epochs=1, iterations_per_epoch=MIN_TRAINING_ITERATIONS, val_iterations=1,
@@ -104,7 +110,6 @@ class TrainingConfig:
             return config.with_overrides(**overrides)
         if budget not in BUDGETS:
             raise UserError(f"unknown budget '{budget}' (choose from {', '.join(BUDGETS)}).")
-        preset = BUDGETS[budget]
         config = cls(budget=budget, epochs=preset.epochs, iterations_per_epoch=preset.iterations_per_epoch,
                      val_iterations=preset.val_iterations, **optimizer_fields)
         return config.with_overrides(**overrides)

@@ -50,5 +50,9 @@ def test_run_and_train_with_duration_budgets(tmp_path):
     assert len(rows) == config["epochs"]  # trained the whole (re-fitted) schedule
     if all(",nan," not in row for row in rows):  # no epoch was cut at the deadline: the rate annealed to its end
         last_lr = float(rows[-1].split(",")[-3])
-        assert last_lr == pytest.approx(poly_lr(0.01, config["epochs"] - 1, config["epochs"], 0.9), rel=1e-4)
+        assert last_lr == pytest.approx(poly_lr(config["learning_rate"], config["epochs"] - 1, config["epochs"], 0.9),
+                                        rel=1e-4)
+    # a duration trains with AdamW at a batch timed for speed (never above the plan's, sized for memory)
+    plan_batch = json.loads((fold / "plans.json").read_text())["configurations"][configuration]["batch_size"]
+    assert config["optimizer"] == "adamw" and 1 <= config["batch_size"] <= plan_batch
     assert (fold / "validation" / "summary.json").is_file()

@@ -190,7 +190,7 @@ def test_time_batch_size_stops_past_the_plateau(monkeypatch):
     assert [t.batch_size for t in timings] == asked
 
 
-def test_duration_budgets_train_with_adamw_and_presets_with_nnunets_sgd():
+def test_short_schedules_train_with_adamw_and_long_presets_with_nnunets_sgd():
     import torch
 
     from autounet.training.optim import make_optimizer
@@ -201,9 +201,10 @@ def test_duration_budgets_train_with_adamw_and_presets_with_nnunets_sgd():
         ("sgd", 0.01)
     # naming an optimiser takes its own default rate unless a rate is given too
     assert TrainingConfig.from_budget("30m", optimizer="sgd").learning_rate == 0.01
-    assert TrainingConfig.from_budget("quick", optimizer="adamw", learning_rate=0.002).learning_rate == 0.002
+    assert TrainingConfig.from_budget("standard", optimizer="adamw", learning_rate=0.002).learning_rate == 0.002
+    assert TrainingConfig.from_budget("quick").optimizer == "adamw"  # 100 iterations: a short schedule
     net = torch.nn.Linear(2, 2)
     assert isinstance(make_optimizer(net, timed), torch.optim.AdamW)
-    assert isinstance(make_optimizer(net, TrainingConfig.from_budget("quick")), torch.optim.SGD)
+    assert isinstance(make_optimizer(net, TrainingConfig.from_budget("standard")), torch.optim.SGD)
     with pytest.raises(UserError, match="optimizer must be sgd or adamw"):
         TrainingConfig.from_budget("quick", optimizer="adam").check()

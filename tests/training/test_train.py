@@ -109,7 +109,8 @@ def _train_command(root: Path, epochs: int, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_identical_weights(tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_killed_run_resumes_to_identical_weights(tmp_path, optimizer):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     roots = [tmp_path / "straight", tmp_path / "killed"]
     for root in roots:
@@ -117,9 +118,10 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     # The uninterrupted run in this process: same data, seed and thread count as the subprocesses.
     straight_dir = train_fold(locate_dataset(DATASET, DataRoot.under(roots[0])), "3d_fullres", 0,
                               TrainingConfig.from_budget("standard", epochs=3, iterations_per_epoch=4,
-                                                         val_iterations=1, num_workers=0, device="cpu"))
+                                                         val_iterations=1, num_workers=0, device="cpu",
+                                                         optimizer=optimizer))
     fold_dir = roots[1] / "results" / DATASET / "3d_fullres" / "fold_0"
-    process = subprocess.Popen(_train_command(roots[1], 3), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(_train_command(roots[1], 3, "--optimizer", optimizer), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (fold_dir / "state_latest.json").is_file() and time.time() < deadline and process.poll() is None:
@@ -129,7 +131,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     process.wait()
     state = json.loads((fold_dir / "state_latest.json").read_text())["state"]
     assert state["epochs_done"] < 3, "the run finished before it could be killed"
-    resumed = subprocess.run(_train_command(roots[1], 3, "--resume"), cwd=REPO, env=env, capture_output=True,
+    resumed = subprocess.run(_train_command(roots[1], 3, "--resume", "--optimizer", optimizer), cwd=REPO, env=env, capture_output=True,
                              text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert _same_weights(straight_dir / "model_final.safetensors", fold_dir / "model_final.safetensors")
