@@ -139,6 +139,8 @@ class BudgetTiming:
     """Seconds per iteration of the first real iterations (data loading and the machine's load included)."""
     shortened_to: list[int] = field(default_factory=list)
     """Epoch totals the run was cut to when the machine turned out slower than measured."""
+    extended_to: list[int] = field(default_factory=list)
+    """Epoch totals the run grew to early on, when its first epochs turned out faster than projected."""
 
     def describe(self) -> str:
         return (f"budget {format_duration(self.budget_seconds)}: {self.seconds_per_iteration:.3f} s per training "

@@ -99,7 +99,8 @@ class FakeTime:
         return self.now
 
 
-def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_after_epoch: int | None = None):
+def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_after_epoch: int | None = None,
+              outlier_epoch: int | None = None):
     """Run the clock through a whole simulated training whose iterations take ``real`` seconds."""
     fake = FakeTime()
     monkeypatch.setattr(budget_clock.time, "perf_counter", fake.perf_counter)
@@ -110,6 +111,7 @@ def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_aft
     while epoch < timing.epochs:
         clock.epoch_started()
         per_iteration = real * (3 if slow_after_epoch is not None and epoch >= slow_after_epoch else 1)
+        per_iteration *= 1.6 if epoch == outlier_epoch else 1
         completed = True
         for iteration in range(timing.iterations_per_epoch):
             fake.now += per_iteration
@@ -133,6 +135,21 @@ def test_clock_keeps_training_within_the_budget(monkeypatch, real_factor):
     assert timing.measured_seconds_per_iteration == pytest.approx(0.2 * real_factor)
     if real_factor <= 1.0:
         assert used > 0.6 * 600  # and does not waste most of it
+
+
+@pytest.mark.parametrize("outlier_epoch", [0, 1, 3])
+def test_one_slow_epoch_does_not_cut_the_schedule(monkeypatch, outlier_epoch):
+    clean, clean_used, _ = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2)
+    clock, used, epochs = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2, outlier_epoch=outlier_epoch)
+    assert epochs == clock.timing.epochs and used + clock.timing.validation_seconds <= 600.0
+    assert epochs >= clean.timing.epochs - 1  # at most the outlier's own extra time is lost
+    assert used > 0.9 * clean_used
+
+
+def test_early_epochs_faster_than_measured_grow_the_schedule(monkeypatch):
+    clock, used, epochs = _simulate(monkeypatch, budget=600.0, measured=0.4, real=0.2)
+    assert epochs == clock.timing.epochs and used + clock.timing.validation_seconds <= 600.0
+    assert used > 0.8 * 600  # the time the slow measurement set aside is trained, not left idle
 
 
 def test_clock_cuts_the_schedule_when_the_machine_slows_down(monkeypatch):

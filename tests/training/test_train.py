@@ -121,8 +121,8 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, optimizer):
                                                          val_iterations=1, num_workers=0, device="cpu",
                                                          optimizer=optimizer))
     fold_dir = roots[1] / "results" / DATASET / "3d_fullres" / "fold_0"
-    process = subprocess.Popen(_train_command(roots[1], 3, "--optimizer", optimizer), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_train_command(roots[1], 3, "--optimizer", optimizer), cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (fold_dir / "state_latest.json").is_file() and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
@@ -131,8 +131,8 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, optimizer):
     process.wait()
     state = json.loads((fold_dir / "state_latest.json").read_text())["state"]
     assert state["epochs_done"] < 3, "the run finished before it could be killed"
-    resumed = subprocess.run(_train_command(roots[1], 3, "--resume", "--optimizer", optimizer), cwd=REPO, env=env, capture_output=True,
-                             text=True)
+    resumed = subprocess.run(_train_command(roots[1], 3, "--resume", "--optimizer", optimizer), cwd=REPO, env=env,
+                             capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert _same_weights(straight_dir / "model_final.safetensors", fold_dir / "model_final.safetensors")
 
