@@ -355,10 +355,12 @@ class BudgetClock:
         done = self._epochs_done
         if not completed:
             kept = done
-        elif done < REFIT_EARLY_SHARE * timing.epochs:
-            kept = max(done, done + int(max(0.0, left) // typical)) if typical > 0 else timing.epochs
+        elif done == 1 and self._iteration_seconds:
+            kept = timing.epochs  # just re-fitted on this epoch's own iterations; its total waited for workers too
         else:
             kept = shortened_epochs(done, timing.epochs, left, typical)
+            if done < REFIT_EARLY_SHARE * timing.epochs and typical > 0:
+                kept = max(kept, done + int(max(0.0, left) // typical))
         if kept < timing.epochs:
             timing.shortened_to.append(kept)
         elif kept > timing.epochs:
