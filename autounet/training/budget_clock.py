@@ -38,6 +38,10 @@ CALIBRATION_ITERATIONS = 5
 """Real training iterations (after the first) timed to re-fit the schedule at the start of training."""
 MEASURE_SECONDS = 1.0
 MIN_TIMED_STEPS = 4
+SLOW_STEP_SECONDS = 2.0
+SLOW_TIMED_STEPS = 2
+"""Steps whose warm-up took over SLOW_STEP_SECONDS are timed this many times (each already spans many kernels;
+ISBI's 6.5 s steps spent 95 s of a 30-minute budget on timing one and two threads)."""
 MAX_TIMED_STEPS = 60
 SETTLED_RATIO = 2.0
 """Steps count as settled when the slowest of the last few takes at most this many times the fastest."""
@@ -152,21 +156,22 @@ def time_batch_size(network: NetworkConfig, patch_size: list[int], max_batch: in
 def _median_seconds(step, device: torch.device, window_seconds: float) -> float:
     """Median of the last few step times, once they have settled (a fresh process runs its first steps slowly)."""
     seconds: list[float] = []
+    warm_up = time.perf_counter()
     step()  # warm-up: first calls build kernels and allocate
     _sync(device)
     began = time.perf_counter()
+    needed = MIN_TIMED_STEPS if began - warm_up < SLOW_STEP_SECONDS else SLOW_TIMED_STEPS
     while len(seconds) < MAX_TIMED_STEPS:
         start = time.perf_counter()
         step()
         _sync(device)
         seconds.append(time.perf_counter() - start)
-        recent = seconds[-MIN_TIMED_STEPS:]
-        settled = len(recent) == MIN_TIMED_STEPS and max(recent) <= SETTLED_RATIO * min(recent)
+        recent = seconds[-needed:]
+        settled = len(recent) == needed and max(recent) <= SETTLED_RATIO * min(recent)
         elapsed = time.perf_counter() - began
-        if (settled and elapsed >= window_seconds) or (len(recent) == MIN_TIMED_STEPS
-                                                       and elapsed >= 3 * window_seconds):
+        if (settled and elapsed >= window_seconds) or (len(recent) == needed and elapsed >= 3 * window_seconds):
             break
-    return statistics.median(seconds[-MIN_TIMED_STEPS:])
+    return statistics.median(seconds[-needed:])
 
 
 def fastest_threads(measure, device: torch.device) -> StepSeconds:

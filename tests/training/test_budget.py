@@ -225,3 +225,20 @@ def test_short_schedules_train_with_adamw_and_long_presets_with_nnunets_sgd():
     assert isinstance(make_optimizer(net, TrainingConfig.from_budget("standard")), torch.optim.SGD)
     with pytest.raises(UserError, match="optimizer must be sgd or adamw"):
         TrainingConfig.from_budget("quick", optimizer="adam").check()
+
+
+@pytest.mark.parametrize("step_seconds, calls", [(3.0, 1 + budget_clock.SLOW_TIMED_STEPS),
+                                                 (0.3, 1 + budget_clock.MIN_TIMED_STEPS)])
+def test_slow_steps_are_timed_fewer_times(monkeypatch, step_seconds, calls):
+    import torch
+
+    fake = FakeTime()
+    monkeypatch.setattr(budget_clock.time, "perf_counter", fake.perf_counter)
+    made = []
+
+    def step():
+        made.append(1)
+        fake.now += step_seconds
+
+    assert budget_clock._median_seconds(step, torch.device("cpu"), window_seconds=1.0) == pytest.approx(step_seconds)
+    assert len(made) == calls
