@@ -224,9 +224,8 @@ class ValidationCost:
 def measure_validation_cost(plan: ConfigurationPlan, store: CaseStore, case_ids: list[str],
                             device: torch.device) -> ValidationCost:
     """Count the validation cases' tiles and time a real sliding-window prediction of the median one."""
-    from autounet.inference.sliding_window import WindowSettings, predict_logits, tile_boxes, tile_shape
-
     from autounet.inference.predictor import resolve_precision
+    from autounet.inference.sliding_window import WindowSettings, predict_logits, tile_boxes, tile_shape
 
     # at the precision the fold's validation will run in (bfloat16 on CPUs that have it: ~3x faster than float32)
     settings = WindowSettings(tuple(plan.patch_size), tuple(plan.network.total_downsampling()), mirror=False,
