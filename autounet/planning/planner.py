@@ -13,7 +13,7 @@ from autounet.paths import DatasetLocation
 from autounet.planning.budget import MemoryBudget, memory_budget
 from autounet.planning.time_budget import plan_time_budget
 from autounet.planning.configurations import plan_configurations
-from autounet.planning.memory import memory_model_settings
+from autounet.planning.memory import estimate_training_memory_gb, memory_model_settings
 from autounet.planning.plans import ConfigurationPlan, Plans, save_plans
 from autounet.planning.verify_step import require_cuda_for_verify, verify_configurations
 
@@ -102,8 +102,9 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     only) each configuration's real training step is measured and the
     configuration re-planned smaller if it overshoots. With
     ``time_budget_seconds`` (one fold's training and validation) the 2d and
-    3d_fullres training iterations are timed here and one is chosen
-    (``plans.time_budget``).
+    3d_fullres training iterations are timed here, each is made cheaper
+    (narrower, smaller patch) until the budget buys it enough iterations, and
+    one is chosen (``plans.time_budget``; the plans hold the fitted networks).
 
     Example:
         >>> plans = plan_dataset(locate_dataset("4", resolve_root()))  # doctest: +SKIP
@@ -129,7 +130,12 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
                   configurations=planned, intensity_stats=list(fingerprint.channels),
                   raw_digest=fingerprint.raw_digest, extra={"memory_model": memory_model_settings()})
     if time_budget_seconds is not None:
-        plans.time_budget = plan_time_budget(planned, time_budget_seconds, budget.hardware.device)
+        plans.time_budget, fitted = plan_time_budget(planned, time_budget_seconds, budget.hardware.device)
+        for name, plan in fitted.items():
+            if plan is not planned[name]:
+                plan.estimated_memory_gb = round(estimate_training_memory_gb(plan.network, plan.patch_size,
+                                                                             plan.batch_size), 3)
+        plans.configurations.update(fitted)
     save_plans(plans, location.preprocessed)
     return plans
 

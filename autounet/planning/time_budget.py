@@ -1,9 +1,12 @@
-"""Plan for time: measure each candidate configuration's training iteration here and choose what a budget buys.
+"""Plan for time: measure candidate networks' training iterations here and choose what a budget buys.
 
-The rule (:func:`choose_configuration`) is provisional until ``bench/quality.py`` has measured it: a 3D
-network sees the whole volume's context but needs many iterations to converge, a 2D one converges in fewer
-iterations; so ``3d_fullres`` is chosen when the budget buys it at least :data:`MIN_3D_ITERATIONS`
-iterations, else ``2d``.
+Two rules, each backed by runs in docs/benchmarks.md ("Quality at a time budget"):
+
+* **Network and patch for time** (:func:`fit_for_time`): a network that buys only a few hundred iterations stays
+  under-trained, so each configuration walks down :func:`~autounet.planning.variants.cheaper_variants` (half
+  the width, then half the patch edges) until one buys :data:`TARGET_ITERATIONS`.
+* **2d or 3d_fullres** (:func:`choose_configuration`): 3d_fullres only once its fitted network buys
+  :data:`MIN_3D_ITERATIONS`; below that a 2D network trained for many more iterations was better.
 """
 
 from __future__ import annotations
@@ -18,18 +21,22 @@ if TYPE_CHECKING:
     from autounet.planning.plans import ConfigurationPlan
 
 CANDIDATES = ("2d", "3d_fullres")
-MIN_3D_ITERATIONS = 1000
-"""3d_fullres is chosen once the budget buys it this many iterations (nnU-Net's schedule compressed to 250
-3D iterations reached Dice 0.791 on Hippocampus; 2D networks converge in fewer). To be confirmed by bench/quality.py."""
+TARGET_ITERATIONS = 2000
+"""A configuration is made cheaper until the budget buys it this many iterations. ISBI 2012 at 30 minutes: the
+512x512 plan (228 iterations) reached pixel error 0.082; see docs/benchmarks.md for the cheaper ones."""
+MIN_3D_ITERATIONS = 5000
+"""3d_fullres is chosen once the budget buys its fitted network this many iterations. Hippocampus at 30 minutes:
+3d_fullres with 1,083 iterations reached Dice 0.863, 2d with 6,300 reached 0.881; nnU-Net's 250,000-iteration 3D
+schedule beats its 2D one, so the crossing lies above 1,083: 5,000 keeps every CPU budget up to 2 hours in 2D."""
 TRAINING_SHARE = 0.8
 """The share of a fold's budget counted for training iterations; the rest is setup, pseudo-Dice and validation."""
-RULE = (f"3d_fullres when the budget buys it at least {MIN_3D_ITERATIONS} training iterations, else 2d "
-        f"(provisional: to be confirmed by bench/quality.py)")
+RULE = (f"each configuration made cheaper (half width, then half patch edges) until it buys {TARGET_ITERATIONS} "
+        f"iterations; 3d_fullres when it buys at least {MIN_3D_ITERATIONS}, else 2d")
 
 
 @dataclass
 class ConfigurationTiming:
-    """One configuration measured on this machine: seconds per iteration and the iterations the budget buys."""
+    """One network measured on this machine: seconds per iteration and the iterations the budget buys."""
 
     configuration: str
     seconds_per_iteration: float
@@ -38,6 +45,16 @@ class ConfigurationTiming:
     batch_size: int = 0
     """The batch timed and trained under the budget (see :func:`~autounet.training.budget_clock.time_batch_size`);
     0 in plans written before the batch was chosen for time, meaning the plan's batch."""
+    patch_size: list[int] = field(default_factory=list)
+    features_per_stage: list[int] = field(default_factory=list)
+    selected: bool = True
+    """Whether the configuration trains with this network (the others were timed on the way and rejected)."""
+
+    def describe(self) -> str:
+        shape = f" patch {'x'.join(map(str, self.patch_size))}" if self.patch_size else ""
+        width = f" {self.features_per_stage[0]} features" if self.features_per_stage else ""
+        return (f"{self.configuration}{shape}{width} batch {self.batch_size} {self.seconds_per_iteration:.3f} "
+                f"s/iteration -> {self.iterations} iterations")
 
 
 @dataclass
@@ -51,11 +68,16 @@ class TimeBudgetPlan:
     chosen: str = ""
     rule: str = RULE
 
+    def selected(self, configuration: str) -> ConfigurationTiming | None:
+        """The timing of the network ``configuration`` trains with under this budget, if it was timed."""
+        return next((t for t in self.timings if t.configuration == configuration and t.selected), None)
+
     def describe(self) -> str:
-        parts = ", ".join(f"{t.configuration} batch {t.batch_size} {t.seconds_per_iteration:.3f} s/iteration -> "
-                          f"{t.iterations} iterations" for t in self.timings)
-        return f"budget {format_duration(self.budget_seconds)} per fold on {self.device}: {parts}; chosen: " \
-               f"{self.chosen} (rule: {self.rule})"
+        selected = "; ".join(t.describe() for t in self.timings if t.selected)
+        rejected = [t.describe() for t in self.timings if not t.selected]
+        tried = f" (timed and made cheaper: {'; '.join(rejected)})" if rejected else ""
+        return (f"budget {format_duration(self.budget_seconds)} per fold on {self.device}: {selected}{tried}; "
+                f"chosen: {self.chosen} (rule: {self.rule})")
 
 
 def iterations_bought(budget_seconds: float, seconds_per_iteration: float) -> int:
@@ -69,7 +91,8 @@ def iterations_bought(budget_seconds: float, seconds_per_iteration: float) -> in
 
 
 def choose_configuration(timings: list[ConfigurationTiming]) -> str:
-    """The configuration to train, by :data:`RULE`; a UserError when the budget buys too few iterations of any.
+    """The configuration to train among the selected ``timings``, by :data:`RULE`; a UserError when the budget
+    buys too few iterations of any.
 
     Monotone in the budget: more time means more iterations for each, so once 3d_fullres is chosen a larger
     budget keeps it.
@@ -87,27 +110,50 @@ def choose_configuration(timings: list[ConfigurationTiming]) -> str:
     return "2d" if "2d" in usable else next(iter(usable))
 
 
-def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_seconds: float,
-                     device: str = "cpu") -> TimeBudgetPlan:
-    """Measure each candidate configuration's training iteration on ``device`` and choose one for the budget."""
+def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_device) -> ConfigurationTiming:
+    """Seconds per training iteration and per forward pass of ``plan`` at its time-chosen batch, measured here."""
     import torch
 
     from autounet.training.budget_clock import fastest_threads, measure_step_seconds, time_batch_size
+
+    threads = torch.get_num_threads()
+    batch, _ = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
+    steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch, torch_device),
+                            torch_device)
+    torch.set_num_threads(threads)
+    return ConfigurationTiming(plan.name, steps.training_iteration, steps.forward,
+                               iterations_bought(budget_seconds, steps.training_iteration), batch,
+                               list(plan.patch_size), list(plan.network.features_per_stage), selected=False)
+
+
+def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
+                 timings: list[ConfigurationTiming]) -> ConfigurationPlan:
+    """The first of :func:`~autounet.planning.variants.cheaper_variants` that buys :data:`TARGET_ITERATIONS`
+    (the cheapest when none does); every variant timed is appended to ``timings``, the one returned marked."""
+    from autounet.planning.variants import cheaper_variants
+
+    for variant in cheaper_variants(plan):
+        timings.append(time_configuration(variant, budget_seconds, torch_device))
+        if timings[-1].iterations >= TARGET_ITERATIONS:
+            break
+    timings[-1].selected = True
+    return variant
+
+
+def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_seconds: float,
+                     device: str = "cpu") -> tuple[TimeBudgetPlan, dict[str, ConfigurationPlan]]:
+    """Time each candidate configuration and its cheaper variants on ``device``; fit each to the budget and
+    choose one. Returns the record for plans.json and the time-fitted plans of the candidates."""
+    import torch
+
     from autounet.utils.progress import track
 
     names = [name for name in CANDIDATES if name in configurations]
     if not names:
         raise UserError(f"a duration budget plans among {', '.join(CANDIDATES)}; none of them was planned.")
     torch_device = torch.device("cuda" if device == "cuda" else device)
-    threads = torch.get_num_threads()
-    timings = []
-    for name in track(names, description="timing training iterations"):
-        plan = configurations[name]
-        torch.set_num_threads(threads)
-        batch, _ = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
-        steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch,
-                                                             torch_device), torch_device)
-        timings.append(ConfigurationTiming(name, steps.training_iteration, steps.forward,
-                                           iterations_bought(budget_seconds, steps.training_iteration), batch))
-    torch.set_num_threads(threads)
-    return TimeBudgetPlan(budget_seconds, device, timings, choose_configuration(timings))
+    timings: list[ConfigurationTiming] = []
+    fitted = {name: fit_for_time(configurations[name], budget_seconds, torch_device, timings)
+              for name in track(names, description="timing training iterations")}
+    chosen = choose_configuration([t for t in timings if t.selected])
+    return TimeBudgetPlan(budget_seconds, device, timings, chosen), fitted

@@ -21,6 +21,7 @@ from autounet.paths import DatasetLocation
 from autounet.training import distributed
 from autounet.preprocessing.store import CaseStore
 from autounet.training.batches import BatchRecipe
+from autounet.training.budget import format_duration
 from autounet.training.budget_clock import (BudgetClock, fastest_threads, measure_step_seconds, time_batch_size,
                                            measure_validation_cost)
 from autounet.training.checkpoint import (EpochRecord, ResumePoint, TrainingState, has_training_state,
@@ -214,9 +215,9 @@ def choose_budget_batch(run: Run) -> int:
     """A duration budget's batch when none was given: the one ``plan --budget`` timed, else measured now."""
     setup = run.setup
     budget = setup.plans.time_budget
-    timed = [t for t in budget.timings if t.configuration == setup.plan.name] if budget is not None else []
-    if timed and 0 < timed[0].batch_size <= setup.plan.batch_size:
-        batch, source = timed[0].batch_size, "as `autounet plan --budget` timed it"
+    timed = budget.selected(setup.plan.name) if budget is not None else None
+    if timed is not None and 0 < timed.batch_size <= setup.plan.batch_size:
+        batch, source = timed.batch_size, "as `autounet plan --budget` timed it"
     else:
         batch, timings = time_batch_size(setup.plan.network, list(setup.plan.patch_size), setup.plan.batch_size,
                                          run.parts.device, fast_cpu=run.parts.channels_last)
@@ -224,6 +225,11 @@ def choose_budget_batch(run: Run) -> int:
                                        for t in timings)
     setup.global_batch_size = batch
     run.config = run.config.with_overrides(batch_size=batch)
+    if budget is None or round(budget.budget_seconds) != round(run.config.time_budget_seconds or 0):
+        console.print(f"budget: the network is the one planned for memory; `autounet plan {setup.plans.dataset_name} "
+                      f"--budget {format_duration(run.config.time_budget_seconds or 0)}` fits it to this budget "
+                      f"(narrower or smaller patches when the planned one buys too few iterations).",
+                      highlight=False)
     console.print(f"budget: batch {batch} (the plan's {setup.plan.batch_size} is sized for memory; the smallest "
                   f"batch at full samples per second buys the most updates; {source})", highlight=False)
     return batch

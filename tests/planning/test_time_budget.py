@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from autounet.errors import UserError
 from autounet.planning.plans import Plans
-from autounet.planning.time_budget import (MIN_3D_ITERATIONS, ConfigurationTiming, TimeBudgetPlan,
-                                           choose_configuration, iterations_bought, plan_time_budget)
+from autounet.planning.time_budget import (MIN_3D_ITERATIONS, TARGET_ITERATIONS, ConfigurationTiming,
+                                           TimeBudgetPlan, choose_configuration, iterations_bought,
+                                           plan_time_budget)
 from autounet.training.budget import MIN_TRAINING_ITERATIONS
 from tests.training.helpers import network_config
 
@@ -63,11 +65,46 @@ def test_plan_time_budget_measures_real_iterations(tmp_path):
     three_d = plans.configurations["3d_fullres"]
     two_d = type(three_d)(**{**three_d.__dict__, "name": "2d", "patch_size": [8, 8],
                              "network": network_config(2, three_d.network.num_classes)})
-    planned = plan_time_budget({"2d": two_d, "3d_fullres": three_d}, 60.0, "cpu")
-    assert [t.configuration for t in planned.timings] == ["2d", "3d_fullres"]
+    planned, fitted = plan_time_budget({"2d": two_d, "3d_fullres": three_d}, 60.0, "cpu")
+    assert [t.configuration for t in planned.timings if t.selected] == ["2d", "3d_fullres"]
     for timing in planned.timings:
         assert 0 < timing.seconds_per_iteration < 30 and timing.seconds_per_forward > 0
         assert timing.iterations == iterations_bought(60.0, timing.seconds_per_iteration)
-        planned_batch = {"2d": two_d, "3d_fullres": three_d}[timing.configuration].batch_size
-        assert 1 <= timing.batch_size <= planned_batch
-    assert planned.chosen == choose_configuration(planned.timings)
+        assert 1 <= timing.batch_size
+    for name, plan in fitted.items():
+        selected = planned.selected(name)
+        assert selected.patch_size == plan.patch_size and selected.batch_size <= plan.batch_size
+        assert selected.features_per_stage == plan.network.features_per_stage
+    assert planned.chosen == choose_configuration([t for t in planned.timings if t.selected])
+
+
+def _fake_timer(seconds_by_patch: dict[int, float]):
+    """Stands in for the measurement: seconds per iteration by the variant's first patch edge and width."""
+    def timer(plan, budget_seconds, device):
+        seconds = seconds_by_patch[(plan.patch_size[0], plan.network.features_per_stage[0])]
+        return ConfigurationTiming(plan.name, seconds, seconds / 3, iterations_bought(budget_seconds, seconds), 2,
+                                   list(plan.patch_size), list(plan.network.features_per_stage), selected=False)
+    return timer
+
+
+ISBI_LIKE_SECONDS = {(512, 32): 6.0, (512, 16): 3.0, (256, 16): 0.7, (128, 16): 0.3}
+
+
+def test_fit_for_time_stops_at_the_first_variant_that_buys_enough(monkeypatch):
+    from autounet.planning import time_budget
+    from autounet.planning.configurations import plan_configurations
+    from tests.planning.fingerprints import image_2d
+
+    plan = plan_configurations(image_2d(), num_classes=2, budget_gb=8.0)["2d"]
+    monkeypatch.setattr(time_budget, "time_configuration", _fake_timer(ISBI_LIKE_SECONDS))
+    chosen_sizes = []
+    for budget in [60.0 * m for m in (1, 5, 10, 30, 60, 120, 600, 6000)]:
+        timings = []
+        fitted = time_budget.fit_for_time(plan, budget, "cpu", timings)
+        assert [t.selected for t in timings] == [False] * (len(timings) - 1) + [True]
+        assert fitted.patch_size == timings[-1].patch_size
+        assert all(t.iterations < TARGET_ITERATIONS for t in timings[:-1])
+        assert timings[-1].iterations >= TARGET_ITERATIONS or len(timings) == 4
+        chosen_sizes.append(np.prod(fitted.patch_size) * fitted.network.features_per_stage[0])
+    # more time never buys a smaller network, and a long enough budget keeps the memory plan
+    assert chosen_sizes == sorted(chosen_sizes) and fitted is plan
