@@ -41,6 +41,7 @@ class ConfigurationTiming:
     configuration: str
     seconds_per_iteration: float
     seconds_per_forward: float
+    """One inference forward pass of a patch; 0 for a variant rejected on its quick timing."""
     iterations: int
     batch_size: int = 0
     """The batch timed and trained under the budget (see :func:`~autounet.training.budget_clock.time_batch_size`);
@@ -110,14 +111,17 @@ def choose_configuration(timings: list[ConfigurationTiming]) -> str:
     return "2d" if "2d" in usable else next(iter(usable))
 
 
-def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_device) -> ConfigurationTiming:
-    """Seconds per training iteration and per forward pass of ``plan`` at its time-chosen batch, measured here."""
+def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_device,
+                       batch: int | None = None) -> ConfigurationTiming:
+    """Seconds per training iteration and per forward pass of ``plan`` at ``batch`` (default: the time-chosen
+    one), measured here with the faster of one and all CPU threads."""
     import torch
 
     from autounet.training.budget_clock import fastest_threads, measure_step_seconds, time_batch_size
 
     threads = torch.get_num_threads()
-    batch, _ = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
+    if batch is None:
+        batch, _ = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
     steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch, torch_device),
                             torch_device)
     torch.set_num_threads(threads)
@@ -126,17 +130,33 @@ def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_dev
                                list(plan.patch_size), list(plan.network.features_per_stage), selected=False)
 
 
+def quick_timing(plan: ConfigurationPlan, budget_seconds: float, torch_device) -> ConfigurationTiming:
+    """The batch search's own timing of ``plan`` (all threads, no forward pass: ``seconds_per_forward`` 0), enough
+    to reject a network that buys far too few iterations without timing it thoroughly."""
+    from autounet.training.budget_clock import time_batch_size
+
+    batch, batch_timings = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
+    seconds = next(t.seconds_per_iteration for t in batch_timings if t.batch_size == batch)
+    return ConfigurationTiming(plan.name, seconds, 0.0, iterations_bought(budget_seconds, seconds), batch,
+                               list(plan.patch_size), list(plan.network.features_per_stage), selected=False)
+
+
 def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
                  timings: list[ConfigurationTiming]) -> ConfigurationPlan:
     """The first of :func:`~autounet.planning.variants.cheaper_variants` that buys :data:`TARGET_ITERATIONS`
-    (the cheapest when none does); every variant timed is appended to ``timings``, the one returned marked."""
+    (the cheapest when none does), timed thoroughly; the rejected variants' quick timings and then the selected
+    one's are appended to ``timings``."""
     from autounet.planning.variants import cheaper_variants
 
-    for variant in cheaper_variants(plan):
-        timings.append(time_configuration(variant, budget_seconds, torch_device))
-        if timings[-1].iterations >= TARGET_ITERATIONS:
+    ladder = cheaper_variants(plan)
+    for index, variant in enumerate(ladder):
+        quick = quick_timing(variant, budget_seconds, torch_device)
+        if quick.iterations >= TARGET_ITERATIONS or index == len(ladder) - 1:
             break
-    timings[-1].selected = True
+        timings.append(quick)
+    selected = time_configuration(variant, budget_seconds, torch_device, quick.batch_size)
+    selected.selected = True
+    timings.append(selected)
     return variant
 
 
