@@ -112,16 +112,14 @@ def choose_configuration(timings: list[ConfigurationTiming]) -> str:
 
 
 def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_device,
-                       batch: int | None = None) -> ConfigurationTiming:
-    """Seconds per training iteration and per forward pass of ``plan`` at ``batch`` (default: the time-chosen
-    one), measured here with the faster of one and all CPU threads."""
+                       batch: int) -> ConfigurationTiming:
+    """Seconds per training iteration and per forward pass of ``plan`` at ``batch``, measured here with the
+    faster of one and all CPU threads."""
     import torch
 
-    from autounet.training.budget_clock import fastest_threads, measure_step_seconds, time_batch_size
+    from autounet.training.budget_clock import fastest_threads, measure_step_seconds
 
     threads = torch.get_num_threads()
-    if batch is None:
-        batch, _ = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
     steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch, torch_device),
                             torch_device)
     torch.set_num_threads(threads)

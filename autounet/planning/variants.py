@@ -26,6 +26,11 @@ MAX_BATCH = 64
 """Largest batch timed for a smaller patch (the memory a smaller patch frees allows more)."""
 
 
+def _patch_spacing(plan: ConfigurationPlan) -> list[float]:
+    """The spacing of the patch's axes (a 2d plan's spacing also holds the slice axis)."""
+    return list(plan.spacing[1:] if plan.is_2d else plan.spacing)
+
+
 def narrower(plan: ConfigurationPlan, factor: float = WIDTH_FACTOR) -> ConfigurationPlan:
     """``plan`` with ``factor`` times the features at every stage (at least 1 each).
 
@@ -42,8 +47,7 @@ def with_patch(plan: ConfigurationPlan, patch_size: list[int]) -> ConfigurationP
     """``plan`` re-shaped for ``patch_size``: the topology (stages, kernels, strides) that patch allows, the same
     feature progression cut to the new stage count, and a batch scaled up by the voxels the patch frees."""
     smaller = copy.deepcopy(plan)
-    spacing = plan.spacing[1:] if plan.is_2d else plan.spacing
-    topology = derive_topology(list(spacing), list(patch_size))
+    topology = derive_topology(_patch_spacing(plan), list(patch_size))
     features = list(plan.network.features_per_stage)
     features += [features[-1]] * (topology.num_stages - len(features))
     network = smaller.network
@@ -53,17 +57,15 @@ def with_patch(plan: ConfigurationPlan, patch_size: list[int]) -> ConfigurationP
     network.n_conv_per_stage_decoder = list(plan.network.n_conv_per_stage[:1]) * (topology.num_stages - 1)
     smaller.patch_size = list(topology.patch_size)
     ratio = np.prod(plan.patch_size, dtype=float) / np.prod(topology.patch_size, dtype=float)
-    smaller.batch_size = int(min(max(plan.batch_size, MAX_BATCH), max(plan.batch_size,
-                                                                      math.floor(plan.batch_size * ratio))))
+    smaller.batch_size = max(plan.batch_size, min(MAX_BATCH, math.floor(plan.batch_size * ratio)))
     return smaller
 
 
 def halved_patch(plan: ConfigurationPlan) -> list[int] | None:
     """The first patch in the planner's shrink order with every edge about halved (at most 1/2^dim of the
     voxels); None when the planner cannot shrink that far."""
-    spacing = plan.spacing[1:] if plan.is_2d else plan.spacing
     limit = np.prod(plan.patch_size, dtype=float) / 2 ** len(plan.patch_size)
-    for topology in shrink_sequence(list(spacing), list(plan.median_shape)):
+    for topology in shrink_sequence(_patch_spacing(plan), list(plan.median_shape)):
         if np.prod(topology.patch_size, dtype=float) <= limit and topology.num_stages >= 2:
             return list(topology.patch_size)
     return None
