@@ -31,7 +31,7 @@ schedule beats its 2D one, so the crossing lies above 1,083: 5,000 keeps every C
 TRAINING_SHARE = 0.8
 """The share of a fold's budget counted for training iterations; the rest is setup, pseudo-Dice and validation."""
 RULE = (f"each configuration made cheaper (half width, then half patch edges) until it buys {TARGET_ITERATIONS} "
-        f"iterations; 3d_fullres when it buys at least {MIN_3D_ITERATIONS}, else 2d")
+        f"iterations; 3d_fullres when it buys at least {MIN_3D_ITERATIONS} at its planned patch, else 2d")
 
 
 @dataclass
@@ -91,12 +91,14 @@ def iterations_bought(budget_seconds: float, seconds_per_iteration: float) -> in
     return int(budget_seconds * TRAINING_SHARE / seconds_per_iteration)
 
 
-def choose_configuration(timings: list[ConfigurationTiming]) -> str:
+def choose_configuration(timings: list[ConfigurationTiming], shrunk_patches: frozenset[str] = frozenset()) -> str:
     """The configuration to train among the selected ``timings``, by :data:`RULE`; a UserError when the budget
     buys too few iterations of any.
 
-    Monotone in the budget: more time means more iterations for each, so once 3d_fullres is chosen a larger
-    budget keeps it.
+    ``shrunk_patches`` names the configurations whose patch was halved for time: a 3D network with a halved
+    patch is not the one the 3d rule was measured with (a 10x14x10 patch buys many iterations but little
+    context), so 3d_fullres is then chosen only when 2d is not usable. Monotone in the budget: more time means
+    more iterations and larger patches, so once 3d_fullres is chosen a larger budget keeps it.
     """
     usable = {t.configuration: t for t in timings if t.iterations >= MIN_TRAINING_ITERATIONS}
     if not usable:
@@ -106,7 +108,8 @@ def choose_configuration(timings: list[ConfigurationTiming]) -> str:
                         f"configuration ({fastest.configuration}: {fastest.seconds_per_iteration:.2f} s per "
                         f"iteration); give at least --budget {format_duration(enough)}.")
     full = usable.get("3d_fullres")
-    if full is not None and (full.iterations >= MIN_3D_ITERATIONS or "2d" not in usable):
+    enough_3d = full is not None and full.iterations >= MIN_3D_ITERATIONS and "3d_fullres" not in shrunk_patches
+    if full is not None and (enough_3d or "2d" not in usable):
         return "3d_fullres"
     return "2d" if "2d" in usable else next(iter(usable))
 
@@ -173,5 +176,6 @@ def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_second
     timings: list[ConfigurationTiming] = []
     fitted = {name: fit_for_time(configurations[name], budget_seconds, torch_device, timings)
               for name in track(names, description="timing training iterations")}
-    chosen = choose_configuration([t for t in timings if t.selected])
+    shrunk = frozenset(name for name, plan in fitted.items() if plan.patch_size != configurations[name].patch_size)
+    chosen = choose_configuration([t for t in timings if t.selected], shrunk)
     return TimeBudgetPlan(budget_seconds, device, timings, chosen), fitted

@@ -111,3 +111,10 @@ def test_fit_for_time_stops_at_the_first_variant_that_buys_enough(monkeypatch):
         chosen_sizes.append(np.prod(fitted.patch_size) * fitted.network.features_per_stage[0])
     # more time never buys a smaller network, and a long enough budget keeps the memory plan
     assert chosen_sizes == sorted(chosen_sizes) and fitted is plan
+
+
+def test_a_3d_network_with_a_halved_patch_is_not_preferred_to_2d():
+    timings = _timings(1800, {"2d": 0.07, "3d_fullres": 0.03})  # both buy far more than MIN_3D_ITERATIONS
+    assert choose_configuration(timings) == "3d_fullres"
+    assert choose_configuration(timings, frozenset({"3d_fullres"})) == "2d"
+    assert choose_configuration(_timings(1800, {"3d_fullres": 0.03}), frozenset({"3d_fullres"})) == "3d_fullres"
