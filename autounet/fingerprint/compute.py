@@ -14,6 +14,7 @@ from autounet import __version__
 from autounet.dataset import Case, DatasetSpec, find_cases, load_spec
 from autounet.errors import UserError
 from autounet.fingerprint.crop import any_nonzero, bbox_of, crop_to_bbox
+from autounet.fingerprint.detail import coarsened_label_dice
 from autounet.fingerprint.model import CaseFingerprint, ChannelStats, Fingerprint
 from autounet.io import read_image, read_label
 from autounet.utils.parallel import default_workers, map_in_processes
@@ -48,7 +49,7 @@ class _CaseResult:
 
 
 def fingerprint_case(case: Case, samples_per_case: int, seed: int = SAMPLING_SEED) -> _CaseResult:
-    """Shape, spacing, crop box and a weighted sample of foreground intensities for one case.
+    """Shape, spacing, crop box, label detail and a weighted sample of foreground intensities for one case.
 
     Every case contributes the same total weight, as if ``samples_per_case``
     voxels were drawn from its foreground with replacement; keeping each voxel
@@ -71,7 +72,7 @@ def fingerprint_case(case: Case, samples_per_case: int, seed: int = SAMPLING_SEE
     else:
         weights = np.full(count, samples_per_case / count) if count else np.zeros(0)
     fp = CaseFingerprint(case.case_id, tuple(int(s) for s in image.shape[1:]), tuple(geometry.spacing),
-                         box, tuple(hi - lo for lo, hi in box))
+                         box, tuple(hi - lo for lo, hi in box), coarsened_label_dice(label))
     # Merging equal values here keeps what travels back from the worker small (a histogram for 8/16-bit data).
     merged = [weight_per_value(v, weights) for v in values]
     return _CaseResult(fp, [m[0] for m in merged], [m[1] for m in merged], geometry.is_2d)

@@ -26,6 +26,9 @@ class CaseFingerprint:
     crop_bbox: list[list[int]]
     """Per axis ``[start, stop)`` of the bounding box of voxels that are nonzero in any channel."""
     shape_after_crop: tuple[int, int, int]
+    coarsened_label_dice: list[float] = field(default_factory=list)
+    """Mean foreground Dice of the label map after a round trip through an in-plane grid 2x and 4x coarser
+    (:data:`~autounet.fingerprint.detail.COARSENING_FACTORS`); empty in fingerprints made before it was measured."""
 
     @property
     def relative_size_after_crop(self) -> float:
@@ -77,6 +80,16 @@ class Fingerprint:
     @property
     def median_relative_size_after_crop(self) -> float:
         return float(np.median([c.relative_size_after_crop for c in self.cases]))
+
+    def label_dice_when_coarsened(self, factor: int) -> float | None:
+        """The median over cases of the label Dice kept on an in-plane grid ``factor`` times coarser; None when
+        it was not measured for that factor."""
+        from autounet.fingerprint.detail import COARSENING_FACTORS
+
+        if factor not in COARSENING_FACTORS or any(not c.coarsened_label_dice for c in self.cases):
+            return None
+        index = COARSENING_FACTORS.index(factor)
+        return float(np.median([c.coarsened_label_dice[index] for c in self.cases]))
 
     def to_json(self) -> dict:
         return to_json_value(self)

@@ -45,7 +45,8 @@ def current_fingerprint(location: DatasetLocation, workers: int | None = None,
     digest = raw_digest(location.raw)
     if fingerprint_file.is_file():
         fingerprint = load_fingerprint(location.preprocessed)
-        if fingerprint.raw_digest == digest:
+        # Fingerprints made before the label detail was measured are made again, once.
+        if fingerprint.raw_digest == digest and fingerprint.label_dice_when_coarsened(2) is not None:
             return fingerprint
     verify_or_raise(location.raw, workers)
     fingerprint = compute_fingerprint(location.raw, workers=workers)
@@ -130,7 +131,8 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
                   configurations=planned, intensity_stats=list(fingerprint.channels),
                   raw_digest=fingerprint.raw_digest, extra={"memory_model": memory_model_settings()})
     if time_budget_seconds is not None:
-        plans.time_budget, fitted = plan_time_budget(planned, time_budget_seconds, budget.hardware.device)
+        plans.time_budget, fitted = plan_time_budget(planned, time_budget_seconds, budget.hardware.device,
+                                                      fingerprint.label_dice_when_coarsened)
         for name, plan in fitted.items():
             if plan is not planned[name]:
                 plan.estimated_memory_gb = round(estimate_training_memory_gb(plan.network, plan.patch_size,

@@ -28,6 +28,11 @@ MIN_3D_ITERATIONS = 5000
 """3d_fullres is chosen once the budget buys its fitted network this many iterations. Hippocampus at 30 minutes:
 3d_fullres with 1,083 iterations reached Dice 0.863, 2d with 6,300 reached 0.881; nnU-Net's 250,000-iteration 3D
 schedule beats its 2D one, so the crossing lies above 1,083: 5,000 keeps every CPU budget up to 2 hours in 2D."""
+SKIP_SHARE = 0.25
+"""A network predicted (from the cheapest one's timing, scaled by :func:`~autounet.network.cost.sample_cost`) to buy
+under this share of :data:`TARGET_ITERATIONS` is rejected without timing it: PH2's 640x768 memory plan took over
+a minute to time at 33 s per iteration. The prediction was within 2x on ISBI 2012's and PH2's networks (PH2's
+640x768 network at 32 features took 1.7x its prediction, the others within 1.25x)."""
 TRAINING_SHARE = 0.8
 """The share of a fold's budget counted for training iterations; the rest is setup, pseudo-Dice and validation."""
 RULE = (f"each configuration made cheaper (half width, then half patch edges) until it buys {TARGET_ITERATIONS} "
@@ -48,13 +53,19 @@ class ConfigurationTiming:
     0 in plans written before the batch was chosen for time, meaning the plan's batch."""
     patch_size: list[int] = field(default_factory=list)
     features_per_stage: list[int] = field(default_factory=list)
+    spacing: list[float] = field(default_factory=list)
+    """The spacing of the patch's axes (a coarser grid than the plan's when the network was made cheaper so)."""
     selected: bool = True
     """Whether the configuration trains with this network (the others were timed on the way and rejected)."""
+    estimated: bool = False
+    """Predicted from a cheaper network's timing instead of measured (rejected as far too slow)."""
 
     def describe(self) -> str:
         shape = f" patch {'x'.join(map(str, self.patch_size))}" if self.patch_size else ""
+        shape += f" at {'x'.join(f'{s:g}' for s in self.spacing)}" if self.spacing else ""
         width = f" {self.features_per_stage[0]} features" if self.features_per_stage else ""
-        return (f"{self.configuration}{shape}{width} batch {self.batch_size} {self.seconds_per_iteration:.3f} "
+        about = "about " if self.estimated else ""
+        return (f"{self.configuration}{shape}{width} batch {self.batch_size} {about}{self.seconds_per_iteration:.3f} "
                 f"s/iteration -> {self.iterations} iterations")
 
 
@@ -120,6 +131,7 @@ def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_dev
     faster of one and all CPU threads."""
     import torch
 
+    from autounet.planning.variants import patch_spacing
     from autounet.training.budget_clock import fastest_threads, measure_step_seconds
 
     threads = torch.get_num_threads()
@@ -128,31 +140,60 @@ def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_dev
     torch.set_num_threads(threads)
     return ConfigurationTiming(plan.name, steps.training_iteration, steps.forward,
                                iterations_bought(budget_seconds, steps.training_iteration), batch,
-                               list(plan.patch_size), list(plan.network.features_per_stage), selected=False)
+                               list(plan.patch_size), list(plan.network.features_per_stage),
+                               patch_spacing(plan), selected=False)
 
 
 def quick_timing(plan: ConfigurationPlan, budget_seconds: float, torch_device) -> ConfigurationTiming:
     """The batch search's own timing of ``plan`` (all threads, no forward pass: ``seconds_per_forward`` 0), enough
     to reject a network that buys far too few iterations without timing it thoroughly."""
+    from autounet.planning.variants import patch_spacing
     from autounet.training.budget_clock import time_batch_size
 
     batch, batch_timings = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
     seconds = next(t.seconds_per_iteration for t in batch_timings if t.batch_size == batch)
     return ConfigurationTiming(plan.name, seconds, 0.0, iterations_bought(budget_seconds, seconds), batch,
-                               list(plan.patch_size), list(plan.network.features_per_stage), selected=False)
+                               list(plan.patch_size), list(plan.network.features_per_stage),
+                               patch_spacing(plan), selected=False)
+
+
+def predicted_timing(plan: ConfigurationPlan, budget_seconds: float, reference_plan: ConfigurationPlan,
+                     reference: ConfigurationTiming) -> ConfigurationTiming:
+    """``plan``'s seconds per iteration at its smallest batch, predicted from ``reference`` (a measured timing
+    of ``reference_plan``) in proportion to the work per sample."""
+    from autounet.network.cost import sample_cost
+    from autounet.planning.variants import patch_spacing
+    from autounet.training.budget_clock import candidate_batches
+
+    batch = candidate_batches(plan.batch_size)[0]
+    per_sample = reference.seconds_per_iteration / reference.batch_size
+    ratio = sample_cost(plan.network, plan.patch_size) / sample_cost(reference_plan.network, reference_plan.patch_size)
+    seconds = per_sample * ratio * batch
+    return ConfigurationTiming(plan.name, seconds, 0.0, iterations_bought(budget_seconds, seconds), batch,
+                               list(plan.patch_size), list(plan.network.features_per_stage), patch_spacing(plan),
+                               selected=False, estimated=True)
 
 
 def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
-                 timings: list[ConfigurationTiming]) -> ConfigurationPlan:
+                 timings: list[ConfigurationTiming], label_dice=None) -> ConfigurationPlan:
     """The first of :func:`~autounet.planning.variants.cheaper_variants` that buys :data:`TARGET_ITERATIONS`
-    (the cheapest when none does), timed thoroughly; the rejected variants' quick timings and then the selected
-    one's are appended to ``timings``."""
+    (the cheapest when none does), timed thoroughly; the rejected variants' timings (quick, or predicted when
+    far too slow: :data:`SKIP_SHARE`) and then the selected one's are appended to ``timings``. ``label_dice`` is
+    passed on to the ladder (coarser grids)."""
     from autounet.planning.variants import cheaper_variants
 
-    ladder = cheaper_variants(plan)
+    ladder = cheaper_variants(plan, label_dice)
+    cheapest = quick_timing(ladder[-1], budget_seconds, torch_device)
     for index, variant in enumerate(ladder):
+        if index == len(ladder) - 1:
+            quick = cheapest
+            break
+        predicted = predicted_timing(variant, budget_seconds, ladder[-1], cheapest)
+        if predicted.iterations < SKIP_SHARE * TARGET_ITERATIONS:
+            timings.append(predicted)
+            continue
         quick = quick_timing(variant, budget_seconds, torch_device)
-        if quick.iterations >= TARGET_ITERATIONS or index == len(ladder) - 1:
+        if quick.iterations >= TARGET_ITERATIONS:
             break
         timings.append(quick)
     selected = time_configuration(variant, budget_seconds, torch_device, quick.batch_size)
@@ -162,9 +203,12 @@ def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
 
 
 def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_seconds: float,
-                     device: str = "cpu") -> tuple[TimeBudgetPlan, dict[str, ConfigurationPlan]]:
+                     device: str = "cpu", label_dice=None) -> tuple[TimeBudgetPlan, dict[str, ConfigurationPlan]]:
     """Time each candidate configuration and its cheaper variants on ``device``; fit each to the budget and
-    choose one. Returns the record for plans.json and the time-fitted plans of the candidates."""
+    choose one. Returns the record for plans.json and the time-fitted plans of the candidates.
+
+    ``label_dice(factor)``, the labels' Dice on an in-plane grid ``factor`` times coarser
+    (``Fingerprint.label_dice_when_coarsened``), lets a 2d network trade resolution for context."""
     import torch
 
     from autounet.utils.progress import track
@@ -174,7 +218,7 @@ def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_second
         raise UserError(f"a duration budget plans among {', '.join(CANDIDATES)}; none of them was planned.")
     torch_device = torch.device("cuda" if device == "cuda" else device)
     timings: list[ConfigurationTiming] = []
-    fitted = {name: fit_for_time(configurations[name], budget_seconds, torch_device, timings)
+    fitted = {name: fit_for_time(configurations[name], budget_seconds, torch_device, timings, label_dice)
               for name in track(names, description="timing training iterations")}
     shrunk = frozenset(name for name, plan in fitted.items() if plan.patch_size != configurations[name].patch_size)
     chosen = choose_configuration([t for t in timings if t.selected], shrunk)

@@ -12,6 +12,7 @@ from autounet.dataset import find_cases, load_spec
 from autounet.fingerprint import Fingerprint, load_fingerprint, save_fingerprint
 from autounet.fingerprint.compute import (compute_fingerprint, fingerprint_case, weight_per_value,
                                           weighted_stats)
+from autounet.fingerprint.detail import COARSENING_FACTORS, coarsened_label_dice
 from autounet.fingerprint.crop import any_nonzero, bbox_of, crop_to_bbox, nonzero_mask
 from autounet.io import read_image, read_label
 
@@ -111,6 +112,14 @@ def test_fingerprint_case_of_whole_numbers_is_a_weighted_histogram(png_dataset):
     np.testing.assert_allclose(result.weights[0], counts * 100_000 / counts.sum())
 
 
+def test_fingerprint_case_measures_the_label_detail(nifti_dataset):
+    case = find_cases(nifti_dataset, load_spec(nifti_dataset))[0]
+    label, _ = read_label(case.label_file)
+    measured = fingerprint_case(case, samples_per_case=100).fingerprint.coarsened_label_dice
+    assert measured == coarsened_label_dice(label) and len(measured) == len(COARSENING_FACTORS)
+    assert all(0.0 <= d <= 1.0 for d in measured)
+
+
 def test_fingerprint_case_subsamples_reproducibly(nifti_dataset):
     case = find_cases(nifti_dataset, load_spec(nifti_dataset))[0]
     first, again = fingerprint_case(case, samples_per_case=50), fingerprint_case(case, samples_per_case=50)
@@ -143,7 +152,7 @@ def test_fingerprint_json_round_trip(tmp_path, png_dataset, rgb_dataset):
         path = save_fingerprint(fp, tmp_path / folder.name)
         assert path.name == "fingerprint.json" and not list(path.parent.glob(".*tmp*"))
         loaded = load_fingerprint(tmp_path / folder.name)
-        assert loaded == fp
+        assert loaded == fp and loaded.cases[0].coarsened_label_dice == fp.cases[0].coarsened_label_dice != []
         assert isinstance(loaded.cases[0].shape, tuple) and loaded.cases[0].shape == (1, 48, 40)
         assert Fingerprint.from_json(loaded.to_json()) == fp
         assert loaded.channel_names == fp.channel_names and set(loaded.channel_names) == set(range(len(fp.channels)))

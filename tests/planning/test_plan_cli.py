@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autounet.cli.main import app
+from autounet.fingerprint import load_fingerprint
 from autounet.planning.plans import load_plans
 from tests.conftest import REAL_DATASETS, make_nifti_dataset, shared_dataset
 
@@ -49,6 +50,18 @@ def test_replans_from_the_fingerprint_alone_and_refingerprints_changed_data(nift
     result = run_plan(str(nifti_dataset), "-w", "1")
     assert result.exit_code == 0 and "fingerprinted" in result.output
     assert fingerprint.stat().st_mtime_ns != first
+
+
+def test_a_fingerprint_made_before_the_label_detail_is_made_again(nifti_dataset, data_root):
+    assert run_plan(str(nifti_dataset), "-w", "1").exit_code == 0
+    path = data_root / "preprocessed" / nifti_dataset.name / "fingerprint.json"
+    old = json.loads(path.read_text())
+    for case in old["cases"]:
+        del case["coarsened_label_dice"]
+    path.write_text(json.dumps(old))
+    result = run_plan(str(nifti_dataset), "-w", "1")
+    assert result.exit_code == 0 and "fingerprinted" in result.output
+    assert load_fingerprint(path.parent).label_dice_when_coarsened(2) is not None
 
 
 def test_without_raw_data_plans_from_an_existing_fingerprint(tmp_path, data_root):

@@ -118,3 +118,40 @@ def test_a_3d_network_with_a_halved_patch_is_not_preferred_to_2d():
     assert choose_configuration(timings) == "3d_fullres"
     assert choose_configuration(timings, frozenset({"3d_fullres"})) == "2d"
     assert choose_configuration(_timings(1800, {"3d_fullres": 0.03}), frozenset({"3d_fullres"})) == "3d_fullres"
+
+
+def test_networks_predicted_far_too_slow_are_rejected_untimed(monkeypatch):
+    from autounet.network.cost import sample_cost
+    from autounet.planning import time_budget
+    from autounet.planning.configurations import plan_configurations
+    from autounet.planning.variants import cheaper_variants
+    from tests.planning.fingerprints import image_2d
+
+    plan = plan_configurations(image_2d(), num_classes=2, budget_gb=8.0)["2d"]
+    ladder = cheaper_variants(plan)
+    cheapest_cost = sample_cost(ladder[-1].network, ladder[-1].patch_size)
+    timed = []
+
+    def proportional_timer(variant, budget_seconds, device, batch=None):
+        timed.append(variant.patch_size[0] * 1000 + variant.network.features_per_stage[0])
+        seconds = 0.3 * sample_cost(variant.network, variant.patch_size) / cheapest_cost
+        return ConfigurationTiming(variant.name, seconds, seconds / 3, iterations_bought(budget_seconds, seconds),
+                                   2, list(variant.patch_size), list(variant.network.features_per_stage),
+                                   selected=False)
+
+    monkeypatch.setattr(time_budget, "time_configuration", proportional_timer)
+    monkeypatch.setattr(time_budget, "quick_timing", proportional_timer)
+    timings = []
+    fitted = time_budget.fit_for_time(plan, 1800.0, "cpu", timings)
+    estimated = [t for t in timings if t.estimated]
+    assert estimated and all(t.iterations < time_budget.SKIP_SHARE * TARGET_ITERATIONS for t in estimated)
+    assert all(t.seconds_per_forward == 0 and not t.selected for t in estimated)
+    # the predictions are exact for a timer proportional to the work, and no rejected network was timed
+    for t in estimated:
+        variant = next(v for v in ladder if v.patch_size == t.patch_size
+                       and v.network.features_per_stage == t.features_per_stage)
+        assert t.seconds_per_iteration == pytest.approx(
+            0.3 * sample_cost(variant.network, variant.patch_size) / cheapest_cost)
+        assert t.patch_size[0] * 1000 + t.features_per_stage[0] not in timed
+    assert timings[-1].selected and not timings[-1].estimated and fitted.patch_size == timings[-1].patch_size
+    assert "about" in TimeBudgetPlan(1800.0, "cpu", timings, "2d").describe()
