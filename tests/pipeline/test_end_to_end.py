@@ -104,3 +104,30 @@ def test_run_stops_on_a_broken_dataset_with_one_sentence(tmp_path):
     result = autounet(root, "run", str(raw), "--budget", "quick", "--folds", "0")
     assert result.returncode == 1
     assert "case_001" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_coarser_grid_plan_trains_and_predicts_in_the_original_geometry(tmp_path):
+    """What ``plan --budget`` writes when a 2d network trades resolution for context (its own data folder)."""
+    from autounet.planning.plans import load_plans, save_plans
+    from autounet.planning.variants import coarser, narrower
+
+    root = tmp_path / "root"
+    raw = make_png_dataset(root / "raw" / "Dataset205_Coarse", n_cases=5)
+    name = raw.name
+    ok(autounet(root, "plan", name, "-c", "2d"))
+    plans = load_plans(root / "preprocessed" / name)
+    coarse = coarser(narrower(plans.configuration("2d")))
+    assert coarse is not None and coarse.data_identifier == "2d_at_2x2"
+    plans.configurations["2d"] = coarse
+    save_plans(plans, root / "preprocessed" / name)
+
+    ok(autounet(root, "preprocess", name, "-c", "2d"))
+    cached = root / "preprocessed" / name / "2d_at_2x2"
+    assert cached.is_dir() and not (root / "preprocessed" / name / "2d").exists()
+    ok(autounet(root, "train", name, "-c", "2d", "--fold", "0", *TRAIN_FAST))
+    out = tmp_path / "predictions"
+    ok(autounet(root, "predict", "-i", str(raw / "imagesTr"), "-o", str(out), "-d", name, "-c", "2d", "--no-tta"))
+    for label_file in sorted((raw / "labelsTr").iterdir()):
+        predicted, geometry = read_label(out / label_file.name)
+        reference, reference_geometry = read_label(label_file)
+        assert predicted.shape == reference.shape and geometry.matches(reference_geometry) == []
