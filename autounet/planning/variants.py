@@ -28,10 +28,12 @@ MAX_PATCH_HALVINGS = 2
 """Patch edges are halved at most this many times (to a quarter of the planned edge)."""
 MAX_BATCH = 64
 """Largest batch timed for a smaller patch (the memory a smaller patch frees allows more)."""
-COARSENING_MIN_DICE = 0.98
+COARSENING_MIN_DICE = 0.99
 """A 2d configuration goes to a 2x coarser in-plane grid (instead of a smaller patch) when its labels keep this
-Dice through a round trip to that grid (median over cases, measured by the fingerprint). PH2: 0.999 at 2x and
-0.996 at 4x; ISBI 2012: 0.987 at 2x, 0.923 at 4x; Hippocampus: 0.960 at 2x."""
+Dice through a round trip to that grid (median over cases, measured by the fingerprint). PH2 keeps 0.999 at 2x
+and 0.996 at 4x (coarser: Dice 0.917 at 10 minutes, against 0.685 with halved patches); ISBI 2012 keeps 0.987 at
+2x (coarser: pixel error 0.082 at 30 minutes, against 0.079 with halved patches; Rand error 0.164 against 0.111);
+Hippocampus 0.960 at 2x."""
 
 
 def patch_spacing(plan: ConfigurationPlan) -> list[float]:
