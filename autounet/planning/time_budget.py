@@ -4,7 +4,8 @@ Two rules, each backed by runs in docs/benchmarks.md ("Quality at a time budget"
 
 * **Network and patch for time** (:func:`fit_for_time`): a network that buys only a few hundred iterations stays
   under-trained, so each configuration walks down :func:`~autounet.planning.variants.cheaper_variants` (half
-  the width, then half the patch edges) until one buys :data:`TARGET_ITERATIONS`.
+  the width, then a 2x coarser grid where the labels survive it or else half the patch edges) until one buys
+  :data:`TARGET_ITERATIONS`.
 * **2d or 3d_fullres** (:func:`choose_configuration`): 3d_fullres only once its fitted network buys
   :data:`MIN_3D_ITERATIONS`; below that a 2D network trained for many more iterations was better.
 """
@@ -35,7 +36,8 @@ a minute to time at 33 s per iteration. The prediction was within 2x on ISBI 201
 640x768 network at 32 features took 1.7x its prediction, the others within 1.25x)."""
 TRAINING_SHARE = 0.8
 """The share of a fold's budget counted for training iterations; the rest is setup, pseudo-Dice and validation."""
-RULE = (f"each configuration made cheaper (half width, then half patch edges) until it buys {TARGET_ITERATIONS} "
+RULE = (f"each configuration made cheaper (half width, then a coarser grid where the labels survive it or half "
+        f"patch edges) until it buys {TARGET_ITERATIONS} "
         f"iterations; 3d_fullres when it buys at least {MIN_3D_ITERATIONS} at its planned patch, else 2d")
 
 
