@@ -27,8 +27,9 @@ class CaseFingerprint:
     """Per axis ``[start, stop)`` of the bounding box of voxels that are nonzero in any channel."""
     shape_after_crop: tuple[int, int, int]
     coarsened_label_dice: list[float] = field(default_factory=list)
-    """Mean foreground Dice of the label map after a round trip through an in-plane grid 2x and 4x coarser
-    (:data:`~autounet.fingerprint.detail.COARSENING_FACTORS`); empty in fingerprints made before it was measured."""
+    """Mean foreground Dice of the label map after a round trip through an in-plane grid 2x and 4x coarser than
+    the case's own (:data:`~autounet.fingerprint.detail.COARSENING_FACTORS`); empty in fingerprints made before it
+    was measured."""
 
     @property
     def relative_size_after_crop(self) -> float:

@@ -80,7 +80,7 @@ def coarser(plan: ConfigurationPlan, factor: int = 2) -> ConfigurationPlan | Non
     Example:
         >>> ph2 = coarser(narrower(ph2_2d))  # doctest: +SKIP
         >>> ph2.spacing, ph2.patch_size, ph2.data_identifier
-        ([999.0, 2.0, 2.0], [288, 384], '2d_at_2x2')
+        ([999.0, 2.0, 2.0], [320, 384], '2d_at_2x2')
     """
     if not plan.is_2d:
         return None
