@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from autounet.errors import MissingArtifactError
+from autounet.fingerprint.detail import COARSENING_FACTORS
 from autounet.utils.atomic import write_json
 from autounet.utils.serde import load_dataclass, to_json_value
 
@@ -85,8 +86,6 @@ class Fingerprint:
     def label_dice_when_coarsened(self, factor: int) -> float | None:
         """The median over cases of the label Dice kept on an in-plane grid ``factor`` times coarser; None when
         it was not measured for that factor."""
-        from autounet.fingerprint.detail import COARSENING_FACTORS
-
         if factor not in COARSENING_FACTORS or any(not c.coarsened_label_dice for c in self.cases):
             return None
         index = COARSENING_FACTORS.index(factor)

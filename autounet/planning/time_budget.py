@@ -127,36 +127,40 @@ def choose_configuration(timings: list[ConfigurationTiming], shrunk_patches: fro
     return "2d" if "2d" in usable else next(iter(usable))
 
 
+def _timing(plan: ConfigurationPlan, budget_seconds: float, seconds_per_iteration: float, batch: int,
+            seconds_per_forward: float = 0.0, estimated: bool = False) -> ConfigurationTiming:
+    """The record of ``plan`` at ``batch`` taking ``seconds_per_iteration`` (not yet selected)."""
+    from autounet.planning.variants import patch_spacing
+
+    return ConfigurationTiming(plan.name, seconds_per_iteration, seconds_per_forward,
+                               iterations_bought(budget_seconds, seconds_per_iteration), batch,
+                               list(plan.patch_size), list(plan.network.features_per_stage), patch_spacing(plan),
+                               selected=False, estimated=estimated)
+
+
 def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_device,
                        batch: int) -> ConfigurationTiming:
     """Seconds per training iteration and per forward pass of ``plan`` at ``batch``, measured here with the
     faster of one and all CPU threads."""
     import torch
 
-    from autounet.planning.variants import patch_spacing
     from autounet.training.budget_clock import fastest_threads, measure_step_seconds
 
     threads = torch.get_num_threads()
     steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch, torch_device),
                             torch_device)
     torch.set_num_threads(threads)
-    return ConfigurationTiming(plan.name, steps.training_iteration, steps.forward,
-                               iterations_bought(budget_seconds, steps.training_iteration), batch,
-                               list(plan.patch_size), list(plan.network.features_per_stage),
-                               patch_spacing(plan), selected=False)
+    return _timing(plan, budget_seconds, steps.training_iteration, batch, steps.forward)
 
 
 def quick_timing(plan: ConfigurationPlan, budget_seconds: float, torch_device) -> ConfigurationTiming:
     """The batch search's own timing of ``plan`` (all threads, no forward pass: ``seconds_per_forward`` 0), enough
     to reject a network that buys far too few iterations without timing it thoroughly."""
-    from autounet.planning.variants import patch_spacing
     from autounet.training.budget_clock import time_batch_size
 
     batch, batch_timings = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
     seconds = next(t.seconds_per_iteration for t in batch_timings if t.batch_size == batch)
-    return ConfigurationTiming(plan.name, seconds, 0.0, iterations_bought(budget_seconds, seconds), batch,
-                               list(plan.patch_size), list(plan.network.features_per_stage),
-                               patch_spacing(plan), selected=False)
+    return _timing(plan, budget_seconds, seconds, batch)
 
 
 def predicted_timing(plan: ConfigurationPlan, budget_seconds: float, reference_plan: ConfigurationPlan,
@@ -164,16 +168,12 @@ def predicted_timing(plan: ConfigurationPlan, budget_seconds: float, reference_p
     """``plan``'s seconds per iteration at its smallest batch, predicted from ``reference`` (a measured timing
     of ``reference_plan``) in proportion to the work per sample."""
     from autounet.network.cost import sample_cost
-    from autounet.planning.variants import patch_spacing
     from autounet.training.budget_clock import candidate_batches
 
     batch = candidate_batches(plan.batch_size)[0]
     per_sample = reference.seconds_per_iteration / reference.batch_size
     ratio = sample_cost(plan.network, plan.patch_size) / sample_cost(reference_plan.network, reference_plan.patch_size)
-    seconds = per_sample * ratio * batch
-    return ConfigurationTiming(plan.name, seconds, 0.0, iterations_bought(budget_seconds, seconds), batch,
-                               list(plan.patch_size), list(plan.network.features_per_stage), patch_spacing(plan),
-                               selected=False, estimated=True)
+    return _timing(plan, budget_seconds, per_sample * ratio * batch, batch, estimated=True)
 
 
 def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,

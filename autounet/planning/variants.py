@@ -88,17 +88,15 @@ def coarser(plan: ConfigurationPlan, factor: int = 2) -> ConfigurationPlan | Non
     coarse.spacing = [plan.spacing[0], *(float(s) * factor for s in plan.spacing[1:])]
     coarse.median_shape = [max(1, int(round(m / factor))) for m in plan.median_shape]
     coarse.data_identifier = f"{plan.name}_at_{'x'.join(f'{s:g}' for s in coarse.spacing[1:])}"
+    patch = halved_patch(coarse, factor)  # ``coarse`` still holds the plan's patch: the limit is its share
+    return None if patch is None else with_patch(coarse, patch)
+
+
+def halved_patch(plan: ConfigurationPlan, factor: int = 2) -> list[int] | None:
+    """The first patch in the planner's shrink order (at ``plan``'s spacing and median shape) with every edge
+    about divided by ``factor`` (at most 1/factor^dim of the voxels); None when the planner cannot shrink that
+    far."""
     limit = np.prod(plan.patch_size, dtype=float) / factor ** len(plan.patch_size)
-    for topology in shrink_sequence(patch_spacing(coarse), list(coarse.median_shape)):
-        if np.prod(topology.patch_size, dtype=float) <= limit and topology.num_stages >= 2:
-            return with_patch(coarse, list(topology.patch_size))
-    return None
-
-
-def halved_patch(plan: ConfigurationPlan) -> list[int] | None:
-    """The first patch in the planner's shrink order with every edge about halved (at most 1/2^dim of the
-    voxels); None when the planner cannot shrink that far."""
-    limit = np.prod(plan.patch_size, dtype=float) / 2 ** len(plan.patch_size)
     for topology in shrink_sequence(patch_spacing(plan), list(plan.median_shape)):
         if np.prod(topology.patch_size, dtype=float) <= limit and topology.num_stages >= 2:
             return list(topology.patch_size)
