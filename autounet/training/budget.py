@@ -141,6 +141,9 @@ class BudgetTiming:
     """Epoch totals the run was cut to when the machine turned out slower than measured."""
     extended_to: list[int] = field(default_factory=list)
     """Epoch totals the run grew to early on, when its first epochs turned out faster than projected."""
+    last_epoch_unplanned: bool = False
+    """True when the deadline came before the planned last epoch (an epoch cut short, or one that ran slower than
+    projected left no time for the next): the run stopped with its rate short of the schedule's end."""
 
     def describe(self) -> str:
         return (f"budget {format_duration(self.budget_seconds)}: {self.seconds_per_iteration:.3f} s per training "

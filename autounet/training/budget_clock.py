@@ -34,6 +34,8 @@ RECENT_EPOCHS = 3
 REFIT_EARLY_SHARE = 0.25
 """While fewer than this share of the epochs are done, the epoch total may also grow (a slow start, e.g. another
 job on the machine, is not held against the whole run)."""
+LAST_EPOCHS_CAUTION = 2
+"""When this many epochs or fewer are left, they are projected at the slowest recent epoch, not the median."""
 CALIBRATION_ITERATIONS = 5
 """Real training iterations (after the first) timed to re-fit the schedule at the start of training."""
 MEASURE_SECONDS = 1.0
@@ -365,6 +367,12 @@ class BudgetClock:
             kept = shortened_epochs(done, timing.epochs, left, typical)
             if done < REFIT_EARLY_SHARE * timing.epochs and typical > 0:
                 kept = max(kept, done + int(max(0.0, left) // typical))
+        if completed and kept - done <= LAST_EPOCHS_CAUTION:
+            # the last epochs are projected at the slowest recent epoch: one slower than the median must not find
+            # the next epoch unaffordable after it ran with the rate of a longer schedule
+            kept = min(kept, max(done + 1, shortened_epochs(done, kept, left, max(recent) * EPOCH_SAFETY)))
+        if kept == done and done < timing.epochs:
+            timing.last_epoch_unplanned = True
         if kept < timing.epochs:
             timing.shortened_to.append(kept)
         elif kept > timing.epochs:

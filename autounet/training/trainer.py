@@ -243,8 +243,11 @@ def keep_within_budget(run: Run, clock: BudgetClock, completed: bool) -> None:
     write_config(run.setup.fold_dir, run.config)
     if epochs != planned and run.ranks.is_main:
         measured = clock.timing.measured_seconds_per_iteration
+        early = (" The machine slowed down too late to re-fit the rate: the run stops before its rate has annealed "
+                 "fully." if clock.timing.last_epoch_unplanned else "")
         console.print(f"budget: {measured:.3f} s per real iteration here; the schedule now ends after {epochs} "
-                      f"epochs (was {planned}) so that training and validation fit the budget.", highlight=False)
+                      f"epochs (was {planned}) so that training and validation fit the budget.{early}",
+                      highlight=False)
 
 
 def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, ranks: Ranks) -> Run:

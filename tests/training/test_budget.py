@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from autounet.errors import UserError
@@ -100,8 +102,13 @@ class FakeTime:
 
 
 def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_after_epoch: int | None = None,
-              outlier_epoch: int | None = None):
-    """Run the clock through a whole simulated training whose iterations take ``real`` seconds."""
+              outlier_epoch: int | None = None, jitter: float = 0.0, seed: int = 0):
+    """Run the clock through a whole simulated training whose iterations take ``real`` seconds.
+
+    ``jitter`` varies each epoch's speed at random by up to that share. Returns the clock, the seconds used, the
+    epochs trained and the epoch total in force while each epoch trained.
+    """
+    rng = random.Random(seed)
     fake = FakeTime()
     monkeypatch.setattr(budget_clock.time, "perf_counter", fake.perf_counter)
     clock = BudgetClock(budget)
@@ -112,6 +119,7 @@ def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_aft
         clock.epoch_started()
         per_iteration = real * (3 if slow_after_epoch is not None and epoch >= slow_after_epoch else 1)
         per_iteration *= 1.6 if epoch == outlier_epoch else 1
+        per_iteration *= rng.uniform(1 - jitter, 1 + jitter)
         completed = True
         for iteration in range(timing.iterations_per_epoch):
             fake.now += per_iteration
@@ -123,12 +131,12 @@ def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_aft
         epochs_seen.append(timing.epochs)
         epoch += 1
         clock.epoch_done(completed)
-    return clock, fake.now - clock.started, epoch
+    return clock, fake.now - clock.started, epoch, epochs_seen
 
 
 @pytest.mark.parametrize("real_factor", [0.5, 1.0, 2.0, 4.0])
 def test_clock_keeps_training_within_the_budget(monkeypatch, real_factor):
-    clock, used, epochs = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2 * real_factor)
+    clock, used, epochs, _ = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2 * real_factor)
     timing = clock.timing
     assert epochs == timing.epochs  # the run trains exactly the (re-fitted) schedule's epochs
     assert used + timing.validation_seconds <= 600.0
@@ -139,22 +147,45 @@ def test_clock_keeps_training_within_the_budget(monkeypatch, real_factor):
 
 @pytest.mark.parametrize("outlier_epoch", [0, 1, 3])
 def test_one_slow_epoch_does_not_cut_the_schedule(monkeypatch, outlier_epoch):
-    clean, clean_used, _ = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2)
-    clock, used, epochs = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2, outlier_epoch=outlier_epoch)
+    clean, clean_used, _, _ = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2)
+    clock, used, epochs, _ = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2, outlier_epoch=outlier_epoch)
     assert epochs == clock.timing.epochs and used + clock.timing.validation_seconds <= 600.0
     assert epochs >= clean.timing.epochs - 1  # at most the outlier's own extra time is lost
     assert used > 0.9 * clean_used
 
 
 def test_early_epochs_faster_than_measured_grow_the_schedule(monkeypatch):
-    clock, used, epochs = _simulate(monkeypatch, budget=600.0, measured=0.4, real=0.2)
+    clock, used, epochs, _ = _simulate(monkeypatch, budget=600.0, measured=0.4, real=0.2)
     assert epochs == clock.timing.epochs and used + clock.timing.validation_seconds <= 600.0
     assert used > 0.8 * 600  # the time the slow measurement set aside is trained, not left idle
 
 
 def test_clock_cuts_the_schedule_when_the_machine_slows_down(monkeypatch):
-    clock, used, epochs = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2, slow_after_epoch=5)
+    clock, used, epochs, _ = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2, slow_after_epoch=5)
     assert clock.timing.shortened_to and epochs == clock.timing.epochs
+    assert used + clock.timing.validation_seconds <= 600.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("slow_after_epoch", [None, 30, 45, 49])
+def test_the_rate_anneals_to_the_end_unless_the_run_says_the_deadline_came_early(monkeypatch, seed,
+                                                                                   slow_after_epoch):
+    clock, used, epochs, totals = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2, jitter=0.3,
+                                            seed=seed, slow_after_epoch=slow_after_epoch)
+    timing = clock.timing
+    assert used + timing.validation_seconds <= 600.0 and epochs == timing.epochs
+    # the rate is set at each epoch's start from the total then in force
+    last_rate = poly_lr(1.0, epochs - 1, totals[-1], 0.9)
+    if timing.last_epoch_unplanned:
+        assert totals[-1] > epochs  # flagged only when the last epoch ran as part of a longer schedule
+    else:
+        assert last_rate == pytest.approx(poly_lr(1.0, epochs - 1, epochs, 0.9))
+
+
+def test_a_machine_slowing_threefold_near_the_end_stops_early_and_says_so(monkeypatch):
+    clock, used, epochs, totals = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2, outlier_epoch=40,
+                                            slow_after_epoch=46)
+    assert clock.timing.last_epoch_unplanned and totals[-1] > epochs
     assert used + clock.timing.validation_seconds <= 600.0
 
 
