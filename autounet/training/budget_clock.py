@@ -367,10 +367,10 @@ class BudgetClock:
             kept = shortened_epochs(done, timing.epochs, left, typical)
             if done < REFIT_EARLY_SHARE * timing.epochs and typical > 0:
                 kept = max(kept, done + int(max(0.0, left) // typical))
-        if completed and kept - done <= LAST_EPOCHS_CAUTION:
+        if completed and done < kept <= done + LAST_EPOCHS_CAUTION:
             # the last epochs are projected at the slowest recent epoch: one slower than the median must not find
             # the next epoch unaffordable after it ran with the rate of a longer schedule
-            kept = min(kept, max(done + 1, shortened_epochs(done, kept, left, max(recent) * EPOCH_SAFETY)))
+            kept = max(done + 1, shortened_epochs(done, kept, left, max(recent) * EPOCH_SAFETY))
         if kept == done and done < timing.epochs:
             timing.last_epoch_unplanned = True
         if kept < timing.epochs:
