@@ -2,8 +2,8 @@
 
 The memory planner fills the GPU (or the CPU's 8 GB default) with the largest patch and a network of nnU-Net's
 width. On a CPU such a network can take seconds per iteration, so a 30-minute budget buys a few hundred updates
-and the model stays under-trained (ISBI 2012's 512x512 plan: 228 iterations, pixel error 0.082). The ladder below
-trades capacity for updates, in the order that costs the least accuracy per second saved (see
+and the model stays under-trained (ISBI 2012's 512x512 plan: 228 iterations, 8.2 % of pixels misclassified).
+The ladder below trades capacity for updates, in the order that costs the least accuracy per second saved (see
 docs/benchmarks.md, "Network and patch for time"): first the width, then the patch. A 2d patch's voxels are cut
 either by a coarser grid (same field of view, less detail) when the labels survive it, or else by halving its
 edges (same detail, less context): PH2's large lesions lost context to a halved patch (Dice 0.685 at 10 minutes).
@@ -32,7 +32,7 @@ COARSENING_MIN_DICE = 0.99
 """A 2d configuration goes to a 2x coarser in-plane grid (instead of a smaller patch) when its labels keep this
 Dice through a round trip to that grid (median over cases, measured by the fingerprint). PH2 keeps 0.999 at 2x
 and 0.996 at 4x (coarser: Dice 0.917 at 10 minutes, against 0.685 with halved patches); ISBI 2012 keeps 0.987 at
-2x (coarser: pixel error 0.082 at 30 minutes, against 0.079 with halved patches; Rand error 0.164 against 0.111);
+2x (coarser: pixel error 0.052 at 30 minutes, against 0.051 with halved patches; Rand error 0.164 against 0.111);
 Hippocampus 0.960 at 2x."""
 
 
