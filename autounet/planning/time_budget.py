@@ -61,14 +61,21 @@ class ConfigurationTiming:
     """Whether the configuration trains with this network (the others were timed on the way and rejected)."""
     estimated: bool = False
     """Predicted from a cheaper network's timing instead of measured (rejected as far too slow)."""
+    batch_seconds: dict[int, float] = field(default_factory=dict)
+    """Seconds per iteration of each batch size the batch search timed, from which ``batch_size`` was chosen
+    (empty for a predicted timing, and in plans written before it was recorded)."""
 
     def describe(self) -> str:
         shape = f" patch {'x'.join(map(str, self.patch_size))}" if self.patch_size else ""
         shape += f" at {'x'.join(f'{s:g}' for s in self.spacing)}" if self.spacing else ""
         width = f" {self.features_per_stage[0]} features" if self.features_per_stage else ""
         about = "about " if self.estimated else ""
-        return (f"{self.configuration}{shape}{width} batch {self.batch_size} {about}{self.seconds_per_iteration:.3f} "
-                f"s/iteration -> {self.iterations} iterations")
+        searched = ""
+        if self.selected and len(self.batch_seconds) > 1:
+            searched = " (batches timed: " + ", ".join(f"{batch} -> {1000 * seconds / batch:.0f} ms/sample"
+                                                         for batch, seconds in self.batch_seconds.items()) + ")"
+        return (f"{self.configuration}{shape}{width} batch {self.batch_size}{searched} {about}"
+                f"{self.seconds_per_iteration:.3f} s/iteration -> {self.iterations} iterations")
 
 
 @dataclass
@@ -159,8 +166,10 @@ def quick_timing(plan: ConfigurationPlan, budget_seconds: float, torch_device) -
     from autounet.training.budget_clock import time_batch_size
 
     batch, batch_timings = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
-    seconds = next(t.seconds_per_iteration for t in batch_timings if t.batch_size == batch)
-    return _timing(plan, budget_seconds, seconds, batch)
+    timing = _timing(plan, budget_seconds, next(t.seconds_per_iteration for t in batch_timings
+                                                if t.batch_size == batch), batch)
+    timing.batch_seconds = {t.batch_size: t.seconds_per_iteration for t in batch_timings}
+    return timing
 
 
 def predicted_timing(plan: ConfigurationPlan, budget_seconds: float, reference_plan: ConfigurationPlan,
@@ -200,6 +209,7 @@ def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
         timings.append(quick)
     selected = time_configuration(variant, budget_seconds, torch_device, quick.batch_size)
     selected.selected = True
+    selected.batch_seconds = quick.batch_seconds
     timings.append(selected)
     return variant
 

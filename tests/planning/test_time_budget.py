@@ -11,6 +11,7 @@ from autounet.planning.time_budget import (MIN_3D_ITERATIONS, TARGET_ITERATIONS,
                                            TimeBudgetPlan, choose_configuration, iterations_bought,
                                            plan_time_budget)
 from autounet.training.budget import MIN_TRAINING_ITERATIONS
+from autounet.training.budget_clock import candidate_batches
 from tests.training.helpers import network_config
 
 
@@ -51,10 +52,14 @@ def test_time_budget_plan_round_trips_in_plans(tmp_path):
     location = make_training_root(tmp_path)
     plans = load_plans(location.preprocessed)
     plans.time_budget = TimeBudgetPlan(1800.0, "cpu", _timings(1800, {"2d": 0.1, "3d_fullres": 0.9}), "3d_fullres")
+    plans.time_budget.timings[0].batch_seconds = {2: 0.1, 4: 0.3}
     save_plans(plans, location.preprocessed)
     again = load_plans(location.preprocessed)
     assert isinstance(again, Plans) and again.time_budget == plans.time_budget
-    assert "3d_fullres batch 2 0.900 s/iteration -> 1600 iterations" in again.time_budget.describe()
+    assert again.time_budget.timings[0].batch_seconds == {2: 0.1, 4: 0.3}  # int keys again, not JSON's strings
+    described = again.time_budget.describe()
+    assert "3d_fullres batch 2 0.900 s/iteration -> 1600 iterations" in described
+    assert "2d batch 2 (batches timed: 2 -> 50 ms/sample, 4 -> 75 ms/sample) 0.100 s/iteration" in described
 
 
 def test_plan_time_budget_measures_real_iterations(tmp_path):
@@ -75,8 +80,15 @@ def test_plan_time_budget_measures_real_iterations(tmp_path):
     for name, plan in fitted.items():
         selected = planned.selected(name)
         assert selected.patch_size == plan.patch_size and selected.batch_size <= plan.batch_size
+        # the batch search's timings are kept, and the batch trained is one of them
+        assert selected.batch_size in selected.batch_seconds
+        assert list(selected.batch_seconds) == candidate_batches(plan.batch_size)[:len(selected.batch_seconds)]
+        assert all(seconds > 0 for seconds in selected.batch_seconds.values())
         assert selected.features_per_stage == plan.network.features_per_stage
-    assert planned.chosen == choose_configuration([t for t in planned.timings if t.selected])
+    # the choice follows the rule, with the patches the fitting halved (which depends on this machine's speed)
+    shrunk = frozenset(name for name, plan in fitted.items()
+                       if plan.patch_size != {"2d": two_d, "3d_fullres": three_d}[name].patch_size)
+    assert planned.chosen == choose_configuration([t for t in planned.timings if t.selected], shrunk)
 
 
 def _fake_timer(seconds_by_patch: dict[int, float]):
