@@ -97,6 +97,12 @@ def score_folder(dataset: str, predictions: Path, labels: Path, ending: str) -> 
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
+def score_validation(dataset: str, validation: Path, data: Path) -> dict[str, float]:
+    """The dataset's metrics over one tool's fold-0 validation predictions."""
+    spec = json.loads((data / dataset / "dataset.json").read_text())
+    return score_folder(dataset, validation, data / dataset / "labelsTr", spec["file_ending"])
+
+
 def run_autounet(dataset: str, budget: str, work: Path, data: Path) -> tuple[dict[str, float], float, str]:
     """autounet plan/preprocess/train --budget; its fold-0 scores, train+validate wall seconds and configuration."""
     root = work / "autounet"
@@ -110,9 +116,7 @@ def run_autounet(dataset: str, budget: str, work: Path, data: Path) -> tuple[dic
         measured = run_measured(autounet_cmd(*args), env=env, cwd=REPO)
         if measured.returncode != 0:
             raise BenchFailure(f"autounet {args[0]}: {_last_line(measured.output)}")
-    spec = json.loads((data / dataset / "dataset.json").read_text())
-    fold = root / "results" / dataset / configuration / "fold_0"
-    scores = score_folder(dataset, fold / "validation", data / dataset / "labelsTr", spec["file_ending"])
+    scores = score_validation(dataset, root / "results" / dataset / configuration / "fold_0" / "validation", data)
     return scores, measured.wall_s, configuration
 
 
@@ -123,11 +127,10 @@ def earlier_autounet(dataset: str, work: Path, data: Path) -> tuple[dict[str, fl
     if not plans_file.is_file():
         raise BenchFailure(f"no earlier autounet run in {work} (run without --nnunet-only first)")
     configuration = json.loads(plans_file.read_text())["time_budget"]["chosen"]
-    spec = json.loads((data / dataset / "dataset.json").read_text())
     validation = root / "results" / dataset / configuration / "fold_0" / "validation"
     if not validation.is_dir():
         raise BenchFailure(f"the earlier autounet run in {work} did not validate fold 0")
-    return score_folder(dataset, validation, data / dataset / "labelsTr", spec["file_ending"]), configuration
+    return score_validation(dataset, validation, data), configuration
 
 
 def _nnunet_id(dataset: str) -> str:
@@ -164,9 +167,7 @@ def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Pa
     measured = run_measured(train, env={**env, "BENCH_TRAIN_ITERS": str(iterations), "BENCH_VAL_ITERS": "1"})
     if measured.returncode != 0:
         raise BenchFailure(f"nnU-Net training: {_last_line(measured.output)}")
-    spec = json.loads((data / dataset / "dataset.json").read_text())
-    validation = next((base / "results").rglob("fold_0/validation"))
-    scores = score_folder(dataset, validation, data / dataset / "labelsTr", spec["file_ending"])
+    scores = score_validation(dataset, next((base / "results").rglob("fold_0/validation")), data)
     return scores, measured.wall_s, iterations
 
 

@@ -135,14 +135,15 @@ def choose_configuration(timings: list[ConfigurationTiming], shrunk_patches: fro
 
 
 def _timing(plan: ConfigurationPlan, budget_seconds: float, seconds_per_iteration: float, batch: int,
-            seconds_per_forward: float = 0.0, estimated: bool = False) -> ConfigurationTiming:
+            seconds_per_forward: float = 0.0, estimated: bool = False,
+            batch_seconds: dict[int, float] | None = None) -> ConfigurationTiming:
     """The record of ``plan`` at ``batch`` taking ``seconds_per_iteration`` (not yet selected)."""
     from autounet.planning.variants import patch_spacing
 
     return ConfigurationTiming(plan.name, seconds_per_iteration, seconds_per_forward,
                                iterations_bought(budget_seconds, seconds_per_iteration), batch,
                                list(plan.patch_size), list(plan.network.features_per_stage), patch_spacing(plan),
-                               selected=False, estimated=estimated)
+                               selected=False, estimated=estimated, batch_seconds=batch_seconds or {})
 
 
 def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_device,
@@ -166,10 +167,8 @@ def quick_timing(plan: ConfigurationPlan, budget_seconds: float, torch_device) -
     from autounet.training.budget_clock import time_batch_size
 
     batch, batch_timings = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
-    timing = _timing(plan, budget_seconds, next(t.seconds_per_iteration for t in batch_timings
-                                                if t.batch_size == batch), batch)
-    timing.batch_seconds = {t.batch_size: t.seconds_per_iteration for t in batch_timings}
-    return timing
+    timed = {t.batch_size: t.seconds_per_iteration for t in batch_timings}
+    return _timing(plan, budget_seconds, timed[batch], batch, batch_seconds=timed)
 
 
 def predicted_timing(plan: ConfigurationPlan, budget_seconds: float, reference_plan: ConfigurationPlan,
@@ -214,6 +213,11 @@ def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
     return variant
 
 
+def halved_patches(planned: dict[str, ConfigurationPlan], fitted: dict[str, ConfigurationPlan]) -> frozenset[str]:
+    """The configurations whose patch :func:`fit_for_time` changed (for :func:`choose_configuration`)."""
+    return frozenset(name for name, plan in fitted.items() if plan.patch_size != planned[name].patch_size)
+
+
 def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_seconds: float,
                      device: str = "cpu", label_dice=None) -> tuple[TimeBudgetPlan, dict[str, ConfigurationPlan]]:
     """Time each candidate configuration and its cheaper variants on ``device``; fit each to the budget and
@@ -232,6 +236,5 @@ def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_second
     timings: list[ConfigurationTiming] = []
     fitted = {name: fit_for_time(configurations[name], budget_seconds, torch_device, timings, label_dice)
               for name in track(names, description="timing training iterations")}
-    shrunk = frozenset(name for name, plan in fitted.items() if plan.patch_size != configurations[name].patch_size)
-    chosen = choose_configuration([t for t in timings if t.selected], shrunk)
+    chosen = choose_configuration([t for t in timings if t.selected], halved_patches(configurations, fitted))
     return TimeBudgetPlan(budget_seconds, device, timings, chosen), fitted

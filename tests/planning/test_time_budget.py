@@ -8,8 +8,8 @@ import pytest
 from autounet.errors import UserError
 from autounet.planning.plans import Plans
 from autounet.planning.time_budget import (MIN_3D_ITERATIONS, TARGET_ITERATIONS, ConfigurationTiming,
-                                           TimeBudgetPlan, choose_configuration, iterations_bought,
-                                           plan_time_budget)
+                                           TimeBudgetPlan, choose_configuration, halved_patches,
+                                           iterations_bought, plan_time_budget)
 from autounet.training.budget import MIN_TRAINING_ITERATIONS
 from autounet.training.budget_clock import candidate_batches
 from tests.training.helpers import network_config
@@ -86,8 +86,7 @@ def test_plan_time_budget_measures_real_iterations(tmp_path):
         assert all(seconds > 0 for seconds in selected.batch_seconds.values())
         assert selected.features_per_stage == plan.network.features_per_stage
     # the choice follows the rule, with the patches the fitting halved (which depends on this machine's speed)
-    shrunk = frozenset(name for name, plan in fitted.items()
-                       if plan.patch_size != {"2d": two_d, "3d_fullres": three_d}[name].patch_size)
+    shrunk = halved_patches({"2d": two_d, "3d_fullres": three_d}, fitted)
     assert planned.chosen == choose_configuration([t for t in planned.timings if t.selected], shrunk)
 
 
