@@ -20,6 +20,10 @@ pixels is printed beside it (about 1.55 times larger: membranes are a fifth of t
 Usage:
     python bench/quality.py --budgets 10m,30m,2h
     python bench/quality.py --budgets 2m --data examples --datasets Dataset004_Hippocampus   # smoke test
+
+A 2-hour row in two sittings: ``--skip-nnunet --work W``, then ``--nnunet-only --work W``; where W is gone by
+then, ``--nnunet-only --configuration C`` with the configuration autounet chose (its splits are seeded, so the
+held-out cases are the same).
 """
 
 from __future__ import annotations
@@ -40,8 +44,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import autounet_cmd, link_dataset, nnunet_bin, nnunet_env, print_table, run_measured  # noqa: E402
 
+from autounet.dataset.cases import find_cases  # noqa: E402
+from autounet.dataset.spec import load_spec  # noqa: E402
 from autounet.io import read_label  # noqa: E402
 from autounet.training.budget import format_duration, parse_duration  # noqa: E402
+from autounet.training.splits import make_splits  # noqa: E402
+from autounet.utils.atomic import write_json  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 """Where the datasets are (``--data`` replaces it, e.g. with ``examples`` for a quick smoke test)."""
@@ -133,6 +141,16 @@ def earlier_autounet(dataset: str, work: Path, data: Path) -> tuple[dict[str, fl
     return score_validation(dataset, validation, data), configuration
 
 
+def autounet_splits(dataset: str, work: Path, data: Path) -> Path:
+    """autounet's splits of ``dataset``, made afresh where no earlier run left them (they are seeded)."""
+    path = work / "autounet" / "preprocessed" / dataset / "splits.json"
+    if not path.is_file():
+        cases = sorted(case.case_id for case in find_cases(data / dataset, load_spec(data / dataset)))
+        path = work / "splits.json"
+        write_json(path, [{"train": fold.train, "val": fold.val} for fold in make_splits(cases)])
+    return path
+
+
 def _nnunet_id(dataset: str) -> str:
     return str(int(dataset[7:10]))
 
@@ -180,10 +198,16 @@ def main() -> None:
     parser.add_argument("--nnunet-only", action="store_true",
                         help="run nnU-Net beside the autounet run an earlier --skip-nnunet left in --work (same "
                              "held-out cases and configuration): a 2-hour row in two sittings")
+    parser.add_argument("--configuration", default=None,
+                        help="with --nnunet-only where the earlier autounet run is gone (another machine or "
+                             "sitting): the configuration it chose, e.g. 2d; the held-out cases are the same "
+                             "(autounet's splits are seeded)")
     parser.add_argument("--data", type=Path, default=DATA, help=f"folder holding the datasets (default {DATA})")
     args = parser.parse_args()
     if args.skip_nnunet and args.nnunet_only:
         parser.error("--skip-nnunet and --nnunet-only exclude each other")
+    if args.configuration and not args.nnunet_only:
+        parser.error("--configuration goes with --nnunet-only (autounet chooses its own)")
     data = args.data.resolve()
     budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
     seconds = {b: parse_duration(b) for b in budgets}
@@ -199,7 +223,10 @@ def main() -> None:
             started = time.strftime("%H:%M:%S")
             row = [dataset, format_duration(seconds[budget])]
             try:
-                if args.nnunet_only:
+                if args.nnunet_only and args.configuration:
+                    configuration = args.configuration
+                    row += [configuration, "earlier sitting", "-"]
+                elif args.nnunet_only:
                     ours, configuration = earlier_autounet(dataset, folder, data)
                     row += [configuration, _fmt(ours), "earlier run"]
                 else:
@@ -212,7 +239,7 @@ def main() -> None:
             if args.skip_nnunet:
                 row += ["-", "-", "-"]
             else:
-                splits = folder / "autounet" / "preprocessed" / dataset / "splits.json"
+                splits = autounet_splits(dataset, folder, data)
                 try:
                     theirs, their_wall, iterations = run_nnunet(dataset, seconds[budget], configuration, folder,
                                                                 splits, data)
