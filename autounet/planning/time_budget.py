@@ -28,7 +28,8 @@ TARGET_ITERATIONS = 2000
 MIN_3D_ITERATIONS = 5000
 """3d_fullres is chosen once the budget buys its fitted network this many iterations. Hippocampus at 30 minutes:
 3d_fullres with 1,083 iterations reached Dice 0.863, 2d with 6,300 reached 0.881; nnU-Net's 250,000-iteration 3D
-schedule beats its 2D one, so the crossing lies above 1,083: 5,000 keeps every CPU budget up to 2 hours in 2D."""
+schedule beats its 2D one, so the crossing lies above 1,083. At 2 hours on a quiet 2-core CPU 3d_fullres buys
+about 7,000 and reached 0.893 (2d at 2 hours not run); on a busier day it stays in 2D."""
 SKIP_SHARE = 0.25
 """A network predicted (from the cheapest one's timing, scaled by :func:`~autounet.network.cost.sample_cost`) to buy
 under this share of :data:`TARGET_ITERATIONS` is rejected without timing it: PH2's 640x768 memory plan took over
