@@ -48,8 +48,7 @@ from autounet.dataset.cases import find_cases  # noqa: E402
 from autounet.dataset.spec import load_spec  # noqa: E402
 from autounet.io import read_label  # noqa: E402
 from autounet.training.budget import format_duration, parse_duration  # noqa: E402
-from autounet.training.splits import make_splits  # noqa: E402
-from autounet.utils.atomic import write_json  # noqa: E402
+from autounet.training.splits import SPLITS_FILE, load_or_create_splits  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 """Where the datasets are (``--data`` replaces it, e.g. with ``examples`` for a quick smoke test)."""
@@ -143,12 +142,11 @@ def earlier_autounet(dataset: str, work: Path, data: Path) -> tuple[dict[str, fl
 
 def autounet_splits(dataset: str, work: Path, data: Path) -> Path:
     """autounet's splits of ``dataset``, made afresh where no earlier run left them (they are seeded)."""
-    path = work / "autounet" / "preprocessed" / dataset / "splits.json"
-    if not path.is_file():
-        cases = sorted(case.case_id for case in find_cases(data / dataset, load_spec(data / dataset)))
-        path = work / "splits.json"
-        write_json(path, [{"train": fold.train, "val": fold.val} for fold in make_splits(cases)])
-    return path
+    path = work / "autounet" / "preprocessed" / dataset / SPLITS_FILE
+    if path.is_file():
+        return path
+    load_or_create_splits(work, [case.case_id for case in find_cases(data / dataset, load_spec(data / dataset))])
+    return work / SPLITS_FILE
 
 
 def _nnunet_id(dataset: str) -> str:
