@@ -5,7 +5,8 @@ Two rules, each backed by runs in docs/benchmarks.md ("Quality at a time budget"
 * **Network and patch for time** (:func:`fit_for_time`): a network that buys only a few hundred iterations stays
   under-trained, so each configuration walks down :func:`~autounet.planning.variants.cheaper_variants` (half
   the width, then a 2x coarser grid where the labels survive it or else half the patch edges) until one buys
-  :data:`TARGET_ITERATIONS`.
+  :data:`TARGET_ITERATIONS` -- but never stops above a coarser grid the labels survive: on PH2 the full
+  resolution, which buys enough at 2 hours, scored below the 4x coarser grid at 30 minutes.
 * **2d or 3d_fullres** (:func:`choose_configuration`): 3d_fullres only once its fitted network buys
   :data:`MIN_3D_ITERATIONS`; below that a 2D network trained for many more iterations was better.
 """
@@ -39,7 +40,8 @@ TRAINING_SHARE = 0.8
 """The share of a fold's budget counted for training iterations; the rest is setup, pseudo-Dice and validation."""
 RULE = (f"each configuration made cheaper (half width, then a coarser grid where the labels survive it or half "
         f"patch edges) until it buys {TARGET_ITERATIONS} "
-        f"iterations; 3d_fullres when it buys at least {MIN_3D_ITERATIONS} at its planned patch, else 2d")
+        f"iterations, down to the coarsest grid the labels survive; 3d_fullres when it buys at least "
+        f"{MIN_3D_ITERATIONS} at its planned patch, else 2d")
 
 
 @dataclass
@@ -188,19 +190,21 @@ def predicted_timing(plan: ConfigurationPlan, budget_seconds: float, reference_p
 def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
                  timings: list[ConfigurationTiming], label_dice=None) -> ConfigurationPlan:
     """The first of :func:`~autounet.planning.variants.cheaper_variants` that buys :data:`TARGET_ITERATIONS`
-    (the cheapest when none does), timed thoroughly; the rejected variants' timings (quick, or predicted when
-    far too slow: :data:`SKIP_SHARE`) and then the selected one's are appended to ``timings``. ``label_dice`` is
-    passed on to the ladder (coarser grids)."""
+    and has no coarser grid below it on the ladder (the cheapest when none does), timed thoroughly; the rejected
+    variants' timings (quick, or predicted when far too slow, :data:`SKIP_SHARE`, or above a coarser grid) and
+    then the selected one's are appended to ``timings``. ``label_dice`` is passed on to the ladder (coarser
+    grids)."""
     from autounet.planning.variants import cheaper_variants
 
     ladder = cheaper_variants(plan, label_dice)
+    coarsest_grid = max(range(len(ladder)), key=lambda i: (grid_factor(plan, ladder[i]), -i))
     cheapest = quick_timing(ladder[-1], budget_seconds, torch_device)
     for index, variant in enumerate(ladder):
         if index == len(ladder) - 1:
             quick = cheapest
             break
         predicted = predicted_timing(variant, budget_seconds, ladder[-1], cheapest)
-        if predicted.iterations < SKIP_SHARE * TARGET_ITERATIONS:
+        if index < coarsest_grid or predicted.iterations < SKIP_SHARE * TARGET_ITERATIONS:
             timings.append(predicted)
             continue
         quick = quick_timing(variant, budget_seconds, torch_device)
@@ -212,6 +216,13 @@ def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
     selected.batch_seconds = quick.batch_seconds
     timings.append(selected)
     return variant
+
+
+def grid_factor(plan: ConfigurationPlan, variant: ConfigurationPlan) -> float:
+    """How many times coarser ``variant``'s grid is than ``plan``'s (1 for the same grid), on the finest axis."""
+    from autounet.planning.variants import patch_spacing
+
+    return min(v / p for v, p in zip(patch_spacing(variant), patch_spacing(plan)))
 
 
 def halved_patches(planned: dict[str, ConfigurationPlan], fitted: dict[str, ConfigurationPlan]) -> frozenset[str]:

@@ -166,3 +166,36 @@ def test_networks_predicted_far_too_slow_are_rejected_untimed(monkeypatch):
         assert t.patch_size[0] * 1000 + t.features_per_stage[0] not in timed
     assert timings[-1].selected and not timings[-1].estimated and fitted.patch_size == timings[-1].patch_size
     assert "about" in TimeBudgetPlan(1800.0, "cpu", timings, "2d").describe()
+
+
+@pytest.mark.parametrize("budget_minutes", [10, 30, 120, 1440])
+def test_a_long_budget_still_takes_the_coarsest_grid_the_labels_survive(monkeypatch, budget_minutes):
+    """PH2 at 2 hours: full resolution bought enough iterations but scored below the 4x grid at 30 minutes."""
+    from autounet.network.cost import sample_cost
+    from autounet.planning import time_budget
+    from autounet.planning.configurations import plan_configurations
+    from autounet.planning.variants import cheaper_variants
+    from tests.planning.fingerprints import image_2d
+
+    plan = plan_configurations(image_2d(), num_classes=2, budget_gb=8.0)["2d"]
+    ph2_like = {2: 0.999, 4: 0.996}.get
+    ladder = cheaper_variants(plan, ph2_like)
+    assert time_budget.grid_factor(plan, ladder[-1]) == 4 and time_budget.grid_factor(plan, ladder[1]) == 1
+    timed = []
+
+    def timer(variant, budget_seconds, device, batch=None):
+        timed.append(variant.spacing)
+        seconds = 0.01 * sample_cost(variant.network, variant.patch_size) / sample_cost(plan.network, plan.patch_size)
+        return ConfigurationTiming(variant.name, seconds, seconds / 3, iterations_bought(budget_seconds, seconds),
+                                   2, list(variant.patch_size), list(variant.network.features_per_stage),
+                                   selected=False)
+
+    monkeypatch.setattr(time_budget, "time_configuration", timer)
+    monkeypatch.setattr(time_budget, "quick_timing", timer)
+    timings = []
+    fitted = time_budget.fit_for_time(plan, budget_minutes * 60.0, "cpu", timings, ph2_like)
+    # every rung buys enough here; the finer grids are passed over untimed
+    assert all(t.iterations >= TARGET_ITERATIONS for t in timings)
+    assert fitted.spacing == ladder[-1].spacing and timings[-1].selected
+    assert all(spacing == ladder[-1].spacing for spacing in timed)
+    assert [t.estimated for t in timings] == [True] * (len(ladder) - 1) + [False]
