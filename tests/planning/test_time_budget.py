@@ -131,6 +131,26 @@ def test_a_3d_network_with_a_halved_patch_is_not_preferred_to_2d():
     assert choose_configuration(_timings(1800, {"3d_fullres": 0.03}), frozenset({"3d_fullres"})) == "3d_fullres"
 
 
+def _use_work_proportional_timer(monkeypatch, seconds_per_cost: float) -> list:
+    """Stands in for both measurements with seconds per iteration ``seconds_per_cost`` times the variant's work per
+    sample (:func:`~autounet.network.cost.sample_cost`); returns the list the timed variants are appended to."""
+    from autounet.network.cost import sample_cost
+    from autounet.planning import time_budget
+
+    timed = []
+
+    def timer(variant, budget_seconds, device, batch=None):
+        timed.append(variant)
+        seconds = seconds_per_cost * sample_cost(variant.network, variant.patch_size)
+        return ConfigurationTiming(variant.name, seconds, seconds / 3, iterations_bought(budget_seconds, seconds),
+                                   2, list(variant.patch_size), list(variant.network.features_per_stage),
+                                   selected=False)
+
+    monkeypatch.setattr(time_budget, "time_configuration", timer)
+    monkeypatch.setattr(time_budget, "quick_timing", timer)
+    return timed
+
+
 def test_networks_predicted_far_too_slow_are_rejected_untimed(monkeypatch):
     from autounet.network.cost import sample_cost
     from autounet.planning import time_budget
@@ -141,17 +161,7 @@ def test_networks_predicted_far_too_slow_are_rejected_untimed(monkeypatch):
     plan = plan_configurations(image_2d(), num_classes=2, budget_gb=8.0)["2d"]
     ladder = cheaper_variants(plan)
     cheapest_cost = sample_cost(ladder[-1].network, ladder[-1].patch_size)
-    timed = []
-
-    def proportional_timer(variant, budget_seconds, device, batch=None):
-        timed.append(variant.patch_size[0] * 1000 + variant.network.features_per_stage[0])
-        seconds = 0.3 * sample_cost(variant.network, variant.patch_size) / cheapest_cost
-        return ConfigurationTiming(variant.name, seconds, seconds / 3, iterations_bought(budget_seconds, seconds),
-                                   2, list(variant.patch_size), list(variant.network.features_per_stage),
-                                   selected=False)
-
-    monkeypatch.setattr(time_budget, "time_configuration", proportional_timer)
-    monkeypatch.setattr(time_budget, "quick_timing", proportional_timer)
+    timed = _use_work_proportional_timer(monkeypatch, 0.3 / cheapest_cost)
     timings = []
     fitted = time_budget.fit_for_time(plan, 1800.0, "cpu", timings)
     estimated = [t for t in timings if t.estimated]
@@ -163,7 +173,8 @@ def test_networks_predicted_far_too_slow_are_rejected_untimed(monkeypatch):
                        and v.network.features_per_stage == t.features_per_stage)
         assert t.seconds_per_iteration == pytest.approx(
             0.3 * sample_cost(variant.network, variant.patch_size) / cheapest_cost)
-        assert t.patch_size[0] * 1000 + t.features_per_stage[0] not in timed
+        assert all((t.patch_size, t.features_per_stage) != (v.patch_size, v.network.features_per_stage)
+                   for v in timed)
     assert timings[-1].selected and not timings[-1].estimated and fitted.patch_size == timings[-1].patch_size
     assert "about" in TimeBudgetPlan(1800.0, "cpu", timings, "2d").describe()
 
@@ -181,21 +192,11 @@ def test_a_long_budget_still_takes_the_coarsest_grid_the_labels_survive(monkeypa
     ph2_like = {2: 0.999, 4: 0.996}.get
     ladder = cheaper_variants(plan, ph2_like)
     assert time_budget.grid_factor(plan, ladder[-1]) == 4 and time_budget.grid_factor(plan, ladder[1]) == 1
-    timed = []
-
-    def timer(variant, budget_seconds, device, batch=None):
-        timed.append(variant.spacing)
-        seconds = 0.01 * sample_cost(variant.network, variant.patch_size) / sample_cost(plan.network, plan.patch_size)
-        return ConfigurationTiming(variant.name, seconds, seconds / 3, iterations_bought(budget_seconds, seconds),
-                                   2, list(variant.patch_size), list(variant.network.features_per_stage),
-                                   selected=False)
-
-    monkeypatch.setattr(time_budget, "time_configuration", timer)
-    monkeypatch.setattr(time_budget, "quick_timing", timer)
+    timed = _use_work_proportional_timer(monkeypatch, 0.01 / sample_cost(plan.network, plan.patch_size))
     timings = []
     fitted = time_budget.fit_for_time(plan, budget_minutes * 60.0, "cpu", timings, ph2_like)
     # every rung buys enough here; the finer grids are passed over untimed
     assert all(t.iterations >= TARGET_ITERATIONS for t in timings)
     assert fitted.spacing == ladder[-1].spacing and timings[-1].selected
-    assert all(spacing == ladder[-1].spacing for spacing in timed)
+    assert all(variant.spacing == ladder[-1].spacing for variant in timed)
     assert [t.estimated for t in timings] == [True] * (len(ladder) - 1) + [False]
