@@ -194,7 +194,7 @@ def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
     variants' timings (quick, or predicted when far too slow, :data:`SKIP_SHARE`, or above a coarser grid) and
     then the selected one's are appended to ``timings``. ``label_dice`` is passed on to the ladder (coarser
     grids)."""
-    from autounet.planning.variants import cheaper_variants
+    from autounet.planning.variants import cheaper_variants, grid_factor
 
     ladder = cheaper_variants(plan, label_dice)
     coarsest_grid = max(range(len(ladder)), key=lambda i: (grid_factor(plan, ladder[i]), -i))
@@ -216,13 +216,6 @@ def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
     selected.batch_seconds = quick.batch_seconds
     timings.append(selected)
     return variant
-
-
-def grid_factor(plan: ConfigurationPlan, variant: ConfigurationPlan) -> float:
-    """How many times coarser ``variant``'s grid is than ``plan``'s (1 for the same grid), on the finest axis."""
-    from autounet.planning.variants import patch_spacing
-
-    return min(v / p for v, p in zip(patch_spacing(variant), patch_spacing(plan)))
 
 
 def halved_patches(planned: dict[str, ConfigurationPlan], fitted: dict[str, ConfigurationPlan]) -> frozenset[str]:

@@ -41,6 +41,16 @@ def patch_spacing(plan: ConfigurationPlan) -> list[float]:
     return [float(s) for s in (plan.spacing[1:] if plan.is_2d else plan.spacing)]
 
 
+def grid_factor(plan: ConfigurationPlan, variant: ConfigurationPlan) -> float:
+    """How many times coarser ``variant``'s grid is than ``plan``'s (1 for the same grid), on the finest axis.
+
+    Example:
+        >>> grid_factor(ph2_2d, coarser(coarser(narrower(ph2_2d))))  # doctest: +SKIP
+        4.0
+    """
+    return min(v / p for v, p in zip(patch_spacing(variant), patch_spacing(plan)))
+
+
 def narrower(plan: ConfigurationPlan, factor: float = WIDTH_FACTOR) -> ConfigurationPlan:
     """``plan`` with ``factor`` times the features at every stage (at least 1 each).
 
@@ -79,7 +89,7 @@ def coarser(plan: ConfigurationPlan, factor: int = 2) -> ConfigurationPlan | Non
 
     Example:
         >>> ph2 = coarser(narrower(ph2_2d))  # doctest: +SKIP
-        >>> ph2.spacing, ph2.patch_size, ph2.data_identifier
+        >>> ph2.spacing, ph2.patch_size, ph2.data_identifier  # doctest: +SKIP
         ([999.0, 2.0, 2.0], [320, 384], '2d_at_2x2')
     """
     if not plan.is_2d:

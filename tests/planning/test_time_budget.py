@@ -185,13 +185,13 @@ def test_a_long_budget_still_takes_the_coarsest_grid_the_labels_survive(monkeypa
     from autounet.network.cost import sample_cost
     from autounet.planning import time_budget
     from autounet.planning.configurations import plan_configurations
-    from autounet.planning.variants import cheaper_variants
+    from autounet.planning.variants import cheaper_variants, grid_factor
     from tests.planning.fingerprints import image_2d
 
     plan = plan_configurations(image_2d(), num_classes=2, budget_gb=8.0)["2d"]
     ph2_like = {2: 0.999, 4: 0.996}.get
     ladder = cheaper_variants(plan, ph2_like)
-    assert time_budget.grid_factor(plan, ladder[-1]) == 4 and time_budget.grid_factor(plan, ladder[1]) == 1
+    assert grid_factor(plan, ladder[-1]) == 4 and grid_factor(plan, ladder[1]) == 1
     timed = _use_work_proportional_timer(monkeypatch, 0.01 / sample_cost(plan.network, plan.patch_size))
     timings = []
     fitted = time_budget.fit_for_time(plan, budget_minutes * 60.0, "cpu", timings, ph2_like)
