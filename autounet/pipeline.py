@@ -6,6 +6,7 @@ chains them and collects what a person wants to read at the end.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,64 +134,81 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     if total_budget is not None:
         fold_budget = total_budget / (len(folds) * max(1, len(configurations or [""])))
         budget = f"{fold_budget:.3f}s"
-    clock = {}
-    start = time.perf_counter()
-    report = verify_dataset(location.raw, workers)
-    if not report.ok:
-        shown = "; ".join(report.errors[:3])
-        more = f" (and {len(report.errors) - 3} more; run `autounet verify`)" if len(report.errors) > 3 else ""
-        raise UserError(f"{location.raw}: the dataset has problems: {shown}{more}.")
-    clock["verify"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    plans = plan_dataset(location, gpu_memory_gb=gpu_memory_gb, device=device, workers=workers,
-                         time_budget_seconds=fold_budget)
-    if plans.time_budget is not None:
-        from autounet.utils.progress import console
-
-        console.print(plans.time_budget.describe(), highlight=False)
-    chosen = [plans.time_budget.chosen] if plans.time_budget is not None else None
-    names = with_previous_stages(configurations or chosen or default_training_configurations(plans), plans)
-    clock["fingerprint + plan"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    summary = preprocess_dataset(location, configurations=names, workers=workers)
-    if not summary.ok:
-        raise UserError(f"{summary.failures[0].message} ({len(summary.failures)} case(s) failed to preprocess).")
-    clock["preprocess"] = time.perf_counter() - start
-
-    config = TrainingConfig.from_budget(budget, device=None if device == "auto" else device,
-                                        **(training_overrides or {}))
-    result = PipelineResult(location.name, names, folds)
-    if plans.time_budget is not None:
-        result.budget_choice = (f"{format_duration(total_budget)} split into {len(folds) * len(names)} fold(s) of "
-                                f"{format_duration(fold_budget)}; {plans.time_budget.describe()}")
-    start = time.perf_counter()
-    for name in names:
-        for fold in folds_to_train(location, plans, name, names, folds):
-            result.fold_folders.append(_train_or_continue(location, name, fold, config))
-    clock["train + validate"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    choice = find_best(location, configurations=names, workers=workers)
-    result.chosen = choice.configurations
-    result.cross_validation_dice = choice.foreground_dice_postprocessed
-    result.class_dice = dict(choice.class_dice_postprocessed)
-    result.postprocessing = choice.postprocessing.describe()
-    clock["find-best"] = time.perf_counter() - start
-
-    test_images = location.raw / "imagesTs"
-    if predict_test and test_images.is_dir() and any(test_images.iterdir()):
-        from autounet.inference.folder import predict_folder
-        from autounet.inference.loading import ModelRequest, load_predictor
+    with _budget_shared_by(total_budget, fold_budget):
+        clock = {}
+        start = time.perf_counter()
+        report = verify_dataset(location.raw, workers)
+        if not report.ok:
+            shown = "; ".join(report.errors[:3])
+            more = f" (and {len(report.errors) - 3} more; run `autounet verify`)" if len(report.errors) > 3 else ""
+            raise UserError(f"{location.raw}: the dataset has problems: {shown}{more}.")
+        clock["verify"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        predictor, _ = load_predictor(ModelRequest(model_dir=location.results, device=device))
-        result.predictions = location.results / "predictions_imagesTs"
-        outcome = predict_folder(predictor, [test_images], result.predictions)
-        if outcome.failed:
-            raise UserError(outcome.failed[0])
-        result.predicted_cases = len(outcome.predicted)
-        clock["predict imagesTs"] = time.perf_counter() - start
-    result.seconds = clock
-    return result
+        plans = plan_dataset(location, gpu_memory_gb=gpu_memory_gb, device=device, workers=workers,
+                             time_budget_seconds=fold_budget)
+        if plans.time_budget is not None:
+            from autounet.utils.progress import console
+
+            console.print(plans.time_budget.describe(), highlight=False)
+        chosen = [plans.time_budget.chosen] if plans.time_budget is not None else None
+        names = with_previous_stages(configurations or chosen or default_training_configurations(plans), plans)
+        clock["fingerprint + plan"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        summary = preprocess_dataset(location, configurations=names, workers=workers)
+        if not summary.ok:
+            raise UserError(f"{summary.failures[0].message} ({len(summary.failures)} case(s) failed to preprocess).")
+        clock["preprocess"] = time.perf_counter() - start
+
+        config = TrainingConfig.from_budget(budget, device=None if device == "auto" else device,
+                                            **(training_overrides or {}))
+        result = PipelineResult(location.name, names, folds)
+        if plans.time_budget is not None:
+            result.budget_choice = (f"{format_duration(total_budget)} split into {len(folds) * len(names)} fold(s) of "
+                                    f"{format_duration(fold_budget)}; {plans.time_budget.describe()}")
+        start = time.perf_counter()
+        for name in names:
+            for fold in folds_to_train(location, plans, name, names, folds):
+                result.fold_folders.append(_train_or_continue(location, name, fold, config))
+        clock["train + validate"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        choice = find_best(location, configurations=names, workers=workers)
+        result.chosen = choice.configurations
+        result.cross_validation_dice = choice.foreground_dice_postprocessed
+        result.class_dice = dict(choice.class_dice_postprocessed)
+        result.postprocessing = choice.postprocessing.describe()
+        clock["find-best"] = time.perf_counter() - start
+
+        test_images = location.raw / "imagesTs"
+        if predict_test and test_images.is_dir() and any(test_images.iterdir()):
+            from autounet.inference.folder import predict_folder
+            from autounet.inference.loading import ModelRequest, load_predictor
+
+            start = time.perf_counter()
+            predictor, _ = load_predictor(ModelRequest(model_dir=location.results, device=device))
+            result.predictions = location.results / "predictions_imagesTs"
+            outcome = predict_folder(predictor, [test_images], result.predictions)
+            if outcome.failed:
+                raise UserError(outcome.failed[0])
+            result.predicted_cases = len(outcome.predicted)
+            clock["predict imagesTs"] = time.perf_counter() - start
+        result.seconds = clock
+        return result
+
+
+@contextlib.contextmanager
+def _budget_shared_by(total_budget: float | None, fold_budget: float | None):
+    """Restate a fold's too-small budget for the whole --budget that ``run`` shares among its folds."""
+    from autounet.training.budget import BudgetTooSmallError, format_at_least, format_duration
+
+    try:
+        yield
+    except BudgetTooSmallError as error:
+        if not total_budget or not fold_budget or round(total_budget / fold_budget) <= 1:
+            raise
+        parts = round(total_budget / fold_budget)
+        raise UserError(f"a {format_duration(total_budget)} budget shared by {parts} folds "
+                        f"({format_duration(fold_budget)} each) is too small: {error.reason}; give --budget "
+                        f"{format_at_least(error.smallest_seconds * parts)} or more.") from None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from autounet.errors import UserError
-from autounet.training.budget import MIN_TRAINING_ITERATIONS, format_duration
+from autounet.training.budget import MIN_TRAINING_ITERATIONS, BudgetTooSmallError, format_duration
 
 if TYPE_CHECKING:
     from autounet.planning.plans import ConfigurationPlan
@@ -127,9 +127,9 @@ def choose_configuration(timings: list[ConfigurationTiming], shrunk_patches: fro
     if not usable:
         fastest = min(timings, key=lambda t: t.seconds_per_iteration)
         enough = 2 * MIN_TRAINING_ITERATIONS * fastest.seconds_per_iteration / TRAINING_SHARE
-        raise UserError(f"the budget buys fewer than {MIN_TRAINING_ITERATIONS} training iterations of any "
-                        f"configuration ({fastest.configuration}: {fastest.seconds_per_iteration:.2f} s per "
-                        f"iteration); give at least --budget {format_duration(enough)}.")
+        raise BudgetTooSmallError(f"it buys fewer than {MIN_TRAINING_ITERATIONS} training iterations of any "
+                                  f"configuration ({fastest.configuration}: {fastest.seconds_per_iteration:.2f} s per "
+                                  f"iteration), before setup and validation", enough)
     full = usable.get("3d_fullres")
     enough_3d = full is not None and full.iterations >= MIN_3D_ITERATIONS and "3d_fullres" not in shrunk_patches
     if full is not None and (enough_3d or "2d" not in usable):

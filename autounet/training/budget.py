@@ -66,9 +66,11 @@ def format_duration(seconds: float) -> str:
     """A short human duration: ``1h30m``, ``12m05s``, ``42s``.
 
     Example:
-        >>> format_duration(5400), format_duration(725), format_duration(41.6)
-        ('1h30m', '12m05s', '42s')
+        >>> format_duration(5400), format_duration(725), format_duration(41.6), format_duration(0.2)
+        ('1h30m', '12m05s', '42s', '0.2s')
     """
+    if 0 < seconds < 0.5:
+        return f"{seconds:.2g}s"
     total = int(round(seconds))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
@@ -77,6 +79,19 @@ def format_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
+
+
+def format_at_least(seconds: float) -> str:
+    """:func:`format_duration` rounded up, not to the nearest: a suggested minimum budget that is never too small.
+
+    Example:
+        >>> format_at_least(0.5), format_at_least(18.2), format_at_least(3601)
+        ('1s', '19s', '1h01m')
+    """
+    whole = max(1, math.ceil(seconds))
+    if whole >= 3600:  # shown to the minute
+        whole = math.ceil(whole / 60) * 60
+    return format_duration(whole)
 
 
 @dataclass(frozen=True)
@@ -201,8 +216,20 @@ def shortened_epochs(epochs_done: int, planned_epochs: int, remaining_seconds: f
     return max(epochs_done, min(planned_epochs, epochs_done + fit))
 
 
-def too_small_message(budget: float, seconds_per_iteration: float, fixed_seconds: float, smallest: float) -> str:
+class BudgetTooSmallError(UserError):
+    """A --budget that buys less than the shortest schedule: ``reason`` says why, ``smallest_seconds`` is a budget
+    (per fold) that works, so a caller that split a larger budget can restate both for it."""
+
+    def __init__(self, reason: str, smallest_seconds: float, budget_seconds: float | None = None):
+        self.reason, self.smallest_seconds = reason, smallest_seconds
+        budget = "the" if budget_seconds is None else f"a {format_duration(budget_seconds)}"
+        super().__init__(f"{budget} budget is too small: {reason}; give --budget {format_at_least(smallest_seconds)} "
+                         f"or more.")
+
+
+def too_small_error(budget: float, seconds_per_iteration: float, fixed_seconds: float,
+                    smallest: float) -> BudgetTooSmallError:
     """The error for a budget that buys less than the minimum schedule, naming the smallest one that works."""
-    return (f"a {format_duration(budget)} budget is too small: one training iteration takes "
-            f"{seconds_per_iteration:.2f} s here and setup plus validating the fold ~{fixed_seconds:.0f} s, so "
-            f"{MIN_TRAINING_ITERATIONS} iterations do not fit; give --budget {format_duration(smallest)} or more.")
+    return BudgetTooSmallError(f"one training iteration takes {seconds_per_iteration:.2f} s here and setup plus "
+                               f"validating the fold ~{fixed_seconds:.0f} s, so {MIN_TRAINING_ITERATIONS} iterations "
+                               f"do not fit", smallest, budget)

@@ -19,7 +19,7 @@ from autounet.network import NetworkConfig, build_network
 from autounet.planning.plans import ConfigurationPlan
 from autounet.preprocessing.store import CaseStore
 from autounet.training.budget import (EPOCH_OVERHEAD_GUESS, TTA_MAX_SHARE, BudgetTiming, Schedule,
-                                      schedule_for_time, shortened_epochs, too_small_message)
+                                      schedule_for_time, shortened_epochs, too_small_error)
 
 EPOCH_SAFETY = 1.05
 """Remaining epochs are fitted with the last epoch's time times this, so noise does not overrun the budget."""
@@ -302,9 +302,8 @@ class BudgetClock:
         setup = time.perf_counter() - self.started
         tta, validate, schedule = schedule_within(self.budget_seconds, setup, steps, batch_size, validation)
         if schedule is None:
-            raise UserError(too_small_message(self.budget_seconds, steps.training_iteration, setup + validate,
-                                              smallest_budget(self.budget_seconds, setup, steps, batch_size,
-                                                              validation)))
+            raise too_small_error(self.budget_seconds, steps.training_iteration, setup + validate,
+                                  smallest_budget(self.budget_seconds, setup, steps, batch_size, validation))
         self.timing = BudgetTiming(self.budget_seconds, round(steps.training_iteration, 4), round(steps.forward, 4),
                                    round(validate, 1), tta, EPOCH_OVERHEAD_GUESS, round(setup, 1), schedule.epochs,
                                    schedule.iterations_per_epoch, schedule.val_iterations)

@@ -56,3 +56,17 @@ def test_run_and_train_with_duration_budgets(tmp_path):
     plan_batch = json.loads((fold / "plans.json").read_text())["configurations"][configuration]["batch_size"]
     assert config["optimizer"] == "adamw" and 1 <= config["batch_size"] <= plan_batch
     assert (fold / "validation" / "summary.json").is_file()
+
+
+def test_a_fold_too_small_for_its_share_is_restated_for_the_whole_run_budget():
+    from autounet.errors import UserError
+    from autounet.pipeline import _budget_shared_by
+    from autounet.training.budget import parse_duration, too_small_error
+
+    with pytest.raises(UserError) as error, _budget_shared_by(10.0, 2.0):
+        raise too_small_error(2.0, 0.01, 17.0, 18.2)
+    message = str(error.value)
+    assert message.startswith("a 10s budget shared by 5 folds (2s each) is too small: one training iteration")
+    assert parse_duration(message.split("--budget ")[1].split(" ")[0]) >= 5 * 18.2
+    with pytest.raises(UserError, match=r"^a 2s budget is too small"), _budget_shared_by(2.0, 2.0):
+        raise too_small_error(2.0, 0.01, 17.0, 18.2)

@@ -10,7 +10,7 @@ from autounet.planning.plans import Plans
 from autounet.planning.time_budget import (MIN_3D_ITERATIONS, TARGET_ITERATIONS, ConfigurationTiming,
                                            TimeBudgetPlan, choose_configuration, halved_patches,
                                            iterations_bought, plan_time_budget)
-from autounet.training.budget import MIN_TRAINING_ITERATIONS
+from autounet.training.budget import MIN_TRAINING_ITERATIONS, parse_duration
 from autounet.training.budget_clock import candidate_batches
 from tests.training.helpers import network_config
 
@@ -43,6 +43,15 @@ def test_a_single_candidate_is_chosen_when_it_buys_enough():
     assert choose_configuration(_timings(600, {"2d": 1.0})) == "2d"
     with pytest.raises(UserError, match=f"fewer than {MIN_TRAINING_ITERATIONS} training iterations"):
         choose_configuration(_timings(5, {"2d": 1.0, "3d_fullres": 2.0}))
+
+
+def test_too_small_budget_suggests_one_that_buys_enough_never_zero():
+    for seconds_per_iteration in (0.001, 0.01, 1.0):
+        with pytest.raises(UserError) as error:
+            choose_configuration(_timings(0.01, {"2d": seconds_per_iteration}))
+        suggested = parse_duration(str(error.value).split("--budget ")[1].split(" ")[0])
+        assert suggested >= 1
+        assert choose_configuration(_timings(suggested, {"2d": seconds_per_iteration})) == "2d"
 
 
 def test_time_budget_plan_round_trips_in_plans(tmp_path):
