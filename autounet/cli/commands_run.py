@@ -53,9 +53,41 @@ def run(
     out.print(table)
     out.print(f"postprocessing: {result.postprocessing}")
     out.print("time: " + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in result.seconds.items()))
-    out.print(f"models: {location.results}")
+    for line in closing_lines(result, location, dataset, budget, fold_list, root):
+        out.print(line, highlight=False, soft_wrap=True)
+
+
+def closing_lines(result, location, dataset: str, budget: str, folds: list, root=None) -> list[str]:
+    """Where the run's outputs are and the commands a user would type next, in plain words.
+
+    ``dataset`` and ``root`` are as the user gave them, so the suggested commands find the same data.
+    """
+    where = f" --root {root}" if root else ""
+    lines = [f"models: {location.results}"]
+    lines += [f"training curves: {folder / 'progress.png'}" for folder in result.fold_folders
+              if (folder / "progress.png").is_file()]
     if result.predictions:
-        out.print(f"predictions of {result.predicted_cases} test image(s): {result.predictions}")
+        lines.append(f"segmentations of the {result.predicted_cases} image(s) in imagesTs/: {result.predictions}")
+    lines += ["next:",
+              f"  segment your own images:  autounet predict -i YOUR_IMAGES/ -o OUTPUT/ -d {location.name}{where}"]
+    if len(folds) < 5:
+        # A duration is shared by the folds, so five folds need five times one fold's share.
+        lines.append(f"  train all five folds:     autounet run {dataset} --budget "
+                     f"{_scaled(budget, 5 / max(1, len(folds)))} --folds 0,1,2,3,4{where}")
+    lines.append(f"  train longer:             autounet run {dataset} --budget {_scaled(budget, 10)}"
+                 + (f" --folds {','.join(str(f) for f in folds)}" if len(folds) < 5 else "") + where)
+    return lines
+
+
+def _scaled(budget: str, factor: float) -> str:
+    """A duration ``factor`` times ``budget``; a schedule preset as it is, or the next longer one when
+    ``factor`` asks for much more time."""
+    from autounet.training.budget import budget_seconds, format_duration
+
+    seconds = budget_seconds(budget)
+    if seconds is not None:
+        return format_duration(seconds * factor).removesuffix("00s")  # 10m, not 10m00s
+    return {"quick": "30m", "standard": "full"}.get(budget, budget) if factor >= 10 else budget
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,6 @@ import os
 import sys
 from typing import Annotated, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -16,10 +15,28 @@ from autounet.errors import UserError
 DEBUG_ENV = "AUTOUNET_DEBUG"
 
 
+def _untyped_flags(params: list) -> list:
+    """Give on/off flags an empty type column in --help (typer 0.29 prints ``<bool>``, which reads as if the
+    flag took a value)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
 class _FriendlyGroup(TyperGroup):
     """Shows user errors as one sentence and a non-zero exit, without a traceback (unless --debug)."""
 
-    def invoke(self, ctx: click.Context):
+    def get_params(self, ctx: typer.Context) -> list:
+        return _untyped_flags(super().get_params(ctx))
+
+    def get_command(self, ctx: typer.Context, name: str):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _untyped_flags(command.get_params(ctx))
+        return command
+
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except UserError as error:

@@ -83,6 +83,14 @@ def test_run_chains_every_stage_and_continues(tmp_path):
     result = ok(autounet(root, "run", str(raw), "--budget", "quick", "--folds", "0,1", "--device", "cpu"))
     assert "cross-validation" in result.stdout and "foreground Dice" in result.stdout
     results = root / "results" / raw.name
+    # The raw data is verified once (fingerprinting does it), and the closing lines say where things are and
+    # what to type next, with the dataset as the user gave it.
+    assert (result.stdout + result.stderr).count("verify:") == 1
+    assert f"training curves: {results / '3d_fullres' / 'fold_0' / 'progress.png'}" in result.stdout
+    assert f"image(s) in imagesTs/: {results / 'predictions_imagesTs'}" in result.stdout
+    assert f"autounet predict -i YOUR_IMAGES/ -o OUTPUT/ -d {raw.name}" in result.stdout
+    assert f"autounet run {raw} --budget quick --folds 0,1,2,3,4" in result.stdout
+    assert f"autounet run {raw} --budget 30m --folds 0,1" in result.stdout
     for fold in (0, 1):
         assert (results / "3d_fullres" / f"fold_{fold}" / "validation" / "summary.json").is_file()
     choice = json.loads((results / "inference.json").read_text())
