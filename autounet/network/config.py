@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+ARCHITECTURES = ("plain", "residual_encoder")
+
 
 @dataclass
 class NetworkConfig:
@@ -29,6 +31,9 @@ class NetworkConfig:
     n_conv_per_stage_decoder: list[int] | None = None
     deep_supervision: bool = True
     negative_slope: float = 0.01
+    architecture: str = "plain"
+    """``plain`` (stages of convolutions) or ``residual_encoder`` (a stem convolution, then encoder stages of
+    ``n_conv_per_stage[s]`` residual blocks of two convolutions each; the decoder is the plain one)."""
 
     def __post_init__(self) -> None:
         n = len(self.features_per_stage)
@@ -38,6 +43,8 @@ class NetworkConfig:
             self.n_conv_per_stage = [2] * n
         if self.n_conv_per_stage_decoder is None:
             self.n_conv_per_stage_decoder = [2] * (n - 1)
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, not '{self.architecture}'")
 
     @property
     def num_stages(self) -> int:

@@ -98,4 +98,8 @@ def build_network(config: NetworkConfig, initialize: bool = True) -> UNet:
         >>> net(torch.zeros(1, 1, 8, 8, 8)).shape
         torch.Size([1, 3, 8, 8, 8])
     """
+    if config.architecture == "residual_encoder":
+        from autounet.network.residual_unet import ResidualEncoderUNet
+
+        return ResidualEncoderUNet(config, initialize)
     return UNet(config, initialize)
