@@ -12,7 +12,7 @@ import typer
 
 from autounet.cli.common import RootOption, err, out
 
-MULTI_VALUE_OPTIONS = ("--input", "-i", "--configuration", "-c", "--folds", "-f")
+MULTI_VALUE_OPTIONS = ("--input", "-i", "--configuration", "-c", "--folds", "-f", "--from-nnunet")
 
 
 class MultiValueCommand(typer.core.TyperCommand):
@@ -127,43 +127,101 @@ def predict(
 def export_model(
     dataset: Annotated[str, typer.Argument(help="Trained dataset: Dataset004, 4, ... or its name.",
                                            show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The zip file to write.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The zip file to write (--format zip), or the "
+                                         "folder for the ONNX graphs and manifest (--format onnx).",
+                                         show_default=False)],
     configurations: ConfigsOption = None,
     folds: FoldsOption = None,
     checkpoint: CheckpointOption = "final",
+    export_format: Annotated[str, typer.Option("--format", help="zip (an autounet model to install elsewhere) or "
+                                               "onnx (one graph per fold and a JSON manifest of the pre- and "
+                                               "post-processing; needs autounet[onnx]).")] = "zip",
     root: RootOption = None,
 ) -> None:
-    """Pack a trained model (plans, dataset.json, training config, safetensors weights, inference choice) into a zip.
+    """Pack a trained model into a zip (plans, dataset.json, training config, safetensors weights, inference choice),
+    or export one configuration to ONNX with a manifest of everything around the network.
 
     Example: autounet export-model Dataset004 -o hippocampus_model.zip -c 3d_fullres
     """
-    from autounet.inference.export import export_model as export
-    from autounet.paths import resolve_root
+    from autounet.errors import UserError
     from autounet.inference.selection import model_folder
+    from autounet.paths import resolve_root
 
     results = model_folder(resolve_root(root), dataset, None)
+    if export_format == "onnx":
+        _export_onnx(results, output, _split(configurations), _split(folds), checkpoint)
+        return
+    if export_format != "zip":
+        raise UserError(f"--format must be zip or onnx, not '{export_format}'.")
+    from autounet.inference.export import export_model as export
+
     manifest = export(results, output, _split(configurations), _split(folds), checkpoint)
     folds_text = "; ".join(f"{c}: folds {', '.join(f)}" for c, f in manifest.folds.items())
     out.print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB): {manifest.dataset}, {folds_text}, "
               f"checkpoint {manifest.checkpoint}")
 
 
+def _export_onnx(results: Path, output: Path, configurations: list[str] | None, folds: list[str] | None,
+                 checkpoint: str) -> None:
+    """export-model --format onnx: one configuration, with find-best's postprocessing when it chose it."""
+    from autounet.errors import UserError
+    from autounet.evaluation.choice import load_inference_choice
+    from autounet.inference.model_folder import load_trained_configuration
+    from autounet.inference.onnx_export import MANIFEST_FILE, export_onnx
+    from autounet.inference.selection import default_configurations
+
+    choice = load_inference_choice(results)
+    names = default_configurations(results, configurations or (choice.configurations if choice else None))
+    if len(names) != 1:
+        raise UserError(f"{results}: ONNX export takes one configuration, not {', '.join(names)}; choose with -c.")
+    trained = load_trained_configuration(results / names[0], folds, checkpoint)
+    postprocessing = choice.postprocessing if choice and choice.configurations == names else None
+    manifest = export_onnx(trained, output, checkpoint, postprocessing=postprocessing)
+    out.print(f"wrote {output}: {', '.join(manifest.graphs)} and {MANIFEST_FILE} ({manifest.dataset} "
+              f"{manifest.configuration}, checkpoint {checkpoint}, postprocessing "
+              f"{manifest.postprocessing.describe()})", soft_wrap=True)
+
+
 def install_model(
-    archive: Annotated[Path, typer.Argument(help="A zip written by `autounet export-model`.", show_default=False)],
+    archive: Annotated[Optional[Path], typer.Argument(help="A zip written by `autounet export-model`.",
+                                                      show_default=False)] = None,
+    from_nnunet: Annotated[Optional[list[Path]], typer.Option(
+        "--from-nnunet", help="An nnU-Net v2 results folder <Trainer>__<Plans>__<configuration> to install instead "
+                              "of a zip; repeat for a cascade's two stages.", show_default=False)] = None,
+    folds: FoldsOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace folds that are already installed.")] = False,
     root: RootOption = None,
 ) -> None:
-    """Install an exported model zip into the data root's results folder, ready for `autounet predict`.
+    """Install an exported model zip, or a model trained by nnU-Net v2, into the data root's results folder,
+    ready for `autounet predict`.
 
     Example: autounet install-model hippocampus_model.zip --root ~/autounet_data
     """
     from autounet.errors import UserError
-    from autounet.inference.export import install_model as install
     from autounet.paths import resolve_root
+
+    results = resolve_root(root).results
+    if from_nnunet:
+        if archive is not None:
+            raise UserError(f"{archive}: give either a model zip or --from-nnunet folders, not both.")
+        from autounet.inference.nnunet_import import import_nnunet_model
+
+        for model in import_nnunet_model(from_nnunet, results, _split(folds), overwrite):
+            out.print(f"installed nnU-Net {model.source} as {model.dataset} {model.configuration} (folds "
+                      f"{', '.join(model.folds)}; checkpoints {', '.join(model.checkpoints)}) into {model.folder}; "
+                      f"predict with: autounet predict -d {model.dataset} -c {model.configuration} -i IMAGES -o OUT",
+                      soft_wrap=True)
+            for note in model.notes:
+                err.print(f"note: {note}", highlight=False, soft_wrap=True)
+        return
+    if archive is None:
+        raise UserError("install-model needs a model zip or --from-nnunet FOLDER.")
+    if folds:
+        raise UserError("--folds applies to --from-nnunet; a zip installs the folds it holds.")
+    from autounet.inference.export import install_model as install
 
     if not archive.is_file():
         raise UserError(f"{archive}: no such file.")
-    results = resolve_root(root).results
     manifest = install(archive, results, overwrite)
     out.print(f"installed {manifest.dataset} ({', '.join(manifest.configurations)}) into {results / manifest.dataset}"
               f"; predict with: autounet predict -d {manifest.dataset} -i IMAGES -o OUT")
@@ -172,4 +230,4 @@ def install_model(
 def register(app: typer.Typer) -> None:
     app.command(cls=MultiValueCommand)(predict)
     app.command("export-model", cls=MultiValueCommand)(export_model)
-    app.command("install-model")(install_model)
+    app.command("install-model", cls=MultiValueCommand)(install_model)
