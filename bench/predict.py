@@ -1,10 +1,10 @@
 """Benchmark: predicting 10 Hippocampus cases on the CPU, autounet beside nnU-Net v2, in one run.
 
 Both tools get the same network shape and patch: nnU-Net plans and preprocesses a 40-case subset of the real
-Hippocampus data and trains fold 0 for a few iterations (nnUNetTrainer_CPUBench); autounet gets a fold folder
-whose plan is translated from nnU-Net's plan and whose weights are nnU-Net's trained weights copied into
-autounet's U-Net (same layers), so both predict with the same model and their Dice can be compared (it is
-poor: the weights have seen only BENCH_TRAIN_ITERS training iterations).
+Hippocampus data and trains fold 0 for a few iterations (nnUNetTrainer_CPUBench); autounet installs that fold
+with the code of ``autounet install-model --from-nnunet`` (plan translated, weights renamed), so both predict
+with the same model and their Dice can be compared (it is poor: the weights have seen only BENCH_TRAIN_ITERS
+training iterations). The agreement of the two tools' label maps (Dice per case) is printed at the end.
 
 nnU-Net also runs with OMP_WAIT_POLICY=PASSIVE, which autounet predict sets for itself (OpenMP threads
 sleep instead of spinning while they wait, which matters on a shared, loaded machine), to show how much of the
@@ -90,71 +90,14 @@ def _check(measured: Measured, what: str) -> Measured:
     return measured
 
 
-def nnunet_state_to_autounet(state: dict) -> dict:
-    """nnU-Net's PlainConvUNet weights renamed to autounet's UNet (the layers correspond one to one)."""
-    renamed = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        if "all_modules" in parts:  # the same tensors again, under nnU-Net's sequential alias
-            continue
-        if parts[0] == "encoder" and parts[1] == "stages":
-            # encoder.stages.S.0.convs.I.(conv|norm).P  ->  encoder.S.I.(0|1).P
-            stage, conv, layer, param = parts[2], parts[5], parts[6], parts[7]
-            renamed[f"encoder.{stage}.{conv}.{0 if layer == 'conv' else 1}.{param}"] = value
-        elif parts[0] == "decoder" and parts[1] == "stages":
-            # decoder.stages.S.convs.I.(conv|norm).P  ->  decoder.S.I.(0|1).P
-            stage, conv, layer, param = parts[2], parts[4], parts[5], parts[6]
-            renamed[f"decoder.{stage}.{conv}.{0 if layer == 'conv' else 1}.{param}"] = value
-        elif parts[0] == "decoder" and parts[1] == "transpconvs":
-            renamed[f"upsample.{parts[2]}.{parts[3]}"] = value
-        elif parts[0] == "decoder" and parts[1] == "seg_layers":
-            renamed[f"heads.{parts[2]}.{parts[3]}"] = value
-    return renamed
+def make_autounet_model(work: Path, nnunet_fold: Path) -> tuple[Path, object]:
+    """nnU-Net's trained fold installed as an autounet model (``autounet install-model --from-nnunet``'s code)."""
+    from autounet.inference.model_folder import load_trained_configuration
+    from autounet.inference.nnunet_import import import_nnunet_model
 
-
-def make_autounet_model(work: Path, env: dict, nnunet_fold: Path, raw: Path) -> tuple[Path, object]:
-    """An autounet fold folder with nnU-Net's plan (patch, spacing, network) and trained weights."""
-    import torch
-    from safetensors.torch import save_file
-
-    from autounet.fingerprint.model import ChannelStats
-    from autounet.network import NetworkConfig, build_network
-    from autounet.planning.plans import ConfigurationPlan, HardwareInfo, Plans
-    from autounet.utils.serde import to_json_value
-
-    nn_plans = json.loads((Path(env["nnUNet_preprocessed"]) / DATASET / "nnUNetPlans.json").read_text())
-    config = nn_plans["configurations"]["3d_fullres"]
-    arch = config["architecture"]["arch_kwargs"]
-    network = NetworkConfig(conv_dim=3, in_channels=1, num_classes=3,
-                            features_per_stage=list(arch["features_per_stage"]),
-                            kernel_sizes=[list(k) for k in arch["kernel_sizes"]],
-                            strides=[list(s) for s in arch["strides"]],
-                            n_conv_per_stage=list(arch["n_conv_per_stage"]),
-                            n_conv_per_stage_decoder=list(arch["n_conv_per_stage_decoder"]))
-    stats = nn_plans["foreground_intensity_properties_per_channel"]["0"]
-    plan = ConfigurationPlan(
-        name="3d_fullres", data_identifier="autounet_3d_fullres", is_2d=False, spacing=list(config["spacing"]),
-        median_shape=list(config["median_image_size_in_voxels"]), patch_size=list(config["patch_size"]),
-        batch_size=config["batch_size"], network=network, normalization=["zscore"], use_mask_for_norm=[False])
-    plans = Plans(dataset_name=DATASET, hardware=HardwareInfo(device="cpu"), memory_budget_gb=8.0,
-                  configurations={"3d_fullres": plan},
-                  intensity_stats=[ChannelStats(**{k: float(stats[k]) for k in (
-                      "mean", "std", "median", "min", "max", "percentile_00_5", "percentile_99_5")})])
-    fold = work / "autounet" / "results" / DATASET / "3d_fullres" / "fold_0"
-    fold.mkdir(parents=True, exist_ok=True)
-    (fold / "plans.json").write_text(json.dumps(to_json_value(plans), indent=2))
-    shutil.copy(raw / "dataset.json", fold / "dataset.json")
-    (fold / "training_config.json").write_text(json.dumps({"configuration": "3d_fullres", "fold": 0}))
-    from numpy._core.multiarray import scalar
-
-    # nnU-Net's checkpoint holds numpy scalars beside the tensors; allow just those, still weights_only.
-    with torch.serialization.safe_globals([scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType]):
-        checkpoint = torch.load(nnunet_fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
-    state = nnunet_state_to_autounet(checkpoint["network_weights"])
-    unet = build_network(network)
-    unet.load_state_dict(state, strict=True)
-    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(fold / "model_final.safetensors"))
-    return fold, plan
+    installed = import_nnunet_model([nnunet_fold.parent], work / "autounet" / "results", folds=["0"], overwrite=True)
+    fold = installed[0].folder / "fold_0"
+    return fold, load_trained_configuration(fold).plan
 
 
 def forward_gflop_per_case(plan, test: Path) -> tuple[float, float]:
@@ -229,6 +172,23 @@ def mean_foreground_dice(prediction: Path, reference: Path) -> float:
     return float(np.mean(scores))
 
 
+def tool_agreement(first: Path, second: Path, cases: list[str]) -> tuple[float, float]:
+    """Mean and lowest per-case Dice between two tools' label maps (labels 1 and 2 pooled per case by mean)."""
+    import SimpleITK as sitk
+
+    per_case = []
+    for name in cases:
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(first / name)))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(second / name)))
+        scores = []
+        for label in (1, 2):
+            x, y = a == label, b == label
+            denominator = x.sum() + y.sum()
+            scores.append(1.0 if denominator == 0 else 2.0 * np.logical_and(x, y).sum() / denominator)
+        per_case.append(float(np.mean(scores)))
+    return float(np.mean(per_case)), float(np.min(per_case))
+
+
 def one_case_folder(test: Path, work: Path) -> Path:
     folder = work / "one_case"
     folder.mkdir(exist_ok=True)
@@ -269,7 +229,7 @@ def main() -> None:
     raw, test, reference = make_subset(work, args.train_cases, args.cases)
     env = nnunet_env(work / "nnunet")
     nnunet_fold, train_seconds = train_nnunet(env, args.train_iters)
-    autounet_fold, plan = make_autounet_model(work, env, nnunet_fold, raw)
+    autounet_fold, plan = make_autounet_model(work, nnunet_fold)
     print(f"models ready in {train_seconds:.0f} s; patch {plan.patch_size}, features "
           f"{plan.network.features_per_stage}, {args.cases} test cases", flush=True)
     single = one_case_folder(test, work)
@@ -305,6 +265,12 @@ def main() -> None:
                 f"network alone {ceiling:.0f} GFLOP/s",
                 ["tool", "start-up s", "s/case no TTA", "s/case TTA", "peak GB (TTA run)",
                  "GFLOP/s no TTA", "GFLOP/s TTA", "Dice no TTA", "Dice TTA"], rows)
+    cases = sorted(p.name for p in reference.glob("*.nii.gz"))
+    for ours in tools[2:]:
+        for mode in ("plain", "tta"):
+            mean, lowest = tool_agreement(work / f"out_nnU-Net_{mode}", work / f"out_{ours}_{mode}", cases)
+            print(f"agreement nnU-Net vs {ours} ({'TTA' if mode == 'tta' else 'no TTA'}): Dice mean {mean:.4f}, "
+                  f"lowest case {lowest:.4f}")
     print(f"\nLoad average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (start: {load_start:.1f}); "
           "every time above includes waiting for the CPU behind other jobs.")
     print("\nGoals: s/case with TTA <= 0.8x nnU-Net, peak memory <= 0.5x, start-up < 3 s. Dice is of weights "

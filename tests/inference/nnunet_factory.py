@@ -108,8 +108,10 @@ def nnunet_named_state(config: NetworkConfig, seed: int = 0) -> dict:
 def dna_network(plans: dict, configuration: str, in_channels: int = 1, classes: int = 3, seed: int = 0):
     """nnU-Net's own network (dynamic_network_architectures) for a configuration, random weights, eval mode;
     None when the package is not installed."""
-    try:
-        from dynamic_network_architectures.architectures import unet
+    import importlib
+
+    try:  # an optional reference for tests only, never a dependency of autounet
+        unet = importlib.import_module("dynamic_network_architectures.architectures.unet")
     except ImportError:
         return None
     arch = dict(plans["configurations"][configuration]["architecture"]["arch_kwargs"])

@@ -72,7 +72,7 @@ def undeclared_imports(package: Path, declared: set[str], optional: dict[str, st
 
 
 # Modules of optional extras that a core install need not have.
-OPTIONAL_MODULES: dict[str, str] = {}
+OPTIONAL_MODULES: dict[str, str] = {"onnx": "onnx", "onnxruntime": "onnxruntime"}
 
 
 def test_every_core_import_is_a_declared_core_dependency():
