@@ -80,10 +80,10 @@ def _root(
 
 # The commands of each stage, in the order data flows.
 from autounet.cli import (commands_dataset, commands_evaluate, commands_plan,  # noqa: E402
-                          commands_predict, commands_preprocess, commands_run, commands_train)
+                          commands_predict, commands_preprocess, commands_report, commands_run, commands_train)
 
 for _stage in (commands_dataset, commands_plan, commands_preprocess, commands_train, commands_predict,
-               commands_evaluate, commands_run):
+               commands_evaluate, commands_report, commands_run):
     _stage.register(app)
 
 
