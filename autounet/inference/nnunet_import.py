@@ -240,7 +240,6 @@ def translate_plans(plans: dict, dataset: dict, configuration: str, network: Net
     dims = len(config["patch_size"])
     is_2d = dims == 2
     axes = network_axes(plans.get("transpose_forward", [0, 1, 2]), is_2d, where)
-    backward = [int(i) for i in np.argsort(plans.get("transpose_forward", [0, 1, 2]))]
     schemes = []
     for scheme in config["normalization_schemes"]:
         if scheme not in NORMALIZATIONS:
@@ -251,9 +250,6 @@ def translate_plans(plans: dict, dataset: dict, configuration: str, network: Net
     if is_2d:  # a 2d plan keeps each case's own through-plane spacing; the median is only informative
         spacing = [float(plans.get("original_median_spacing_after_transp", [1.0])[0])] + spacing
         median = [int(round(float(plans.get("original_median_shape_after_transp", [1])[0])))] + median
-    else:
-        spacing = [float(config["spacing"][b]) for b in backward]
-        median = [int(round(float(config["median_image_size_in_voxels"][b]))) for b in backward]
     plan = ConfigurationPlan(
         name=configuration, data_identifier=f"nnunet_{configuration}", is_2d=is_2d, spacing=spacing,
         median_shape=median, patch_size=[int(config["patch_size"][a]) for a in axes],
@@ -412,15 +408,24 @@ def _check_outputs(network: NetworkConfig, dataset_json: dict, where: Path) -> N
                         f"{expected}.")
 
 
+def _check_cascades(sources: Sequence[Path], results: Path) -> None:
+    """A cascade's second stage needs its first stage among ``sources`` or already installed; checked before
+    anything is written."""
+    named = [parse_results_folder(Path(s)) for s in sources]
+    given = {n.configuration for n in named}
+    for entry in named:
+        plans = _read_json(entry.folder / "plans.json")
+        previous = nnunet_configuration(plans, entry.configuration, entry.folder / "plans.json").get("previous_stage")
+        dataset = str(plans.get("dataset_name") or entry.folder.parent.name)
+        installed = any((Path(results) / dataset / str(previous)).glob(f"fold_*/{TRAINING_CONFIG_FILE}"))
+        if previous and previous not in given and not installed:
+            raise UserError(f"{entry.folder}: cascade stage '{entry.configuration}' needs its first stage "
+                            f"'{previous}'; give that nnU-Net folder to --from-nnunet too.")
+
+
 def import_nnunet_model(sources: Sequence[Path], results: Path, folds: Sequence[str] | None = None,
                         overwrite: bool = False) -> list[InstalledModel]:
     """Install nnU-Net results folders (one per configuration; a cascade's second stage needs its first
     stage among them or already installed) into an autounet results folder; see the module docstring."""
-    installed = [install_nnunet_configuration(Path(s), results, folds, overwrite) for s in sources]
-    for model in installed:
-        plan_file = model.folder / f"fold_{model.folds[0]}" / "plans.json"
-        previous = _read_json(plan_file)["configurations"][model.configuration].get("previous_stage")
-        if previous and not any((model.folder.parent / previous).glob("fold_*/" + TRAINING_CONFIG_FILE)):
-            raise UserError(f"{model.source}: cascade stage '{model.configuration}' needs its first stage "
-                            f"'{previous}'; install that nnU-Net folder too (give both to --from-nnunet).")
-    return installed
+    _check_cascades(sources, results)
+    return [install_nnunet_configuration(Path(s), results, folds, overwrite) for s in sources]

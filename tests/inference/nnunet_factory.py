@@ -147,7 +147,7 @@ def write_nnunet_folder(base: Path, plans: dict, configuration: str, fold_states
     folder.mkdir(parents=True)
     (folder / "plans.json").write_text(json.dumps(plans, indent=2))
     (folder / "dataset.json").write_text(json.dumps(dataset_json(classes), indent=2))
-    dims = len(plans["configurations"][configuration]["patch_size"])
+    dims = 2 if configuration == "2d" else 3
     axes = tuple(range(dims)) if mirror_axes is None else mirror_axes
     for fold, state in fold_states.items():
         (folder / f"fold_{fold}").mkdir()

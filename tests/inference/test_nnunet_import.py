@@ -207,3 +207,25 @@ def test_install_model_from_nnunet_then_predict(tmp_path, data_root):
     saved = json.loads((data_root / "results" / nf.DATASET / "3d_fullres" / "fold_1" / "training_config.json")
                        .read_text())
     assert saved["fold"] == 1 and saved["configuration"] == "3d_fullres"
+
+
+def test_a_cascade_installs_with_its_first_stage_and_predicts(tmp_path, data_root):
+    plans = nf.nnunet_plans(3)
+    plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    arch = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    lowres = nf.write_nnunet_folder(tmp_path / "nnunet", plans, "3d_lowres",
+                                    {0: nf.nnunet_named_state(nf.network_config(arch))})
+    # the second stage also sees the first stage's prediction: one input channel per foreground label
+    cascade = nf.write_nnunet_folder(tmp_path / "nnunet", plans, "3d_cascade_fullres",
+                                     {0: nf.nnunet_named_state(nf.network_config(arch, in_channels=3))})
+    with pytest.raises(UserError, match="needs its first stage '3d_lowres'; give that nnU-Net folder"):
+        import_nnunet_model([cascade], data_root / "results")
+    assert not (data_root / "results").exists()
+    result = runner.invoke(app, ["install-model", "--from-nnunet", str(lowres), str(cascade)])
+    assert result.exit_code == 0, result.output
+    write_nifti(tmp_path / "in" / "case_0000.nii.gz",
+                np.random.default_rng(1).normal(30, 5, (6, 20, 18)).astype(np.float32), spacing=(2.0, 1.0, 1.0))
+    result = runner.invoke(app, ["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d",
+                                 nf.DATASET, "-c", "3d_cascade_fullres", "--no-tta", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "case.nii.gz"))).shape == (6, 20, 18)
