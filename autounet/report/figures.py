@@ -27,10 +27,10 @@ def new_figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=DPI)
 
 
-def to_data_uri(figure, tight: bool = False) -> str:
-    """The figure as a PNG ``data:`` URI (``tight``: cropped to its artists, e.g. a legend outside the axes)."""
+def to_data_uri(figure) -> str:
+    """The figure as a PNG ``data:`` URI."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
+    figure.savefig(buffer, format="png", dpi=DPI)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -69,7 +69,7 @@ def label_volumes(volumes: dict[str, list[float]], unit: str) -> str:
 def training_curves(log: dict[str, list[float]], class_names: Sequence[str], title: str) -> str:
     """Losses (left axis) and pseudo-Dice per class and its moving average (right axis) per epoch."""
     epochs = log["epoch"]
-    figure = new_figure(6.4, 3.2)
+    figure = new_figure(6.4, 3.6)
     axis = figure.subplots()
     axis.plot(epochs, log["train_loss"], color="#1f3c88", label="train loss")
     axis.plot(epochs, log["val_loss"], color="#c0392b", label="validation loss")
@@ -85,11 +85,12 @@ def training_curves(log: dict[str, list[float]], class_names: Sequence[str], tit
     dice.set_ylim(0, 1)
     dice.set_ylabel("pseudo-Dice")
     lines = axis.get_legend_handles_labels(), dice.get_legend_handles_labels()
-    axis.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="upper center", fontsize=8,
-                bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
+    figure.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="lower center", fontsize=8, ncol=3,
+                  frameon=False)
     axis.set_title(title, fontsize=10)
-    figure.tight_layout()
-    return to_data_uri(figure, tight=True)
+    rows_of_legend = math.ceil((len(lines[0][0]) + len(lines[1][0])) / 3)
+    figure.tight_layout(rect=(0, 0.07 * rows_of_legend, 1, 1))
+    return to_data_uri(figure)
 
 
 def dice_boxplot(dice: dict[str, dict[str, list[float]]]) -> str:

@@ -100,7 +100,7 @@ def render(image: np.ndarray, reference: np.ndarray, prediction: np.ndarray, spa
                 region = np.isin(take(labels, dim, slices[dim]), values)
                 if region.any() and not region.all():
                     axis.contour(region.astype(np.float32), levels=[0.5], colors=[class_colour(index)],
-                                 linestyles=style, linewidths=1.4)
+                                 linestyles=style, linewidths=2.0 if style == "solid" else 1.3)
         label = name if reference.shape[0] > 1 else "slice"
         axis.set_title(f"{label} {slices[dim]}" if reference.shape[0] > 1 else "", fontsize=9)
         axis.set_axis_off()

@@ -119,6 +119,7 @@ def plans_section(data: ReportData) -> str:
     memory = f", {hardware.total_memory_gb:.1f} GB" if hardware.total_memory_gb else ""
     parts = [paragraph(f"Planned for {hardware.device}{' ' + hardware.name if hardware.name else ''}{memory}, "
                        f"with a memory budget of {plans.memory_budget_gb:.1f} GB per configuration.")]
+    configurations = []
     for name, plan in plans.configurations.items():
         network = plan.network
         rows = [
@@ -137,7 +138,8 @@ def plans_section(data: ReportData) -> str:
             rows.append(("measured memory (GB)", plan.measured_memory_gb))
         if plan.previous_stage:
             rows.append(("cascade: after", plan.previous_stage))
-        parts.append(subsection(name, key_values(rows, digits=2)))
+        configurations.append(subsection(name, key_values(rows, digits=2)))
+    parts.append(side_by_side(*configurations))
     budget = plans.time_budget
     if budget is not None:
         timings = table(["configuration", "patch", "spacing", "features", "batch", "s / iteration", "iterations",
@@ -192,11 +194,28 @@ def _fold_block(fold: FoldRecord, data: ReportData) -> str:
     return subsection(title, side_by_side(key_values(rows) + details, curves))
 
 
+def _folds_table(folds: list[FoldRecord]) -> str:
+    """One line per fold of a configuration, to compare them at a glance."""
+    rows = []
+    for fold in folds:
+        ema = [v for v in (fold.log or {}).get("ema_pseudo_dice", []) if not math.isnan(v)]
+        rows.append([fold.fold, "finished" if fold.finished else "not finished", fold.epochs_done,
+                     _duration(fold.wall_seconds) if fold.log else "",
+                     max(ema) if ema else None, fold.summary.foreground_mean.dice if fold.summary else None,
+                     len(fold.summary.cases) if fold.summary else None])
+    return table(["fold", "status", "epochs", "wall time", "best pseudo-Dice", "validation Dice",
+                  "validation cases"], rows)
+
+
 def training_section(data: ReportData) -> str:
     if not data.folds:
         return note(f"No fold has been trained yet ({data.location.results} holds no fold folder); "
                     f"`autounet train {data.location.name} --fold 0` trains one.")
-    return "\n".join(_fold_block(fold, data) for folds in data.folds.values() for fold in folds)
+    parts = []
+    for configuration, folds in data.folds.items():
+        parts.append(subsection(configuration, _folds_table(folds)))
+        parts.extend(_fold_block(fold, data) for fold in folds)
+    return "\n".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------- cross-validation
