@@ -125,7 +125,7 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     from autounet.planning.planner import current_fingerprint, plan_dataset
     from autounet.preprocessing.dataset import preprocess_dataset
     from autounet.training import TrainingConfig
-    from autounet.training.budget import budget_seconds, format_duration
+    from autounet.planning.time_budget import format_duration, time_budget_seconds as budget_seconds
 
     folds = folds if folds is not None else [0, 1, 2, 3, 4]
     total_budget = budget_seconds(budget)
@@ -180,7 +180,7 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
         test_images = location.raw / "imagesTs"
         if predict_test and test_images.is_dir() and any(test_images.iterdir()):
             from autounet.inference.folder import predict_folder
-            from autounet.inference.loading import ModelRequest, load_predictor
+            from autounet.model_loading import ModelRequest, load_predictor
 
             start = time.perf_counter()
             predictor, _ = load_predictor(ModelRequest(model_dir=location.results, device=device))
@@ -197,7 +197,8 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
 @contextlib.contextmanager
 def _budget_shared_by(total_budget: float | None, fold_budget: float | None):
     """Restate a fold's too-small budget for the whole --budget that ``run`` shares among its folds."""
-    from autounet.training.budget import BudgetTooSmallError, format_at_least, format_duration
+    from autounet.planning.time_budget import TimeBudgetTooSmallError as BudgetTooSmallError
+    from autounet.planning.time_budget import format_at_least, format_duration
 
     try:
         yield

@@ -47,7 +47,7 @@ from bench.common import autounet_cmd, link_dataset, nnunet_bin, nnunet_env, pri
 from autounet.dataset.cases import find_cases  # noqa: E402
 from autounet.dataset.spec import load_spec  # noqa: E402
 from autounet.io import read_label  # noqa: E402
-from autounet.training.budget import format_duration, parse_duration  # noqa: E402
+from autounet.planning.time_budget import format_duration, parse_duration  # noqa: E402
 from autounet.training.splits import SPLITS_FILE, load_or_create_splits  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"

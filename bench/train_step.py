@@ -183,8 +183,8 @@ def compute_ab(rounds: int, nnunet_config_file: Path) -> None:
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
     from autounet.network import build_network
-    from autounet.training.cpu_speed import channels_last_format, speed_up_for_cpu
-    from autounet.training.loss import DeepSupervisionLoss, LossSettings, downsample_labels
+    from autounet.network.cpu_speed import channels_last_format, speed_up_for_cpu
+    from autounet.network.loss import DeepSupervisionLoss, LossSettings, downsample_labels
 
     config = json.loads(nnunet_config_file.read_text())
     plan = autounet_plans(Path("."), config).configurations["3d_fullres"]

@@ -69,9 +69,9 @@ def plan(
         "--verify", help="On a CUDA GPU: run one real training step per configuration, record its measured peak "
                          "memory, and shrink the plan if it does not fit.")] = False,
     budget: Annotated[Optional[str], typer.Option(
-        "--budget", help="Time for training and validating one fold (30m, 2h, 1h30m): time a few real training "
-                         "iterations of 2d and 3d_fullres here and choose one. Presets (quick, standard, full) "
-                         "fix the schedule and measure nothing.", show_default=False)] = None,
+        "--budget", help="Time budget for training and validating one fold (30m, 2h, 1h30m): time a few real "
+                         "training iterations of 2d and 3d_fullres here and choose one. Schedule presets (quick, "
+                         "standard, full) fix the schedule and measure nothing.", show_default=False)] = None,
     workers: WorkersOption = None,
     root: RootOption = None,
 ) -> None:
@@ -84,10 +84,10 @@ def plan(
     """
     from autounet.planning.planner import PlanningReport, plan_dataset
     from autounet.planning.plans import plans_path
-    from autounet.training.budget import budget_seconds
+    from autounet.planning.time_budget import time_budget_seconds
 
     location = dataset_location(dataset, root)
-    seconds = budget_seconds(budget)
+    seconds = time_budget_seconds(budget)
     start = time.perf_counter()
     report = PlanningReport()
     plans = plan_dataset(location, gpu_memory_gb=gpu_memory, device=device, configurations=configurations,

@@ -105,7 +105,7 @@ def predict(
     # idle. It must be set before torch loads its OpenMP runtime.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from autounet.inference.folder import cases_to_predict, predict_folder
-    from autounet.inference.loading import ModelRequest, load_predictor
+    from autounet.model_loading import ModelRequest, load_predictor
 
     cases_to_predict(inputs, output)  # bad inputs fail before the model loads
 

@@ -33,7 +33,7 @@ def run(
     Example: autounet run examples/Dataset004_Hippocampus --budget 30m --folds 0
     """
     from autounet.pipeline import run_pipeline
-    from autounet.training.budget import budget_seconds
+    from autounet.planning.time_budget import time_budget_seconds as budget_seconds
     from autounet.training.config import parse_fold
 
     location = dataset_location(dataset, root)
@@ -82,7 +82,7 @@ def closing_lines(result, location, dataset: str, budget: str, folds: list, root
 def _scaled(budget: str, factor: float) -> str:
     """A duration ``factor`` times ``budget``; a schedule preset as it is, or the next longer one when
     ``factor`` asks for much more time."""
-    from autounet.training.budget import budget_seconds, format_duration
+    from autounet.planning.time_budget import format_duration, time_budget_seconds as budget_seconds
 
     seconds = budget_seconds(budget)
     if seconds is not None:

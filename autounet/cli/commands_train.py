@@ -9,7 +9,10 @@ import typer
 from autounet.cli.common import DatasetArgument, RootOption, dataset_location, out
 
 BUDGET_HELP = ("Schedule preset: quick (5 x 20 iterations), standard (250 x 250) or full (1000 x 250, nnU-Net's); "
-               "or a duration per fold (30m, 2h, 1h30m): the schedule is fitted to what this machine does in it.")
+               "or a time budget per fold (30m, 2h, 1h30m): the schedule is fitted to what this machine does in it.")
+SET_HELP = ("Set any training config field, NAME=VALUE (repeatable): e.g. augmentation.p_rotation=0.3, "
+            "augmentation.scale_range=[0.8,1.25], loss_weights.dice=2, time_schedule.tta_max_share=0.1. "
+            "All fields and defaults: docs/train.md.")
 SCHEDULE_FIELDS = ("epochs", "iterations_per_epoch", "val_iterations")
 
 
@@ -48,11 +51,20 @@ def train(
                                                      "for adamw].")] = None,
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", show_default=False,
                          help="sgd (nnU-Net's, Nesterov momentum 0.99) or adamw \\[default: sgd; "
-                              "adamw with a duration --budget or quick].")] = None,
+                              "adamw with a time budget or quick].")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, show_default=False,
                                                       help="Global batch size \\[default: the plan's].")] = None,
     oversample: Annotated[Optional[float], typer.Option("--oversample", min=0.0, max=1.0, show_default=False,
                           help="Share of each batch forced onto foreground \\[default: 0.33].")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", min=0.0, show_default=False,
+                            help="Optimiser weight decay \\[default: 3e-5].")] = None,
+    momentum: Annotated[Optional[float], typer.Option("--momentum", min=0.0, max=1.0, show_default=False,
+                        help="SGD momentum \\[default: 0.99].")] = None,
+    poly_exponent: Annotated[Optional[float], typer.Option("--poly-exponent", min=0.0, show_default=False,
+                             help="Exponent of the polynomial learning-rate decay \\[default: 0.9].")] = None,
+    grad_clip: Annotated[Optional[float], typer.Option("--grad-clip", min=0.0, show_default=False,
+                         help="Gradient norm clipped to this \\[default: 12].")] = None,
+    settings: Annotated[Optional[list[str]], typer.Option("--set", show_default=False, help=SET_HELP)] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without data augmentation.")] = False,
     compile_model: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile.")] = False,
     no_amp: Annotated[bool, typer.Option("--no-amp", help="Train in float32 on CUDA (AMP is on by default).")] = False,
@@ -78,20 +90,22 @@ def train(
     Example: autounet train Dataset004 --fold 0 --budget 30m
     """
     from autounet.training import TrainingConfig, train_fold
+    from autounet.training.overrides import apply_settings
     from autounet.training.setup import fold_directory, stored_config
 
     from autounet.errors import UserError
-    from autounet.training.budget import budget_seconds
+    from autounet.planning.time_budget import time_budget_seconds
 
     location = dataset_location(dataset, root)
     configuration = configuration or _default_configuration(location)
     explicit = {"epochs": epochs, "iterations_per_epoch": iterations_per_epoch, "val_iterations": val_iterations,
                 "learning_rate": lr, "optimizer": optimizer, "batch_size": batch_size,
-                "oversample_foreground": oversample,
+                "oversample_foreground": oversample, "weight_decay": weight_decay, "momentum": momentum,
+                "poly_exponent": poly_exponent, "grad_clip": grad_clip,
                 "augment": False if no_augment else None, "compile": True if compile_model else None,
                 "amp": False if no_amp else None, "num_workers": workers, "seed": seed, "device": device,
                 "gpus": gpus, "save_probabilities": True if save_probabilities else None}
-    if budget_seconds(budget) is not None and any(explicit[name] is not None for name in SCHEDULE_FIELDS):
+    if time_budget_seconds(budget) is not None and any(explicit[name] is not None for name in SCHEDULE_FIELDS):
         raise UserError(f"--budget {budget} fits the epochs and iterations to the time; leave out --epochs, "
                         f"--iterations-per-epoch and --val-iterations (or give a preset).")
     for fold_value in _folds(fold):
@@ -101,6 +115,7 @@ def train(
             config = stored.with_overrides(**explicit)
         else:
             config = TrainingConfig.from_budget(budget or "standard", **explicit)
+        config = apply_settings(config, settings or [])
         folder = train_fold(location, configuration, fold_value, config, resume=resume)
         out.print(f"fold {fold_value}: done; results in {folder}")
 

@@ -10,8 +10,12 @@ __all__ = ["NetworkConfig", "UNet", "build_network"]
 
 
 def __getattr__(name: str):
-    if name in ("UNet", "build_network"):
-        from autounet.network import unet
+    if name == "UNet":
+        from autounet.network.unet import UNet
 
-        return getattr(unet, name)
+        return UNet
+    if name == "build_network":
+        from autounet.network.build import build_network
+
+        return build_network
     raise AttributeError(f"module 'autounet.network' has no attribute '{name}'")

@@ -7,7 +7,8 @@ import math
 from autounet.network.config import NetworkConfig
 
 ELEMENT_WEIGHT = 2000.0
-"""One activation element (written, normalised, activated, and all of it again backwards) costs about as much
+"""The default ``element_weight`` (planning's is a field of its time-planning settings, saved in plans.json).
+One activation element (written, normalised, activated, and all of it again backwards) costs about as much
 time as this many convolution multiply-adds on a CPU. Fitted to ISBI 2012 timings on 2 cores: per sample 2.95 s
 (512x512, 32 features), 1.3 s (16 features), 0.26-0.39 s (256x256), 0.075 s (128x128); this weight predicts 2.76,
 1.22, 0.30 and 0.075 s from the last. Halving the width saves 2.3x, not the 4x of the multiply-adds alone."""
@@ -17,9 +18,9 @@ def _voxels(patch_size: list[int], scale: list[int]) -> int:
     return math.prod(max(1, p // s) for p, s in zip(patch_size, scale))
 
 
-def sample_cost(network: NetworkConfig, patch_size: list[int]) -> float:
+def sample_cost(network: NetworkConfig, patch_size: list[int], element_weight: float = ELEMENT_WEIGHT) -> float:
     """Relative work of one sample's forward pass through ``network`` at ``patch_size``: convolution
-    multiply-adds plus :data:`ELEMENT_WEIGHT` per activation element. Training time grows about in proportion.
+    multiply-adds plus ``element_weight`` per activation element. Training time grows about in proportion.
 
     Example:
         >>> from autounet.network.config import NetworkConfig
@@ -48,4 +49,4 @@ def sample_cost(network: NetworkConfig, patch_size: list[int]) -> float:
         multiply_adds += voxels * below * features  # transposed convolution: one tap per output voxel
         multiply_adds += voxels * kernel * features * (2 * features + (convs - 1) * features)
         elements += voxels * features * (convs + 2)
-    return multiply_adds + ELEMENT_WEIGHT * elements
+    return multiply_adds + element_weight * elements

@@ -88,18 +88,3 @@ def _init_he(module: nn.Module) -> None:
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 
-
-def build_network(config: NetworkConfig, initialize: bool = True) -> UNet:
-    """Build the U-Net for ``config`` (He-initialised unless ``initialize`` is False, e.g. for shape-only use).
-
-    Example:
-        >>> cfg = NetworkConfig(3, 1, 3, [8, 16], [[3, 3, 3]] * 2, [[1, 1, 1], [2, 2, 2]])
-        >>> net = build_network(cfg).eval()
-        >>> net(torch.zeros(1, 1, 8, 8, 8)).shape
-        torch.Size([1, 3, 8, 8, 8])
-    """
-    if config.architecture == "residual_encoder":
-        from autounet.network.residual_unet import ResidualEncoderUNet
-
-        return ResidualEncoderUNet(config, initialize)
-    return UNet(config, initialize)

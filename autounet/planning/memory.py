@@ -18,12 +18,11 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from autounet.network import NetworkConfig, build_network
+from autounet.network.step import forward_backward, loss_for, zero_batch
 from autounet.planning.constants import ALLOCATOR_OVERHEAD, CUDA_CONTEXT_GB, CUDNN_WORKSPACE_GB
+from autounet.planning.torch_dispatch import TorchDispatchMode, tensors_in
 
 GB = 2**30
 
@@ -47,9 +46,8 @@ class LiveBytesTracker(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         result = func(*args, **(kwargs or {}))
-        for value in tree_flatten(result)[0]:
-            if isinstance(value, torch.Tensor):
-                self._track(value.untyped_storage())
+        for value in tensors_in(result):
+            self._track(value.untyped_storage())
         return result
 
     def _track(self, storage: torch.UntypedStorage) -> None:
@@ -64,48 +62,15 @@ class LiveBytesTracker(TorchDispatchMode):
         weakref.finalize(storage, self._release, key, nbytes)
 
 
-def deep_supervision_loss(outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy plus soft Dice over every deep-supervision output (the usual nnU-Net style loss).
-
-    Probabilities are taken in float32, as mixed-precision training does.
-    """
-    total = outputs[0].new_zeros((), dtype=torch.float32)
-    for logits, target in zip(outputs, targets):
-        logits = logits.float()
-        total = total + F.cross_entropy(logits, target)
-        probs = logits.softmax(1)
-        onehot = torch.zeros_like(probs).scatter_(1, target.unsqueeze(1), 1.0)
-        axes = tuple(range(2, probs.ndim))
-        intersection = (probs * onehot).sum(axes)
-        total = total + 1 - ((2 * intersection + 1e-5) / (probs.sum(axes) + onehot.sum(axes) + 1e-5)).mean()
-    return total
-
-
-def _targets_for(network: NetworkConfig, batch_size: int, patch_size: list[int], device) -> list[torch.Tensor]:
-    shapes = [[batch_size, *patch_size]]
-    for scale in network.output_scales()[1:] if network.deep_supervision else []:
-        shapes.append([batch_size, *(max(1, round(p * s)) for p, s in zip(patch_size, scale))])
-    if not network.deep_supervision:
-        shapes = shapes[:1]
-    return [torch.zeros(shape, dtype=torch.long, device=device) for shape in shapes]
-
-
 def training_step(network: torch.nn.Module, config: NetworkConfig, patch_size: list[int], batch_size: int,
                   dtype: torch.dtype, device, backward=None) -> None:
-    """One forward + loss + backward at ``batch_size`` x ``patch_size`` (the step the planner sizes).
+    """One forward + training loss + backward at ``batch_size`` x ``patch_size`` (the step the planner sizes).
 
+    The loss is training's own (:mod:`autounet.network.loss`), on background labels at every output scale.
     ``backward(loss)`` replaces ``loss.backward()`` (e.g. to scale the loss for mixed precision).
     """
-    x = torch.zeros([batch_size, config.in_channels, *patch_size], dtype=dtype, device=device)
-    targets = _targets_for(config, batch_size, patch_size, device)
-    outputs = network(x)
-    if isinstance(outputs, torch.Tensor):
-        outputs = [outputs]
-    loss = deep_supervision_loss(outputs, targets)
-    if backward is None:
-        loss.backward()
-    else:
-        backward(loss)
+    images, targets = zero_batch(config, list(patch_size), batch_size, dtype, device)
+    forward_backward(network, loss_for(config), images, targets, backward=backward)
 
 
 def parameter_count(network: NetworkConfig) -> int:

@@ -10,8 +10,8 @@ from autounet.errors import InvalidDatasetError, MissingArtifactError
 from autounet.fingerprint import Fingerprint, load_fingerprint, save_fingerprint
 from autounet.fingerprint.model import FINGERPRINT_FILE
 from autounet.paths import DatasetLocation
-from autounet.planning.budget import MemoryBudget, memory_budget
-from autounet.planning.time_budget import plan_time_budget
+from autounet.planning.memory_budget import MemoryBudget, memory_budget
+from autounet.planning.plan_for_time import plan_time_budget
 from autounet.planning.configurations import plan_configurations
 from autounet.planning.memory import estimate_training_memory_gb, memory_model_settings
 from autounet.planning.plans import ConfigurationPlan, Plans, save_plans

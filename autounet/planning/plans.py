@@ -18,7 +18,7 @@ from pathlib import Path
 from autounet.errors import MissingArtifactError, PlanningError, UserError
 from autounet.fingerprint.model import ChannelStats
 from autounet.network.config import NetworkConfig
-from autounet.planning.time_budget import TimeBudgetPlan
+from autounet.planning.time_plan import TimeBudgetPlan
 from autounet.utils.atomic import write_json
 from autounet.utils.serde import load_dataclass, to_json_value
 

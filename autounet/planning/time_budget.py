@@ -1,245 +1,97 @@
-"""Plan for time: measure candidate networks' training iterations here and choose what a budget buys.
+"""The time budget (``--budget 30m``): durations parsed and printed, the fewest iterations a budget must buy, and
+the error for a budget that buys fewer.
 
-Two rules, each backed by runs in docs/benchmarks.md ("Quality at a time budget"):
-
-* **Network and patch for time** (:func:`fit_for_time`): a network that buys only a few hundred iterations stays
-  under-trained, so each configuration walks down :func:`~autounet.planning.variants.cheaper_variants` (half
-  the width, then a 2x coarser grid where the labels survive it or else half the patch edges) until one buys
-  :data:`TARGET_ITERATIONS` -- but never stops above a coarser grid the labels survive: on PH2 the full
-  resolution, which buys enough at 2 hours, scored below the 4x coarser grid at 30 minutes.
-* **2d or 3d_fullres** (:func:`choose_configuration`): 3d_fullres only once its fitted network buys
-  :data:`MIN_3D_ITERATIONS`; below that a 2D network trained for many more iterations was better.
+Planning (``plan --budget``) and training (``train --budget``) both read it; it is pure (no torch, no clock).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import math
+import re
 
 from autounet.errors import UserError
-from autounet.training.budget import MIN_TRAINING_ITERATIONS, BudgetTooSmallError, format_duration
 
-if TYPE_CHECKING:
-    from autounet.planning.plans import ConfigurationPlan
+PRESETS = ("quick", "standard", "full")
+"""The schedule presets' names, which ``--budget`` takes besides a duration."""
+UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([a-zA-Z]*)")
 
-CANDIDATES = ("2d", "3d_fullres")
-TARGET_ITERATIONS = 2000
-"""A configuration is made cheaper until the budget buys it this many iterations. ISBI 2012 at 30 minutes: the
-512x512 plan (228 iterations) misclassified 8.2 % of the pixels; see docs/benchmarks.md for the cheaper ones."""
-MIN_3D_ITERATIONS = 5000
-"""3d_fullres is chosen once the budget buys its fitted network this many iterations. Hippocampus at 30 minutes:
-3d_fullres with 1,083 iterations reached Dice 0.863, 2d with 6,300 reached 0.881; nnU-Net's 250,000-iteration 3D
-schedule beats its 2D one, so the crossing lies above 1,083. At 2 hours on a quiet 2-core CPU 3d_fullres buys
-about 7,000 and reached 0.893 (2d at 2 hours not run); on a busier day it stays in 2D."""
-SKIP_SHARE = 0.25
-"""A network predicted (from the cheapest one's timing, scaled by :func:`~autounet.network.cost.sample_cost`) to buy
-under this share of :data:`TARGET_ITERATIONS` is rejected without timing it: PH2's 640x768 memory plan took over
-a minute to time at 33 s per iteration. The prediction was within 2x on ISBI 2012's and PH2's networks (PH2's
-640x768 network at 32 features took 1.7x its prediction, the others within 1.25x)."""
-TRAINING_SHARE = 0.8
-"""The share of a fold's budget counted for training iterations; the rest is setup, pseudo-Dice and validation."""
-RULE = (f"each configuration made cheaper (half width, then a coarser grid where the labels survive it or half "
-        f"patch edges) until it buys {TARGET_ITERATIONS} "
-        f"iterations, down to the coarsest grid the labels survive; 3d_fullres when it buys at least "
-        f"{MIN_3D_ITERATIONS} at its planned patch, else 2d")
+MIN_TRAINING_ITERATIONS = 20
+"""A time budget must buy at least this many training iterations, or training refuses to start."""
 
 
-@dataclass
-class ConfigurationTiming:
-    """One network measured on this machine: seconds per iteration and the iterations the budget buys."""
-
-    configuration: str
-    seconds_per_iteration: float
-    seconds_per_forward: float
-    """One inference forward pass of a patch; 0 for a variant rejected on its quick timing."""
-    iterations: int
-    batch_size: int = 0
-    """The batch timed and trained under the budget (see :func:`~autounet.training.budget_clock.time_batch_size`);
-    0 in plans written before the batch was chosen for time, meaning the plan's batch."""
-    patch_size: list[int] = field(default_factory=list)
-    features_per_stage: list[int] = field(default_factory=list)
-    spacing: list[float] = field(default_factory=list)
-    """The spacing of the patch's axes (a coarser grid than the plan's when the network was made cheaper so)."""
-    selected: bool = True
-    """Whether the configuration trains with this network (the others were timed on the way and rejected)."""
-    estimated: bool = False
-    """Predicted from a cheaper network's timing instead of measured (rejected as far too slow)."""
-    batch_seconds: dict[int, float] = field(default_factory=dict)
-    """Seconds per iteration of each batch size the batch search timed, from which ``batch_size`` was chosen
-    (empty for a predicted timing, and in plans written before it was recorded)."""
-
-    def describe(self) -> str:
-        shape = f" patch {'x'.join(map(str, self.patch_size))}" if self.patch_size else ""
-        shape += f" at {'x'.join(f'{s:g}' for s in self.spacing)}" if self.spacing else ""
-        width = f" {self.features_per_stage[0]} features" if self.features_per_stage else ""
-        about = "about " if self.estimated else ""
-        searched = ""
-        if self.selected and len(self.batch_seconds) > 1:
-            searched = " (batches timed: " + ", ".join(f"{batch} -> {1000 * seconds / batch:.0f} ms/sample"
-                                                         for batch, seconds in self.batch_seconds.items()) + ")"
-        return (f"{self.configuration}{shape}{width} batch {self.batch_size}{searched} {about}"
-                f"{self.seconds_per_iteration:.3f} s/iteration -> {self.iterations} iterations")
-
-
-@dataclass
-class TimeBudgetPlan:
-    """What ``plan --budget DURATION`` measured and chose (in plans.json as ``time_budget``)."""
-
-    budget_seconds: float
-    """The budget for training and validating one fold."""
-    device: str
-    timings: list[ConfigurationTiming] = field(default_factory=list)
-    chosen: str = ""
-    rule: str = RULE
-
-    def selected(self, configuration: str) -> ConfigurationTiming | None:
-        """The timing of the network ``configuration`` trains with under this budget, if it was timed."""
-        return next((t for t in self.timings if t.configuration == configuration and t.selected), None)
-
-    def describe(self) -> str:
-        selected = "; ".join(t.describe() for t in self.timings if t.selected)
-        rejected = [t.describe() for t in self.timings if not t.selected]
-        tried = f" (timed and made cheaper: {'; '.join(rejected)})" if rejected else ""
-        return (f"budget {format_duration(self.budget_seconds)} per fold on {self.device}: {selected}{tried}; "
-                f"chosen: {self.chosen} (rule: {self.rule})")
-
-
-def iterations_bought(budget_seconds: float, seconds_per_iteration: float) -> int:
-    """Training iterations that fit a fold's budget at ``seconds_per_iteration``.
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``30m``, ``2h``, ``1h30m`` or ``1.5h``.
 
     Example:
-        >>> iterations_bought(1800, 0.5)
-        2880
+        >>> parse_duration("1h30m"), parse_duration("90s")
+        (5400.0, 90.0)
     """
-    return int(budget_seconds * TRAINING_SHARE / seconds_per_iteration)
+    cleaned = text.strip().lower().replace(" ", "")
+    parts = list(_PART.finditer(cleaned))
+    if not cleaned or "".join(p.group(0) for p in parts) != cleaned:
+        raise UserError(f"budget '{text}' is not a duration: write e.g. 90s, 30m, 2h or 1h30m, or a preset "
+                        f"({', '.join(PRESETS)}).")
+    seconds = 0.0
+    for part in parts:
+        unit = part.group(2)
+        if not unit:
+            raise UserError(f"budget '{text}' has a number without a unit: write e.g. {part.group(1)}m or "
+                            f"{part.group(1)}s (units: h, m, s).")
+        if unit not in UNIT_SECONDS:
+            raise UserError(f"budget '{text}' has the unknown unit '{unit}': use h, m or s (e.g. 30m, 2h, 1h30m).")
+        seconds += float(part.group(1)) * UNIT_SECONDS[unit]
+    if seconds <= 0:
+        raise UserError(f"budget '{text}' is zero; give a positive duration such as 30m.")
+    return seconds
 
 
-def choose_configuration(timings: list[ConfigurationTiming], shrunk_patches: frozenset[str] = frozenset()) -> str:
-    """The configuration to train among the selected ``timings``, by :data:`RULE`; a UserError when the budget
-    buys too few iterations of any.
+def time_budget_seconds(budget: str | None) -> float | None:
+    """None for a preset name (or no budget), else the duration in seconds; a clear error for anything else."""
+    if budget is None or budget.strip().lower() in PRESETS:
+        return None
+    return parse_duration(budget)
 
-    ``shrunk_patches`` names the configurations whose patch was halved for time: a 3D network with a halved
-    patch is not the one the 3d rule was measured with (a 10x14x10 patch buys many iterations but little
-    context), so 3d_fullres is then chosen only when 2d is not usable. Monotone in the budget: more time means
-    more iterations and larger patches, so once 3d_fullres is chosen a larger budget keeps it.
+
+def format_duration(seconds: float) -> str:
+    """A short human duration: ``1h30m``, ``12m05s``, ``42s``.
+
+    Example:
+        >>> format_duration(5400), format_duration(725), format_duration(41.6), format_duration(0.2)
+        ('1h30m', '12m05s', '42s', '0.2s')
     """
-    usable = {t.configuration: t for t in timings if t.iterations >= MIN_TRAINING_ITERATIONS}
-    if not usable:
-        fastest = min(timings, key=lambda t: t.seconds_per_iteration)
-        enough = 2 * MIN_TRAINING_ITERATIONS * fastest.seconds_per_iteration / TRAINING_SHARE
-        raise BudgetTooSmallError(f"it buys fewer than {MIN_TRAINING_ITERATIONS} training iterations of any "
-                                  f"configuration ({fastest.configuration}: {fastest.seconds_per_iteration:.2f} s per "
-                                  f"iteration), before setup and validation", enough)
-    full = usable.get("3d_fullres")
-    enough_3d = full is not None and full.iterations >= MIN_3D_ITERATIONS and "3d_fullres" not in shrunk_patches
-    if full is not None and (enough_3d or "2d" not in usable):
-        return "3d_fullres"
-    return "2d" if "2d" in usable else next(iter(usable))
+    if 0 < seconds < 0.5:
+        return f"{seconds:.2g}s"
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
 
 
-def _timing(plan: ConfigurationPlan, budget_seconds: float, seconds_per_iteration: float, batch: int,
-            seconds_per_forward: float = 0.0, estimated: bool = False,
-            batch_seconds: dict[int, float] | None = None) -> ConfigurationTiming:
-    """The record of ``plan`` at ``batch`` taking ``seconds_per_iteration`` (not yet selected)."""
-    from autounet.planning.variants import patch_spacing
+def format_at_least(seconds: float) -> str:
+    """:func:`format_duration` rounded up, not to the nearest: a suggested minimum budget that is never too small.
 
-    return ConfigurationTiming(plan.name, seconds_per_iteration, seconds_per_forward,
-                               iterations_bought(budget_seconds, seconds_per_iteration), batch,
-                               list(plan.patch_size), list(plan.network.features_per_stage), patch_spacing(plan),
-                               selected=False, estimated=estimated, batch_seconds=batch_seconds or {})
-
-
-def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_device,
-                       batch: int) -> ConfigurationTiming:
-    """Seconds per training iteration and per forward pass of ``plan`` at ``batch``, measured here with the
-    faster of one and all CPU threads."""
-    import torch
-
-    from autounet.training.budget_clock import fastest_threads, measure_step_seconds
-
-    threads = torch.get_num_threads()
-    steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch, torch_device),
-                            torch_device)
-    torch.set_num_threads(threads)
-    return _timing(plan, budget_seconds, steps.training_iteration, batch, steps.forward)
+    Example:
+        >>> format_at_least(0.5), format_at_least(18.2), format_at_least(3601)
+        ('1s', '19s', '1h01m')
+    """
+    whole = max(1, math.ceil(seconds))
+    if whole >= 3600:  # shown to the minute
+        whole = math.ceil(whole / 60) * 60
+    return format_duration(whole)
 
 
-def quick_timing(plan: ConfigurationPlan, budget_seconds: float, torch_device) -> ConfigurationTiming:
-    """The batch search's own timing of ``plan`` (all threads, no forward pass: ``seconds_per_forward`` 0), enough
-    to reject a network that buys far too few iterations without timing it thoroughly."""
-    from autounet.training.budget_clock import time_batch_size
+class TimeBudgetTooSmallError(UserError):
+    """A time budget (--budget) that buys less than the shortest schedule: ``reason`` says why,
+    ``smallest_seconds`` is a budget (per fold) that works, so a caller that split a larger budget can restate
+    both for it."""
 
-    batch, batch_timings = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
-    timed = {t.batch_size: t.seconds_per_iteration for t in batch_timings}
-    return _timing(plan, budget_seconds, timed[batch], batch, batch_seconds=timed)
-
-
-def predicted_timing(plan: ConfigurationPlan, budget_seconds: float, reference_plan: ConfigurationPlan,
-                     reference: ConfigurationTiming) -> ConfigurationTiming:
-    """``plan``'s seconds per iteration at its smallest batch, predicted from ``reference`` (a measured timing
-    of ``reference_plan``) in proportion to the work per sample."""
-    from autounet.network.cost import sample_cost
-    from autounet.training.budget_clock import candidate_batches
-
-    batch = candidate_batches(plan.batch_size)[0]
-    per_sample = reference.seconds_per_iteration / reference.batch_size
-    ratio = sample_cost(plan.network, plan.patch_size) / sample_cost(reference_plan.network, reference_plan.patch_size)
-    return _timing(plan, budget_seconds, per_sample * ratio * batch, batch, estimated=True)
-
-
-def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
-                 timings: list[ConfigurationTiming], label_dice=None) -> ConfigurationPlan:
-    """The first of :func:`~autounet.planning.variants.cheaper_variants` that buys :data:`TARGET_ITERATIONS`
-    and has no coarser grid below it on the ladder (the cheapest when none does), timed thoroughly; the rejected
-    variants' timings (quick, or predicted when far too slow, :data:`SKIP_SHARE`, or above a coarser grid) and
-    then the selected one's are appended to ``timings``. ``label_dice`` is passed on to the ladder (coarser
-    grids)."""
-    from autounet.planning.variants import cheaper_variants, grid_factor
-
-    ladder = cheaper_variants(plan, label_dice)
-    coarsest_grid = max(range(len(ladder)), key=lambda i: (grid_factor(plan, ladder[i]), -i))
-    cheapest = quick_timing(ladder[-1], budget_seconds, torch_device)
-    for index, variant in enumerate(ladder):
-        if index == len(ladder) - 1:
-            quick = cheapest
-            break
-        predicted = predicted_timing(variant, budget_seconds, ladder[-1], cheapest)
-        if index < coarsest_grid or predicted.iterations < SKIP_SHARE * TARGET_ITERATIONS:
-            timings.append(predicted)
-            continue
-        quick = quick_timing(variant, budget_seconds, torch_device)
-        if quick.iterations >= TARGET_ITERATIONS:
-            break
-        timings.append(quick)
-    selected = time_configuration(variant, budget_seconds, torch_device, quick.batch_size)
-    selected.selected = True
-    selected.batch_seconds = quick.batch_seconds
-    timings.append(selected)
-    return variant
-
-
-def halved_patches(planned: dict[str, ConfigurationPlan], fitted: dict[str, ConfigurationPlan]) -> frozenset[str]:
-    """The configurations whose patch :func:`fit_for_time` changed (for :func:`choose_configuration`)."""
-    return frozenset(name for name, plan in fitted.items() if plan.patch_size != planned[name].patch_size)
-
-
-def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_seconds: float,
-                     device: str = "cpu", label_dice=None) -> tuple[TimeBudgetPlan, dict[str, ConfigurationPlan]]:
-    """Time each candidate configuration and its cheaper variants on ``device``; fit each to the budget and
-    choose one. Returns the record for plans.json and the time-fitted plans of the candidates.
-
-    ``label_dice(factor)``, the labels' Dice on an in-plane grid ``factor`` times coarser
-    (``Fingerprint.label_dice_when_coarsened``), lets a 2d network trade resolution for context."""
-    import torch
-
-    from autounet.utils.progress import track
-
-    names = [name for name in CANDIDATES if name in configurations]
-    if not names:
-        raise UserError(f"a duration budget plans among {', '.join(CANDIDATES)}; none of them was planned.")
-    torch_device = torch.device("cuda" if device == "cuda" else device)
-    timings: list[ConfigurationTiming] = []
-    fitted = {name: fit_for_time(configurations[name], budget_seconds, torch_device, timings, label_dice)
-              for name in track(names, description="timing training iterations")}
-    chosen = choose_configuration([t for t in timings if t.selected], halved_patches(configurations, fitted))
-    return TimeBudgetPlan(budget_seconds, device, timings, chosen), fitted
+    def __init__(self, reason: str, smallest_seconds: float, budget_seconds: float | None = None):
+        self.reason, self.smallest_seconds = reason, smallest_seconds
+        budget = "the" if budget_seconds is None else f"a {format_duration(budget_seconds)}"
+        super().__init__(f"{budget} budget is too small: {reason}; give --budget {format_at_least(smallest_seconds)} "
+                         f"or more.")

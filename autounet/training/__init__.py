@@ -5,9 +5,9 @@ package is cheap (torch loads only when training starts), which keeps the data
 worker processes light.
 """
 
-from autounet.training.config import BUDGETS, TrainingConfig
+from autounet.training.config import SCHEDULE_PRESETS, TrainingConfig
 
-__all__ = ["BUDGETS", "TrainingConfig", "train_fold"]
+__all__ = ["SCHEDULE_PRESETS", "TrainingConfig", "train_fold"]
 
 
 def __getattr__(name: str):

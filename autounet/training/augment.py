@@ -1,7 +1,7 @@
 """Data augmentation with batchgenerators, following the nnU-Net recipe.
 
-The probabilities and ranges below are the recipe's defaults, named so they can
-be read and changed in one place. Patches are sampled larger than the network's
+The probabilities and ranges are an :class:`~autounet.training.settings.AugmentationSettings` (a field of the
+training config, saved with the run; its defaults are the recipe's). Patches are sampled larger than the network's
 patch (see :func:`sampling_patch_size`) so that rotation and scaling never pull
 in padding at the corners; the spatial transform then cuts the centre.
 """
@@ -20,42 +20,24 @@ from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, G
 from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 
-ROTATION_3D = math.radians(30)
-"""Maximum rotation about each axis of a 3D patch."""
-ROTATION_2D = math.radians(180)
-"""Maximum in-plane rotation of a 2D patch."""
-P_ROTATION = 0.2
-SCALE_RANGE = (0.7, 1.4)
-P_SCALE = 0.2
-SAMPLING_ENLARGEMENT = 1 / 0.85
-"""Extra margin of the sampled patch beyond the rotated patch's bounding box, for zooming out."""
-NOISE_VARIANCE = (0.0, 0.1)
-P_NOISE = 0.1
-BLUR_SIGMA = (0.5, 1.0)
-P_BLUR, P_BLUR_PER_CHANNEL = 0.2, 0.5
-BRIGHTNESS_RANGE = (0.75, 1.25)
-P_BRIGHTNESS = 0.15
-CONTRAST_RANGE = (0.75, 1.25)
-P_CONTRAST = 0.15
-LOW_RESOLUTION_ZOOM = (0.5, 1.0)
-P_LOW_RESOLUTION, P_LOW_RESOLUTION_PER_CHANNEL = 0.25, 0.5
-GAMMA_RANGE = (0.7, 1.5)
-P_GAMMA_INVERTED = 0.1
-P_GAMMA = 0.3
+from autounet.training.settings import AugmentationSettings
+
+DEFAULT = AugmentationSettings()
 
 
-def max_rotation(patch_size: list[int]) -> float:
-    return ROTATION_2D if len(patch_size) == 2 else ROTATION_3D
+def max_rotation(patch_size: list[int], settings: AugmentationSettings = DEFAULT) -> float:
+    """The largest rotation (radians) about an axis for a patch of ``patch_size``."""
+    return math.radians(settings.rotation_2d_degrees if len(patch_size) == 2 else settings.rotation_3d_degrees)
 
 
-def sampling_patch_size(patch_size: list[int]) -> list[int]:
+def sampling_patch_size(patch_size: list[int], settings: AugmentationSettings = DEFAULT) -> list[int]:
     """The patch to read before augmentation: the bounding box of the patch rotated about any one axis, enlarged.
 
     Example:
         >>> sampling_patch_size([40, 56, 40])
         [74, 81, 74]
     """
-    angle = max_rotation(patch_size)
+    angle = max_rotation(patch_size, settings)
     half = np.array(patch_size, dtype=float) / 2
     corners = np.array(list(itertools.product(*[(-h, h) for h in half])))
     extent = np.abs(corners).max(axis=0)
@@ -70,7 +52,7 @@ def sampling_patch_size(patch_size: list[int]) -> list[int]:
         for a in angles:
             for rotation in (_rotation_3d(a, 0, 0), _rotation_3d(0, a, 0), _rotation_3d(0, 0, a)):
                 extent = np.maximum(extent, np.abs(corners @ rotation.T).max(axis=0))
-    return [int(math.ceil(2 * e * SAMPLING_ENLARGEMENT)) for e in extent]
+    return [int(math.ceil(2 * e * settings.sampling_enlargement)) for e in extent]
 
 
 def _rotation_3d(ax: float, ay: float, az: float) -> np.ndarray:
@@ -81,33 +63,37 @@ def _rotation_3d(ax: float, ay: float, az: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def build_augmentation(patch_size: list[int]) -> Compose:
+def build_augmentation(patch_size: list[int], settings: AugmentationSettings = DEFAULT) -> Compose:
     """The recipe's transforms for patches of ``patch_size`` (2 or 3 axes), in the order they run."""
-    angle = max_rotation(patch_size)
+    angle = max_rotation(patch_size, settings)
     rotation = (-angle, angle)
     no_rotation = (0.0, 0.0)
     is_3d = len(patch_size) == 3
-    return Compose([
+    a = settings
+    transforms = [
         SpatialTransform(
             patch_size, patch_center_dist_from_border=None, do_elastic_deform=False,
             do_rotation=True, angle_x=rotation, angle_y=rotation if is_3d else no_rotation,
-            angle_z=rotation if is_3d else no_rotation, p_rot_per_axis=1.0, p_rot_per_sample=P_ROTATION,
-            do_scale=True, scale=SCALE_RANGE, p_scale_per_sample=P_SCALE,
+            angle_z=rotation if is_3d else no_rotation, p_rot_per_axis=1.0, p_rot_per_sample=a.p_rotation,
+            do_scale=True, scale=a.scale_range, p_scale_per_sample=a.p_scale,
             border_mode_data="constant", border_cval_data=0, order_data=3,
             border_mode_seg="constant", border_cval_seg=-1, order_seg=1, random_crop=False),
-        GaussianNoiseTransform(NOISE_VARIANCE, p_per_sample=P_NOISE),
-        GaussianBlurTransform(BLUR_SIGMA, different_sigma_per_channel=True, p_per_sample=P_BLUR,
-                              p_per_channel=P_BLUR_PER_CHANNEL),
-        BrightnessMultiplicativeTransform(BRIGHTNESS_RANGE, per_channel=True, p_per_sample=P_BRIGHTNESS),
-        ContrastAugmentationTransform(CONTRAST_RANGE, p_per_sample=P_CONTRAST),
-        SimulateLowResolutionTransform(LOW_RESOLUTION_ZOOM, per_channel=True,
-                                       p_per_channel=P_LOW_RESOLUTION_PER_CHANNEL, order_downsample=0,
-                                       order_upsample=3, p_per_sample=P_LOW_RESOLUTION),
-        GammaTransform(GAMMA_RANGE, invert_image=True, per_channel=True, retain_stats=True,
-                       p_per_sample=P_GAMMA_INVERTED),
-        GammaTransform(GAMMA_RANGE, invert_image=False, per_channel=True, retain_stats=True, p_per_sample=P_GAMMA),
-        MirrorTransform(tuple(range(len(patch_size)))),
-    ])
+        GaussianNoiseTransform(a.noise_variance, p_per_sample=a.p_noise),
+        GaussianBlurTransform(a.blur_sigma, different_sigma_per_channel=True, p_per_sample=a.p_blur,
+                              p_per_channel=a.p_blur_per_channel),
+        BrightnessMultiplicativeTransform(a.brightness_range, per_channel=True, p_per_sample=a.p_brightness),
+        ContrastAugmentationTransform(a.contrast_range, p_per_sample=a.p_contrast),
+        SimulateLowResolutionTransform(a.low_resolution_zoom, per_channel=True,
+                                       p_per_channel=a.p_low_resolution_per_channel, order_downsample=0,
+                                       order_upsample=3, p_per_sample=a.p_low_resolution),
+        GammaTransform(a.gamma_range, invert_image=True, per_channel=True, retain_stats=True,
+                       p_per_sample=a.p_gamma_inverted),
+        GammaTransform(a.gamma_range, invert_image=False, per_channel=True, retain_stats=True,
+                       p_per_sample=a.p_gamma),
+    ]
+    if a.mirror:
+        transforms.append(MirrorTransform(tuple(range(len(patch_size)))))
+    return Compose(transforms)
 
 
 def augment_batch(transform: Compose, images: np.ndarray, labels: np.ndarray,

@@ -19,6 +19,7 @@ from autounet.preprocessing.store import CaseStore, PreprocessedCase
 from autounet.training.augment import augment_batch, build_augmentation, sampling_patch_size
 from autounet.training.previous_stage import attach_previous_stage
 from autounet.training.sampling import sample_batch
+from autounet.training.settings import AugmentationSettings
 
 PHASES = ("train", "val")
 
@@ -68,6 +69,7 @@ class BatchRecipe:
     rank: int = 0
     previous_stage_values: list[int] | None = None
     """For a cascade: the values of the previous stage's label map, one extra input channel each, in order."""
+    augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
 
 
 @dataclass
@@ -95,12 +97,12 @@ class BatchMaker:
         rng = np.random.default_rng(seq)
         ids = r.train_ids if key.phase == "train" else r.val_ids
         augment = r.augment and key.phase == "train"
-        read_size = sampling_patch_size(r.patch_size) if augment else r.patch_size
+        read_size = sampling_patch_size(r.patch_size, r.augmentation) if augment else r.patch_size
         images, labels, chosen = sample_batch(self._case_map(ids), ids, r.batch_size, read_size,
                                               r.oversample_foreground, rng)
         if augment:
             if self._transform is None:
-                self._transform = build_augmentation(r.patch_size)
+                self._transform = build_augmentation(r.patch_size, r.augmentation)
             images, labels = augment_batch(self._transform, images, labels, int(rng.integers(2**32)))
         if r.previous_stage_values is not None:
             images, labels = attach_previous_stage(images, labels, r.previous_stage_values,

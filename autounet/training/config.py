@@ -1,20 +1,22 @@
 """The training config: every hyper-parameter of a run in one typed dataclass, saved with the run.
 
-Budget presets set the schedule (epochs x iterations per epoch); any field can
+Schedule presets set the schedule (epochs x iterations per epoch); any field can
 be overridden from the CLI or the Python API without a subclass.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from autounet.errors import UserError
-from autounet.training.budget import MIN_TRAINING_ITERATIONS, BudgetTiming, budget_seconds
+from autounet.planning.time_budget import MIN_TRAINING_ITERATIONS, time_budget_seconds
+from autounet.training.schedule_fit import TimeBudgetTiming
+from autounet.training.settings import AugmentationSettings, LossWeights, TimeScheduleSettings
 
 
 @dataclass(frozen=True)
-class Budget:
+class SchedulePreset:
     """A schedule preset: epochs x training iterations per epoch, and validation iterations per epoch."""
 
     epochs: int
@@ -22,10 +24,10 @@ class Budget:
     val_iterations: int
 
 
-BUDGETS: dict[str, Budget] = {
-    "quick": Budget(epochs=5, iterations_per_epoch=20, val_iterations=5),
-    "standard": Budget(epochs=250, iterations_per_epoch=250, val_iterations=50),
-    "full": Budget(epochs=1000, iterations_per_epoch=250, val_iterations=50),
+SCHEDULE_PRESETS: dict[str, SchedulePreset] = {
+    "quick": SchedulePreset(epochs=5, iterations_per_epoch=20, val_iterations=5),
+    "standard": SchedulePreset(epochs=250, iterations_per_epoch=250, val_iterations=50),
+    "full": SchedulePreset(epochs=1000, iterations_per_epoch=250, val_iterations=50),
 }
 """``full`` is the nnU-Net recipe (1000 epochs of 250 iterations); ``quick`` finishes in minutes on a CPU."""
 
@@ -33,7 +35,7 @@ BUDGETS: dict[str, Budget] = {
 DEFAULT_LEARNING_RATES = {"sgd": 0.01, "adamw": 1e-3}
 """The initial learning rate each optimiser starts from unless one is given (nnU-Net's 0.01 for SGD)."""
 SHORT_SCHEDULE_OPTIMIZER = "adamw"
-"""Duration budgets and short presets train with AdamW: measured on Hippocampus 2d (batch 16, 200 iterations),
+"""Time budgets and short schedule presets train with AdamW: measured on Hippocampus 2d (batch 16, 200 iterations),
 AdamW at 1e-3 reached Dice 0.74 where SGD with momentum 0.99 was still at 0 (docs/benchmarks.md)."""
 SHORT_SCHEDULE_ITERATIONS = 10_000
 """Presets with fewer training iterations than this are short (``quick``); ``standard`` and ``full`` keep
@@ -71,7 +73,11 @@ class TrainingConfig:
     grad_clip: float = 12.0
     batch_size: int | None = None
     oversample_foreground: float = 0.33
+    """Share of each batch whose patch is centred on a foreground voxel."""
     augment: bool = True
+    augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
+    """Probabilities and ranges of each augmentation transform (used when ``augment``)."""
+    loss_weights: LossWeights = field(default_factory=LossWeights)
     batch_dice: bool | None = None
     dice_smooth: float = 1e-5
     pseudo_dice_ema: float = 0.9
@@ -85,11 +91,13 @@ class TrainingConfig:
     gpus: int = 1
     save_probabilities: bool = False
     time_budget_seconds: float | None = None
-    """A duration budget (``--budget 30m``): the schedule is fitted to this machine when the run starts."""
+    """A time budget (``--budget 30m``): the schedule is fitted to this machine when the run starts."""
     validation_tta: bool = True
-    """Mirror the final validation predictions (a duration budget turns it off when it would cost too much)."""
-    budget_timing: BudgetTiming | None = None
-    """What a duration budget measured and chose (written once the schedule is fitted)."""
+    """Mirror the final validation predictions (a time budget turns it off when it would cost too much)."""
+    time_schedule: TimeScheduleSettings = field(default_factory=TimeScheduleSettings)
+    """How a time budget's schedule is fitted and kept (unused by presets)."""
+    budget_timing: TimeBudgetTiming | None = None
+    """What a time budget measured and chose (written once the schedule is fitted)."""
 
     @classmethod
     def from_budget(cls, budget: str = "standard", **overrides) -> "TrainingConfig":
@@ -98,8 +106,8 @@ class TrainingConfig:
         ``budget`` is a preset name or a duration (``30m``, ``2h``, ``1h30m``): a duration's schedule is
         provisional until training measures the machine and fits it.
         """
-        seconds = budget_seconds(budget)
-        preset = BUDGETS.get(budget)
+        seconds = time_budget_seconds(budget)
+        preset = SCHEDULE_PRESETS.get(budget)
         short = seconds is not None or (preset is not None
                                         and preset.epochs * preset.iterations_per_epoch < SHORT_SCHEDULE_ITERATIONS)
         optimizer = overrides.get("optimizer") or (SHORT_SCHEDULE_OPTIMIZER if short else "sgd")
@@ -108,8 +116,8 @@ class TrainingConfig:
             config = cls(budget=budget, epochs=1, iterations_per_epoch=MIN_TRAINING_ITERATIONS, val_iterations=1,
                          time_budget_seconds=seconds, **optimizer_fields)
             return config.with_overrides(**overrides)
-        if budget not in BUDGETS:
-            raise UserError(f"unknown budget '{budget}' (choose from {', '.join(BUDGETS)}).")
+        if budget not in SCHEDULE_PRESETS:
+            raise UserError(f"unknown budget '{budget}' (choose from {', '.join(SCHEDULE_PRESETS)}).")
         config = cls(budget=budget, epochs=preset.epochs, iterations_per_epoch=preset.iterations_per_epoch,
                      val_iterations=preset.val_iterations, **optimizer_fields)
         return config.with_overrides(**overrides)
@@ -141,6 +149,12 @@ class TrainingConfig:
             problems.append(f"optimizer must be sgd or adamw, not '{self.optimizer}'")
         if self.device not in ("auto", "cuda", "mps", "cpu"):
             problems.append("device must be auto, cuda, mps or cpu")
+        problems += self.augmentation.problems()
+        if min(self.loss_weights.cross_entropy, self.loss_weights.dice) < 0 or (
+                self.loss_weights.cross_entropy + self.loss_weights.dice <= 0):
+            problems.append("loss_weights must be 0 or more, and not both 0")
+        if not 0.0 < self.loss_weights.deep_supervision_decay <= 1.0:
+            problems.append("loss_weights.deep_supervision_decay must be in (0, 1]")
         if problems:
             raise UserError("training config: " + "; ".join(problems) + ".")
 

@@ -23,7 +23,7 @@ def validate_fold(location: DatasetLocation, fold_dir: Path, case_ids: list[str]
                   device: str = "auto", tta: bool = True):
     """Predict ``case_ids`` with the fold's final weights and write metrics; returns the evaluation summary.
 
-    ``tta`` mirrors each window (a duration budget turns it off when it costs too much of the budget).
+    ``tta`` mirrors each window (a time budget turns it off when it costs too much of the budget).
 
     Returns None (with a note) when the raw dataset is not there to read the images and references from.
     """

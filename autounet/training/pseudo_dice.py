@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from autounet.training.loss import LossSettings, region_targets
+from autounet.network.loss import LossSettings, region_targets
 
 
 def patch_counts(logits: torch.Tensor, labels: torch.Tensor, settings: LossSettings) -> torch.Tensor:

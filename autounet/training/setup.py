@@ -13,7 +13,7 @@ from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, plans_
 from autounet.preprocessing.store import CaseStore
 from autounet.training.cascade import prepare_previous_stage
 from autounet.training.config import TrainingConfig, fold_name
-from autounet.training.loss import LossSettings
+from autounet.network.loss import LossSettings
 from autounet.training.splits import FoldSplit, fold_cases, load_or_create_splits
 from autounet.utils.atomic import write_bytes, write_json
 from autounet.utils.progress import track
@@ -53,15 +53,21 @@ def dataset_spec_folder(location: DatasetLocation) -> Path:
     return location.raw
 
 
-def loss_settings(spec: DatasetSpec, num_outputs: int, batch_dice: bool) -> tuple[LossSettings, list[str]]:
-    """The loss's view of the labels (regions or classes, ignore label) and the names of what is scored."""
+def loss_settings(spec: DatasetSpec, num_outputs: int, batch_dice: bool,
+                  config: TrainingConfig | None = None) -> tuple[LossSettings, list[str]]:
+    """The loss's view of the labels (regions or classes, ignore label) and the config's loss weights, and the
+    names of what is scored."""
+    config = config or TrainingConfig()
+    weights = config.loss_weights
+    terms = dict(batch_dice=batch_dice, smooth=config.dice_smooth, cross_entropy_weight=weights.cross_entropy,
+                 dice_weight=weights.dice, deep_supervision_decay=weights.deep_supervision_decay)
     if spec.has_regions:
         named = [(k, v if isinstance(v, list) else [v]) for k, v in spec.labels.items()
                  if k not in ("background", "ignore")]
-        return (LossSettings(num_outputs, [v for _, v in named], spec.ignore_label, batch_dice),
+        return (LossSettings(num_outputs, [v for _, v in named], spec.ignore_label, **terms),
                 [k for k, _ in named])
     names = [spec.label_name(v) for v in spec.foreground_labels]
-    return LossSettings(num_outputs, None, spec.ignore_label, batch_dice), names
+    return LossSettings(num_outputs, None, spec.ignore_label, **terms), names
 
 
 def check_cases(store: CaseStore, case_ids: list[str]) -> None:
@@ -96,7 +102,7 @@ def prepare_fold(location: DatasetLocation, config: TrainingConfig) -> FoldSetup
         previous_values = prepare_previous_stage(location, plan, spec, store, sorted(set(split.train) | set(split.val)),
                                                  splits or load_or_create_splits(location.preprocessed, case_ids))
     batch_dice = plan.is_2d if config.batch_dice is None else config.batch_dice
-    loss, names = loss_settings(spec, plan.network.num_classes, batch_dice)
+    loss, names = loss_settings(spec, plan.network.num_classes, batch_dice, config)
     expected = spec.num_outputs
     if plan.network.num_classes != expected:
         raise UserError(f"{plans_path(location.preprocessed)}: configuration '{configuration}' has "

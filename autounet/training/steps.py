@@ -10,8 +10,9 @@ import torch
 
 from autounet.errors import UserError
 from autounet.training.batches import Batch
-from autounet.training.cpu_speed import channels_last_format
-from autounet.training.loss import DeepSupervisionLoss, downsample_labels
+from autounet.network.cpu_speed import channels_last_format
+from autounet.network.loss import DeepSupervisionLoss, downsample_labels
+from autounet.network.step import optimisation_step
 from autounet.training.pseudo_dice import patch_counts
 
 
@@ -60,21 +61,9 @@ def train_step(parts: StepParts, batch: Batch) -> float:
     """Forward, loss over all deep-supervision outputs, backward, clip, step; returns the loss."""
     images, labels = parts.inputs(batch)
     targets = downsample_labels(labels, parts.output_scales)
-    parts.optimizer.zero_grad(set_to_none=True)
     with explain_oom():
-        with parts.autocast():
-            outputs = parts.model(images)
-            loss = parts.loss(outputs, targets)
-        if parts.scaler is not None:
-            parts.scaler.scale(loss).backward()
-            parts.scaler.unscale_(parts.optimizer)
-            torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.grad_clip)
-            parts.scaler.step(parts.optimizer)
-            parts.scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.grad_clip)
-            parts.optimizer.step()
+        loss = optimisation_step(parts.model, parts.loss, images, targets, parts.optimizer, parts.grad_clip,
+                                 parts.scaler, parts.autocast())
     return float(loss.detach())
 
 

@@ -1,9 +1,10 @@
 """``train_fold``: train one configuration on one fold, built from the parts in this package.
 
-The loop is small: per epoch, set the learning rate, run the training
-iterations, run the validation iterations, then (rank 0 only) checkpoint and
-log. Each part has one job: the batch stream (:mod:`.workers`), the steps and
-loss, the optimiser and schedule, checkpointing, the run log.
+The loop is small: per epoch, set the schedule's learning rate, run the training
+iterations (until the schedule says stop), run the validation iterations, then
+(rank 0 only) checkpoint, log and record the schedule. Each part has one job: the
+batch stream (:mod:`.workers`), the steps and loss, the optimiser, the schedule
+(:mod:`.schedule`: a preset's, or a time budget's), checkpointing, the run log.
 """
 
 from __future__ import annotations
@@ -17,26 +18,25 @@ import torch
 from autounet.errors import UserError
 from autounet.hardware import cpu_cores, detect_accelerator
 from autounet.network import build_network
+from autounet.network.cpu_speed import speed_up_for_cpu
+from autounet.network.loss import DeepSupervisionLoss
 from autounet.paths import DatasetLocation
 from autounet.training import distributed
-from autounet.preprocessing.store import CaseStore
 from autounet.training.batches import BatchRecipe
-from autounet.training.budget import format_duration
-from autounet.training.budget_clock import (BudgetClock, fastest_threads, measure_step_seconds, time_batch_size,
-                                           measure_validation_cost)
 from autounet.training.checkpoint import (EpochRecord, ResumePoint, TrainingState, has_training_state,
                                           load_training_state, restore_rng, save_training_state, save_weights)
 from autounet.training.config import RUNTIME_FIELDS, TrainingConfig
 from autounet.training.console import EpochProgress
-from autounet.training.cpu_speed import speed_up_for_cpu
 from autounet.training.distributed import Ranks
-from autounet.training.loss import DeepSupervisionLoss
-from autounet.training.optim import make_optimizer, poly_lr, set_lr
+from autounet.training.optim import make_optimizer, set_lr
 from autounet.training.pseudo_dice import dice_from_counts, update_ema
 from autounet.training.run_log import plot_progress, summary_line, write_log_csv
+from autounet.training.schedule import PresetSchedule, TrainingSchedule
 from autounet.training.setup import (FoldSetup, check_resumable, prepare_fold, stored_config, write_config,
                                      write_run_files)
 from autounet.training.steps import StepParts, train_step, validation_step
+from autounet.training.time_clock import TimeBudgetClock
+from autounet.training.time_schedule import start_time_schedule, time_budget_batch
 from autounet.training.workers import BatchStream
 from autounet.utils.progress import console
 
@@ -127,32 +127,32 @@ def _mean_across(values: list[float], ranks: Ranks) -> float:
     return float(total[0] / total[1]) if total[1] > 0 else math.nan
 
 
-def run_epoch(run: Run, stream: BatchStream, epoch: int, clock: BudgetClock | None = None) -> EpochRecord:
+def run_epoch(run: Run, stream: BatchStream, epoch: int, schedule: TrainingSchedule) -> EpochRecord:
     """Train and validate one epoch; returns its log record (identical on every rank).
 
-    With a budget ``clock`` the epoch stops early (without validation iterations) when time runs out.
+    The epoch stops early (without validation iterations) when the schedule says so (a time budget running out).
     """
     config, parts = run.config, run.parts
-    lr = poly_lr(config.learning_rate, epoch, config.epochs, config.poly_exponent)
+    lr = schedule.learning_rate(epoch)
     set_lr(parts.optimizer, lr)
     start, waited, losses, cut = time.perf_counter(), 0.0, [], False
     run.net.train()
     seconds_per_epoch = run.state.log[-1].seconds if run.state.log else None
-    with EpochProgress(epoch, config.epochs, config.iterations_per_epoch, seconds_per_epoch,
+    with EpochProgress(epoch, schedule.epochs, schedule.iterations_per_epoch, seconds_per_epoch,
                        enabled=run.ranks.is_main) as bar:
-        for iteration in range(config.iterations_per_epoch):
+        for iteration in range(schedule.iterations_per_epoch):
             before = time.perf_counter()
             batch = next(stream)
             waited += time.perf_counter() - before
             losses.append(train_step(parts, batch))
             bar.advance(losses[-1])
-            if clock is not None and not clock.iteration_done(iteration + 1):
+            if not schedule.keep_training(iteration + 1):
                 cut = True
                 break
     train_seconds = time.perf_counter() - start
     run.net.eval()
     val_losses, counts = [], torch.zeros(3, len(run.setup.class_names), dtype=torch.float64)
-    val_iterations = 0 if cut else config.val_iterations
+    val_iterations = 0 if cut else schedule.val_iterations
     for _ in range(val_iterations):
         loss, batch_counts = validation_step(parts, run.net, next(stream))
         val_losses.append(loss)
@@ -167,7 +167,7 @@ def run_epoch(run: Run, stream: BatchStream, epoch: int, clock: BudgetClock | No
                        completed=not cut)
 
 
-def finish_epoch(run: Run, record: EpochRecord) -> None:
+def finish_epoch(run: Run, record: EpochRecord, epochs: int) -> None:
     """Update the state; on rank 0 write the best/latest checkpoints, log.csv and progress.png."""
     state = run.state
     state.epochs_done = record.epoch + 1
@@ -189,73 +189,32 @@ def finish_epoch(run: Run, record: EpochRecord) -> None:
     save_training_state(folder, state, weights, run.parts.optimizer)
     write_log_csv(state.log, run.setup.class_names, folder / "log.csv")
     plot_progress(state.log, run.setup.class_names, folder / "progress.png")
-    console.print(summary_line(record, run.setup.class_names, run.config.epochs), highlight=False,
+    console.print(summary_line(record, run.setup.class_names, epochs), highlight=False,
                   markup=False, soft_wrap=True)
 
 
-def fit_to_budget(run: Run, clock: BudgetClock, batch: int) -> TrainingConfig:
-    """Measure this machine, fit the schedule to the budget's remaining time, save and print it."""
-    setup, plan = run.setup, run.setup.plan
-    steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch,
-                                                         run.parts.device, fast_cpu=run.parts.channels_last),
-                            run.parts.device)
-    validation = measure_validation_cost(plan, CaseStore(setup.store_folder), list(setup.split.val),
-                                         run.parts.device)
-    timing = clock.fit(steps, batch, validation)
-    timing.threads = torch.get_num_threads() if run.parts.device.type == "cpu" else None
-    run.config = run.config.with_overrides(epochs=timing.epochs, iterations_per_epoch=timing.iterations_per_epoch,
-                                           val_iterations=timing.val_iterations,
-                                           validation_tta=timing.validation_tta, budget_timing=timing)
-    write_config(setup.fold_dir, run.config)
-    console.print(timing.describe(), highlight=False)
-    return run.config
+def _schedule(setup: FoldSetup, config: TrainingConfig, clock: TimeBudgetClock | None, device: torch.device,
+              point: ResumePoint | None) -> tuple[TrainingConfig, TrainingSchedule]:
+    """The config to train with and its schedule: a time budget's, fitted here for a fresh run, else the config's.
 
-
-def choose_budget_batch(run: Run) -> int:
-    """A duration budget's batch when none was given: the one ``plan --budget`` timed, else measured now."""
-    setup = run.setup
-    budget = setup.plans.time_budget
-    timed = budget.selected(setup.plan.name) if budget is not None else None
-    if timed is not None and 0 < timed.batch_size <= setup.plan.batch_size:
-        batch, source = timed.batch_size, "as `autounet plan --budget` timed it"
-    else:
-        batch, timings = time_batch_size(setup.plan.network, list(setup.plan.patch_size), setup.plan.batch_size,
-                                         run.parts.device, fast_cpu=run.parts.channels_last)
-        source = "timed: " + ", ".join(f"{t.batch_size} -> {1000 * t.seconds_per_sample:.1f} ms/sample"
-                                       for t in timings)
-    setup.global_batch_size = batch
-    run.config = run.config.with_overrides(batch_size=batch)
-    if budget is None or round(budget.budget_seconds) != round(run.config.time_budget_seconds or 0):
-        console.print(f"budget: the network is the one planned for memory; `autounet plan {setup.plans.dataset_name} "
-                      f"--budget {format_duration(run.config.time_budget_seconds or 0)}` fits it to this budget "
-                      f"(narrower or smaller patches when the planned one buys too few iterations).",
-                      highlight=False)
-    console.print(f"budget: batch {batch} (the plan's {setup.plan.batch_size} is sized for memory; the smallest "
-                  f"batch at full samples per second buys the most updates; {source})", highlight=False)
-    return batch
-
-
-def keep_within_budget(run: Run, clock: BudgetClock, completed: bool) -> None:
-    """After an epoch: take the clock's epoch total (re-fitted after the first real iterations, or cut short)."""
-    planned = run.config.epochs
-    epochs = clock.epoch_done(completed)
-    run.config = run.config.with_overrides(epochs=epochs, budget_timing=clock.timing)
-    write_config(run.setup.fold_dir, run.config)
-    if epochs != planned and run.ranks.is_main:
-        measured = clock.timing.measured_seconds_per_iteration
-        early = (" The machine slowed down too late to re-fit the rate: the run stops before its rate has annealed "
-                 "fully." if clock.timing.last_epoch_unplanned else "")
-        console.print(f"budget: {measured:.3f} s per real iteration here; the schedule now ends after {epochs} "
-                      f"epochs (was {planned}) so that training and validation fit the budget.{early}",
-                      highlight=False)
+    A resumed time-budget run continues the schedule its training_config.json recorded, as a fixed one.
+    """
+    if clock is None or point is not None:
+        return config, PresetSchedule(config)
+    fast_cpu = config.cpu_fast_kernels and device.type == "cpu"
+    if config.batch_size is None:
+        config = config.with_overrides(batch_size=time_budget_batch(setup, config, device, fast_cpu))
+    schedule = start_time_schedule(setup, config, clock, device, fast_cpu, config.batch_size)
+    return schedule.recorded(config), schedule
 
 
 def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, ranks: Ranks) -> Run:
     """Everything one training process does, from setup to ``model_final``; returns the finished run."""
-    clock = BudgetClock(config.time_budget_seconds) if config.time_budget_seconds else None
+    clock = (TimeBudgetClock(config.time_budget_seconds, settings=config.time_schedule)
+             if config.time_budget_seconds else None)
     if clock is not None and ranks.distributed:
-        raise UserError("a duration --budget trains in one process; use a preset (quick, standard, full) or "
-                        "--epochs with --gpus > 1.")
+        raise UserError("a time budget (--budget 30m) trains in one process; use a schedule preset (quick, "
+                        "standard, full) or --epochs with --gpus > 1.")
     accelerator = detect_accelerator(config.device)
     device = _device(accelerator.kind, ranks)
     if device.type == "cpu":
@@ -270,40 +229,44 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
                 console.print(f"training on the CPU ({torch.get_num_threads()} threads): 3D training there is "
                               f"slow; a GPU is many times faster.")
         distributed.barrier(ranks)
-        run = build_run(setup, config, ranks, device, point)
-        if run.state.epochs_done >= config.epochs:
+        if point is not None and point.state.epochs_done >= config.epochs:
             if ranks.is_main:
-                console.print(f"{setup.fold_dir}: already trained {run.state.epochs_done} epochs; pass --epochs "
+                console.print(f"{setup.fold_dir}: already trained {point.state.epochs_done} epochs; pass --epochs "
                               f"with a larger number to extend it.")
-            return run
-        if clock is not None and point is None and config.batch_size is None:
-            choose_budget_batch(run)
-            config = run.config
-        batch = distributed.rank_batch_size(setup.global_batch_size, ranks)
+            return build_run(setup, config, ranks, device, point)
+        config, schedule = _schedule(setup, config, clock, device, point)
+        if ranks.is_main:
+            write_config(setup.fold_dir, config)
+        global_batch = config.batch_size or setup.global_batch_size
+        batch = distributed.rank_batch_size(global_batch, ranks)
         if batch < 1:
-            raise UserError(f"batch size {setup.global_batch_size} is smaller than the {ranks.world_size} "
+            raise UserError(f"batch size {global_batch} is smaller than the {ranks.world_size} "
                             f"processes; use fewer --gpus or a larger --batch-size.")
+        run = build_run(setup, config, ranks, device, point)
         recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
                              batch, config.oversample_foreground, config.augment, config.seed, ranks.rank,
-                             setup.previous_stage_values)
+                             setup.previous_stage_values, config.augmentation)
         workers = config.num_workers if config.num_workers is not None else default_data_workers(device.type, ranks)
-        if clock is not None and point is None:
-            config = fit_to_budget(run, clock, batch)
-        with BatchStream(recipe, run.state.epochs_done, config.iterations_per_epoch, config.val_iterations,
+        with BatchStream(recipe, run.state.epochs_done, schedule.iterations_per_epoch, schedule.val_iterations,
                          workers) as stream:
-            epoch = run.state.epochs_done
-            timed = clock if clock is not None and clock.timing is not None else None
-            while epoch < run.config.epochs:
-                if timed is not None:
-                    timed.epoch_started()
-                record = run_epoch(run, stream, epoch, timed)
-                finish_epoch(run, record)
-                epoch += 1
-                if timed is not None:
-                    keep_within_budget(run, timed, record.completed)
+            for epoch in _epochs(run.state.epochs_done, schedule):
+                schedule.epoch_started()
+                record = run_epoch(run, stream, epoch, schedule)
+                finish_epoch(run, record, schedule.epochs)
+                schedule.epoch_ended(record.completed)
+                if ranks.is_main:
+                    write_config(setup.fold_dir, schedule.recorded(config))
         if ranks.is_main:
             save_weights(run.net.state_dict(), setup.fold_dir / "model_final.safetensors")
         distributed.barrier(ranks)
         return run
     finally:
         distributed.shutdown()
+
+
+def _epochs(first: int, schedule: TrainingSchedule):
+    """Epoch numbers from ``first`` while the schedule's total (which a time budget may change) is not reached."""
+    epoch = first
+    while epoch < schedule.epochs:
+        yield epoch
+        epoch += 1

@@ -61,7 +61,8 @@ def test_run_and_train_with_duration_budgets(tmp_path):
 def test_a_fold_too_small_for_its_share_is_restated_for_the_whole_run_budget():
     from autounet.errors import UserError
     from autounet.pipeline import _budget_shared_by
-    from autounet.training.budget import parse_duration, too_small_error
+    from autounet.planning.time_budget import parse_duration
+    from autounet.training.schedule_fit import too_small_error
 
     with pytest.raises(UserError) as error, _budget_shared_by(10.0, 2.0):
         raise too_small_error(2.0, 0.01, 17.0, 18.2)

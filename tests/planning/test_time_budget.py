@@ -7,11 +7,11 @@ import pytest
 
 from autounet.errors import UserError
 from autounet.planning.plans import Plans
-from autounet.planning.time_budget import (MIN_3D_ITERATIONS, TARGET_ITERATIONS, ConfigurationTiming,
+from autounet.planning.plan_for_time import (MIN_3D_ITERATIONS, TARGET_ITERATIONS, ConfigurationTiming,
                                            TimeBudgetPlan, choose_configuration, halved_patches,
                                            iterations_bought, plan_time_budget)
-from autounet.training.budget import MIN_TRAINING_ITERATIONS, parse_duration
-from autounet.training.budget_clock import candidate_batches
+from autounet.planning.time_budget import MIN_TRAINING_ITERATIONS, parse_duration
+from autounet.measure.batch_search import candidate_batches
 from tests.training.helpers import network_config
 
 
@@ -113,17 +113,17 @@ ISBI_LIKE_SECONDS = {(512, 32): 6.0, (512, 16): 3.0, (256, 16): 0.7, (128, 16): 
 
 
 def test_fit_for_time_stops_at_the_first_variant_that_buys_enough(monkeypatch):
-    from autounet.planning import time_budget
+    from autounet.planning import plan_for_time
     from autounet.planning.configurations import plan_configurations
     from tests.planning.fingerprints import image_2d
 
     plan = plan_configurations(image_2d(), num_classes=2, budget_gb=8.0)["2d"]
-    monkeypatch.setattr(time_budget, "time_configuration", _fake_timer(ISBI_LIKE_SECONDS))
-    monkeypatch.setattr(time_budget, "quick_timing", _fake_timer(ISBI_LIKE_SECONDS))
+    monkeypatch.setattr(plan_for_time, "time_configuration", _fake_timer(ISBI_LIKE_SECONDS))
+    monkeypatch.setattr(plan_for_time, "quick_timing", _fake_timer(ISBI_LIKE_SECONDS))
     chosen_sizes = []
     for budget in [60.0 * m for m in (1, 5, 10, 30, 60, 120, 600, 6000)]:
         timings = []
-        fitted = time_budget.fit_for_time(plan, budget, "cpu", timings)
+        fitted = plan_for_time.fit_for_time(plan, budget, "cpu", timings)
         assert [t.selected for t in timings] == [False] * (len(timings) - 1) + [True]
         assert fitted.patch_size == timings[-1].patch_size
         assert all(t.iterations < TARGET_ITERATIONS for t in timings[:-1])
@@ -144,7 +144,7 @@ def _use_work_proportional_timer(monkeypatch, seconds_per_cost: float) -> list:
     """Stands in for both measurements with seconds per iteration ``seconds_per_cost`` times the variant's work per
     sample (:func:`~autounet.network.cost.sample_cost`); returns the list the timed variants are appended to."""
     from autounet.network.cost import sample_cost
-    from autounet.planning import time_budget
+    from autounet.planning import plan_for_time
 
     timed = []
 
@@ -155,14 +155,14 @@ def _use_work_proportional_timer(monkeypatch, seconds_per_cost: float) -> list:
                                    2, list(variant.patch_size), list(variant.network.features_per_stage),
                                    selected=False)
 
-    monkeypatch.setattr(time_budget, "time_configuration", timer)
-    monkeypatch.setattr(time_budget, "quick_timing", timer)
+    monkeypatch.setattr(plan_for_time, "time_configuration", timer)
+    monkeypatch.setattr(plan_for_time, "quick_timing", timer)
     return timed
 
 
 def test_networks_predicted_far_too_slow_are_rejected_untimed(monkeypatch):
     from autounet.network.cost import sample_cost
-    from autounet.planning import time_budget
+    from autounet.planning import plan_for_time
     from autounet.planning.configurations import plan_configurations
     from autounet.planning.variants import cheaper_variants
     from tests.planning.fingerprints import image_2d
@@ -172,9 +172,9 @@ def test_networks_predicted_far_too_slow_are_rejected_untimed(monkeypatch):
     cheapest_cost = sample_cost(ladder[-1].network, ladder[-1].patch_size)
     timed = _use_work_proportional_timer(monkeypatch, 0.3 / cheapest_cost)
     timings = []
-    fitted = time_budget.fit_for_time(plan, 1800.0, "cpu", timings)
+    fitted = plan_for_time.fit_for_time(plan, 1800.0, "cpu", timings)
     estimated = [t for t in timings if t.estimated]
-    assert estimated and all(t.iterations < time_budget.SKIP_SHARE * TARGET_ITERATIONS for t in estimated)
+    assert estimated and all(t.iterations < plan_for_time.SKIP_SHARE * TARGET_ITERATIONS for t in estimated)
     assert all(t.seconds_per_forward == 0 and not t.selected for t in estimated)
     # the predictions are exact for a timer proportional to the work, and no rejected network was timed
     for t in estimated:
@@ -192,7 +192,7 @@ def test_networks_predicted_far_too_slow_are_rejected_untimed(monkeypatch):
 def test_a_long_budget_still_takes_the_coarsest_grid_the_labels_survive(monkeypatch, budget_minutes):
     """PH2 at 2 hours: full resolution bought enough iterations but scored below the 4x grid at 30 minutes."""
     from autounet.network.cost import sample_cost
-    from autounet.planning import time_budget
+    from autounet.planning import plan_for_time
     from autounet.planning.configurations import plan_configurations
     from autounet.planning.variants import cheaper_variants, grid_factor
     from tests.planning.fingerprints import image_2d
@@ -203,7 +203,7 @@ def test_a_long_budget_still_takes_the_coarsest_grid_the_labels_survive(monkeypa
     assert grid_factor(plan, ladder[-1]) == 4 and grid_factor(plan, ladder[1]) == 1
     timed = _use_work_proportional_timer(monkeypatch, 0.01 / sample_cost(plan.network, plan.patch_size))
     timings = []
-    fitted = time_budget.fit_for_time(plan, budget_minutes * 60.0, "cpu", timings, ph2_like)
+    fitted = plan_for_time.fit_for_time(plan, budget_minutes * 60.0, "cpu", timings, ph2_like)
     # every rung buys enough here; the finer grids are passed over untimed
     assert all(t.iterations >= TARGET_ITERATIONS for t in timings)
     assert fitted.spacing == ladder[-1].spacing and timings[-1].selected

@@ -7,11 +7,16 @@ import random
 import pytest
 
 from autounet.errors import UserError
-from autounet.training import budget_clock
-from autounet.training.budget import (MAX_ITERATIONS_PER_EPOCH, MIN_TRAINING_ITERATIONS, BudgetTiming,
-                                      budget_seconds, fit_schedule, format_duration, parse_duration,
-                                      schedule_for_time, seconds_per_epoch, shortened_epochs)
-from autounet.training.budget_clock import BudgetClock, StepSeconds, ValidationCost
+from autounet.measure import batch_search, step_timing
+from autounet.measure.settings import TIMER
+from autounet.measure.step_timing import StepSeconds
+from autounet.measure.validation_cost import ValidationCost
+from autounet.planning.time_budget import (MIN_TRAINING_ITERATIONS, format_duration, parse_duration,
+                                           time_budget_seconds)
+from autounet.training import time_clock
+from autounet.training.schedule_fit import (MAX_ITERATIONS_PER_EPOCH, TimeBudgetTiming, fit_schedule,
+                                            schedule_for_time, seconds_per_epoch, shortened_epochs)
+from autounet.training.time_clock import TimeBudgetClock
 from autounet.training.config import TrainingConfig
 from autounet.training.optim import poly_lr
 from autounet.utils.serde import load_dataclass, to_json_value
@@ -32,8 +37,8 @@ def test_bad_durations_are_clear_errors(text, words):
 
 
 def test_presets_are_not_durations():
-    assert [budget_seconds(name) for name in ("quick", "standard", "full", None)] == [None] * 4
-    assert budget_seconds("45m") == 2700
+    assert [time_budget_seconds(name) for name in ("quick", "standard", "full", None)] == [None] * 4
+    assert time_budget_seconds("45m") == 2700
     assert format_duration(parse_duration("1h30m")) == "1h30m"
 
 
@@ -83,7 +88,7 @@ def test_shortened_epochs_never_lengthens_and_never_undoes_done_epochs():
 def test_config_from_a_duration_round_trips_with_its_timing():
     config = TrainingConfig.from_budget("1h30m", learning_rate=0.02)
     assert config.time_budget_seconds == 5400 and config.budget == "1h30m" and config.learning_rate == 0.02
-    timing = BudgetTiming(5400, 0.5, 0.05, 30.0, True, 0.5, 4.0, 40, 200, 40, 1, 0.6, [38])
+    timing = TimeBudgetTiming(5400, 0.5, 0.05, 30.0, True, 0.5, 4.0, 40, 200, 40, 1, 0.6, [38])
     config = config.with_overrides(budget_timing=timing)
     again = load_dataclass(TrainingConfig, to_json_value(config))
     assert again == config and again.budget_timing.shortened_to == [38]
@@ -110,8 +115,8 @@ def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_aft
     """
     rng = random.Random(seed)
     fake = FakeTime()
-    monkeypatch.setattr(budget_clock.time, "perf_counter", fake.perf_counter)
-    clock = BudgetClock(budget)
+    monkeypatch.setattr(time_clock.time, "perf_counter", fake.perf_counter)
+    clock = TimeBudgetClock(budget)
     fake.now += 2.0  # setup
     timing = clock.fit(StepSeconds(measured, measured / 3), 2, ValidationCost(measured / 3, 40, 3, 8))
     epoch, epochs_seen = 0, []
@@ -190,37 +195,37 @@ def test_a_machine_slowing_threefold_near_the_end_stops_early_and_says_so(monkey
 
 
 def test_validation_tta_is_dropped_when_it_would_eat_the_budget(monkeypatch):
-    monkeypatch.setattr(budget_clock.time, "perf_counter", FakeTime().perf_counter)
+    monkeypatch.setattr(time_clock.time, "perf_counter", FakeTime().perf_counter)
     cost = ValidationCost(0.05, 400, 10, 8)
     assert cost.seconds(tta=True) > cost.seconds(tta=False)
-    assert BudgetClock(36_000).fit(StepSeconds(0.1, 0.03), 2, cost).validation_tta
-    short = BudgetClock(600).fit(StepSeconds(0.1, 0.03), 2, cost)
+    assert TimeBudgetClock(36_000).fit(StepSeconds(0.1, 0.03), 2, cost).validation_tta
+    short = TimeBudgetClock(600).fit(StepSeconds(0.1, 0.03), 2, cost)
     assert not short.validation_tta and short.validation_seconds == cost.seconds(tta=False)
 
 
 def test_too_small_budget_says_what_one_iteration_costs_and_what_works(monkeypatch):
     fake = FakeTime()
-    monkeypatch.setattr(budget_clock.time, "perf_counter", fake.perf_counter)
+    monkeypatch.setattr(time_clock.time, "perf_counter", fake.perf_counter)
     with pytest.raises(UserError, match=r"too small: one training iteration takes 1\.50 s") as error:
-        BudgetClock(10.0).fit(StepSeconds(1.5, 0.5), 2, ValidationCost(0.5, 10, 2, 8))
+        TimeBudgetClock(10.0).fit(StepSeconds(1.5, 0.5), 2, ValidationCost(0.5, 10, 2, 8))
     suggested = parse_duration(str(error.value).split("--budget ")[1].split(" ")[0])
-    assert BudgetClock(suggested).fit(StepSeconds(1.5, 0.5), 2, ValidationCost(0.5, 10, 2, 8)).epochs >= 1
+    assert TimeBudgetClock(suggested).fit(StepSeconds(1.5, 0.5), 2, ValidationCost(0.5, 10, 2, 8)).epochs >= 1
 
 
 def test_candidate_batches_double_up_to_the_plans_batch():
-    assert budget_clock.candidate_batches(9) == [2, 4, 8, 9]
-    assert budget_clock.candidate_batches(16) == [2, 4, 8, 16]
-    assert budget_clock.candidate_batches(2) == [2]
-    assert budget_clock.candidate_batches(1) == [1]
+    assert batch_search.candidate_batches(9) == [2, 4, 8, 9]
+    assert batch_search.candidate_batches(16) == [2, 4, 8, 16]
+    assert batch_search.candidate_batches(2) == [2]
+    assert batch_search.candidate_batches(1) == [1]
 
 
 def test_plateau_batch_is_the_smallest_at_full_samples_per_second():
-    timing = budget_clock.BatchTiming
+    timing = batch_search.BatchTiming
     # measured on the development CPU for Hippocampus 2d: 25.6, 18.2, 16.2, 22.3 ms per sample
     measured = [timing(8, 0.205), timing(16, 0.291), timing(32, 0.518), timing(64, 1.429)]
-    assert budget_clock.plateau_batch(measured) == 16
+    assert batch_search.plateau_batch(measured) == 16
     # a GPU-like curve keeps getting cheaper per sample: the largest batch wins
-    assert budget_clock.plateau_batch([timing(2, 0.1), timing(4, 0.1), timing(8, 0.1)]) == 8
+    assert batch_search.plateau_batch([timing(2, 0.1), timing(4, 0.1), timing(8, 0.1)]) == 8
 
 
 def test_time_batch_size_stops_past_the_plateau(monkeypatch):
@@ -231,8 +236,8 @@ def test_time_batch_size_stops_past_the_plateau(monkeypatch):
         asked.append(batch)
         return StepSeconds(per_sample[batch] * batch, 0.01)
 
-    monkeypatch.setattr(budget_clock, "measure_step_seconds", fake_measure)
-    batch, timings = budget_clock.time_batch_size(None, [8, 8], 100, None)
+    monkeypatch.setattr(step_timing, "measure_step_seconds", fake_measure)
+    batch, timings = batch_search.time_batch_size(None, [8, 8], 100, None)
     assert batch == 8
     assert asked == [2, 4, 8, 16, 32]  # 32 is past the plateau: 64 and 100 are not measured
     assert [t.batch_size for t in timings] == asked
@@ -258,18 +263,18 @@ def test_short_schedules_train_with_adamw_and_long_presets_with_nnunets_sgd():
         TrainingConfig.from_budget("quick", optimizer="adam").check()
 
 
-@pytest.mark.parametrize("step_seconds, calls", [(3.0, 1 + budget_clock.SLOW_TIMED_STEPS),
-                                                 (0.3, 1 + budget_clock.MIN_TIMED_STEPS)])
+@pytest.mark.parametrize("step_seconds, calls", [(3.0, 1 + TIMER.slow_timed_steps),
+                                                 (0.3, 1 + TIMER.min_timed_steps)])
 def test_slow_steps_are_timed_fewer_times(monkeypatch, step_seconds, calls):
     import torch
 
     fake = FakeTime()
-    monkeypatch.setattr(budget_clock.time, "perf_counter", fake.perf_counter)
+    monkeypatch.setattr(step_timing.time, "perf_counter", fake.perf_counter)
     made = []
 
     def step():
         made.append(1)
         fake.now += step_seconds
 
-    assert budget_clock._median_seconds(step, torch.device("cpu"), window_seconds=1.0) == pytest.approx(step_seconds)
+    assert step_timing.settled_median(step, torch.device("cpu"), window_seconds=1.0) == pytest.approx(step_seconds)
     assert len(made) == calls

@@ -63,9 +63,10 @@ def test_patch_beyond_the_border_is_padded():
     np.testing.assert_array_equal(patch[:, 2:, :, :2], array[:, 0:4, 1:4, 2:4])
 
 
-def test_spatial_augmentation_keeps_image_and_labels_aligned(monkeypatch):
-    monkeypatch.setattr(augment, "P_ROTATION", 1.0)
-    monkeypatch.setattr(augment, "P_SCALE", 1.0)
+def test_spatial_augmentation_keeps_image_and_labels_aligned():
+    from autounet.training.settings import AugmentationSettings
+
+    always = AugmentationSettings(p_rotation=1.0, p_scale=1.0)
     rng = np.random.default_rng(3)
     patch = [16, 20, 16]
     big = augment.sampling_patch_size(patch)
@@ -73,7 +74,7 @@ def test_spatial_augmentation_keeps_image_and_labels_aligned(monkeypatch):
     labels[:, :, 8:-10, 12:-12, 10:-8] = 1
     labels[:, :, 18:-20, 20:-20, 16:-16] = 2
     images = labels.astype(np.float32) * 10
-    transform = augment.build_augmentation(patch)
+    transform = augment.build_augmentation(patch, always)
     for seed in range(4):
         out_images, out_labels = augment.augment_batch(transform, images, labels, seed)
         assert out_images.shape == (2, 1, *patch) and out_labels.shape == (2, 1, *patch)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from autounet.training.loss import (DeepSupervisionLoss, LossSettings, deep_supervision_weights, downsample_labels,
+from autounet.network.loss import (DeepSupervisionLoss, LossSettings, deep_supervision_weights, downsample_labels,
                                     single_scale_loss)
 from autounet.training.pseudo_dice import dice_from_counts, patch_counts
 

@@ -1,5 +1,8 @@
 """Build the :class:`Predictor` the command line asks for (dataset or model folder, configurations, folds),
-following find-best's inference.json where the user did not choose otherwise."""
+following find-best's inference.json where the user did not choose otherwise.
+
+It joins two stages (inference's predictor and evaluation's choice), so it sits above both, beside the pipeline
+(docs/architecture.md): inference never imports evaluation."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 
 from autounet.dataset.spec import DatasetSpec
 from autounet.errors import UserError
+from autounet.evaluation.choice import load_inference_choice
 from autounet.inference.model_folder import load_trained_configuration
 from autounet.inference.postprocessing import PostprocessingChoice, apply_postprocessing
 from autounet.inference.predictor import LabelTransform, Predictor
@@ -52,8 +56,6 @@ def load_predictor(request: ModelRequest) -> tuple[Predictor, str]:
         >>> text                                                                   # doctest: +SKIP
         'Dataset004_Hippocampus 3d_fullres (folds 0, 1, 2, 3, 4), checkpoint final, TTA on, device cpu'
     """
-    from autounet.evaluation.choice import load_inference_choice
-
     folder = model_folder(resolve_root(request.root), request.dataset, request.model_dir)
     folds, choice = request.folds, None
     if is_dataset_results(folder):

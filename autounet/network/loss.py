@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 
 
-def deep_supervision_weights(n_outputs: int) -> list[float]:
-    """Weights halving per scale from the highest resolution, normalised to sum to 1.
+def deep_supervision_weights(n_outputs: int, decay: float = 0.5) -> list[float]:
+    """Weights falling by ``decay`` per scale from the highest resolution (halving by default), summing to 1.
 
     Example:
         >>> deep_supervision_weights(3)
         [0.5714285714285714, 0.2857142857142857, 0.14285714285714285]
     """
-    raw = [0.5 ** i for i in range(n_outputs)]
+    raw = [decay ** i for i in range(n_outputs)]
     return [w / sum(raw) for w in raw]
 
 
@@ -50,6 +50,12 @@ class LossSettings:
     ignore_label: int | None = None
     batch_dice: bool = False
     smooth: float = 1e-5
+    cross_entropy_weight: float = 1.0
+    """Weight of the cross-entropy (or BCE) term of each output."""
+    dice_weight: float = 1.0
+    """Weight of the soft Dice term (``1 - Dice``) of each output."""
+    deep_supervision_decay: float = 0.5
+    """Each lower-resolution output weighs this much of the one above it (weights normalised to sum to 1)."""
 
 
 def region_targets(labels: torch.Tensor, regions: list[list[int]]) -> torch.Tensor:
@@ -69,7 +75,8 @@ def soft_dice(probabilities: torch.Tensor, onehot: torch.Tensor, mask: torch.Ten
 
 
 def single_scale_loss(logits: torch.Tensor, labels: torch.Tensor, settings: LossSettings) -> torch.Tensor:
-    """Dice + CE (or Dice + BCE for regions) of one output; ``1 - Dice`` so a perfect output scores CE alone."""
+    """Weighted CE + Dice (or BCE + Dice for regions) of one output; ``1 - Dice`` so a perfect output scores CE
+    alone."""
     logits = logits.float()
     mask = None
     if settings.ignore_label is not None:
@@ -83,7 +90,7 @@ def single_scale_loss(logits: torch.Tensor, labels: torch.Tensor, settings: Loss
         else:
             bce = bce.mean()
         dice = soft_dice(torch.sigmoid(logits), target, mask, settings.batch_dice, settings.smooth)
-        return bce + (1 - dice)
+        return settings.cross_entropy_weight * bce + settings.dice_weight * (1 - dice)
     index = labels[:, 0].long()
     ce = F.cross_entropy(logits, index, reduction="none")
     if mask is not None:
@@ -94,7 +101,7 @@ def single_scale_loss(logits: torch.Tensor, labels: torch.Tensor, settings: Loss
     probabilities = torch.softmax(logits, 1)
     # Dice over the foreground classes only, as in nnU-Net.
     dice = soft_dice(probabilities[:, 1:], onehot[:, 1:], mask, settings.batch_dice, settings.smooth)
-    return ce + (1 - dice)
+    return settings.cross_entropy_weight * ce + settings.dice_weight * (1 - dice)
 
 
 class DeepSupervisionLoss(torch.nn.Module):
@@ -103,10 +110,11 @@ class DeepSupervisionLoss(torch.nn.Module):
     def __init__(self, settings: LossSettings, n_outputs: int):
         super().__init__()
         self.settings = settings
-        self.weights = deep_supervision_weights(n_outputs)
+        self.weights = deep_supervision_weights(n_outputs, settings.deep_supervision_decay)
 
     def forward(self, outputs: list[torch.Tensor] | torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
         if isinstance(outputs, torch.Tensor):
             outputs = [outputs]
-        weights = self.weights if len(outputs) == len(self.weights) else deep_supervision_weights(len(outputs))
+        weights = (self.weights if len(outputs) == len(self.weights)
+                   else deep_supervision_weights(len(outputs), self.settings.deep_supervision_decay))
         return sum(w * single_scale_loss(o, t, self.settings) for w, o, t in zip(weights, outputs, targets))
