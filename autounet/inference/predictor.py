@@ -74,15 +74,29 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+CPU_VOXELS_PER_PASS = 2 ** 17
+"""On the CPU, network inputs share a forward pass up to about this many voxels: a 3D patch of
+Hippocampus (40x56x40, 89,600 voxels) goes alone, since larger batches of it did not run faster
+(bench/predict.py), while small 2D tiles, whose passes are mostly per-call overhead, go many at a time
+(bench/sliding_window_batch.py)."""
+MAX_INPUTS_PER_PASS = 64
+
+
 def tiles_per_pass(device: torch.device, settings_patch: Sequence[int], features: Sequence[int]) -> int:
-    """How many network inputs go through one forward pass on ``device``.
+    """How many network inputs (tiles times mirrorings) go through one forward pass on ``device``.
 
     On a GPU, as many as a third of its free memory holds (estimated from the feature maps of one input, at
-    most 16); on the CPU, one at a time, since larger batches did not run faster there (bench/predict.py).
+    most 16); on the CPU, as many as make :data:`CPU_VOXELS_PER_PASS` (at least one, at most
+    :data:`MAX_INPUTS_PER_PASS`).
+
+    Example:
+        >>> cpu = torch.device("cpu")
+        >>> tiles_per_pass(cpu, (40, 56, 40), [32, 64]), tiles_per_pass(cpu, (64, 64), [16, 32])
+        (1, 32)
     """
-    if device.type != "cuda":
-        return 1
     voxels = float(np.prod(settings_patch))
+    if device.type != "cuda":
+        return int(max(1, min(MAX_INPUTS_PER_PASS, CPU_VOXELS_PER_PASS // voxels)))
     per_input = 4 * 8 * sum(f * voxels / 2 ** (len(settings_patch) * s) for s, f in enumerate(features))
     free, _ = torch.cuda.mem_get_info(device)
     return int(max(1, min(16, free / 3 // per_input)))

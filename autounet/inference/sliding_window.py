@@ -7,7 +7,7 @@ spatial axes and the unflipped logits are averaged. Images smaller than a tile a
 cropped back.
 
 2D configurations see a ``(C, Z, Y, X)`` volume as Z separate images: tiles are one slice thick and the network
-gets ``(B, C, Y, X)``.
+gets ``(B, C, Y, X)``; one forward pass may hold tiles of several slices.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+
+from autounet.utils.progress import track_within
 
 GAUSSIAN_SIGMA_SCALE = 1.0 / 8.0
 
@@ -210,8 +212,9 @@ def predict_logits(network: torch.nn.Module, data: np.ndarray | torch.Tensor, nu
     boxes = tile_boxes(padded_shape, tile, settings.step)
     mirrorings = 2 ** len(settings.patch_size) if settings.mirror else 1
     tiles_per_batch = max(1, settings.tiles_per_pass // mirrorings)
+    groups = list(_batches(boxes, tiles_per_batch))
     with torch.inference_mode():
-        for group in _batches(boxes, tiles_per_batch):
+        for group in track_within(groups, "tiles", total=len(groups)):
             tiles = torch.stack([image[(slice(None), *box)] for box in group]).to(device, non_blocking=True)
             logits, settings = _forward_fitting(network, tiles, settings)
             for box, tile_logits in zip(group, logits):

@@ -15,6 +15,9 @@ T = TypeVar("T")
 console = Console(stderr=True)
 """The console for progress and messages (stderr, so stdout stays clean for data)."""
 
+_bars: list[Progress] = []
+"""The Rich displays of the :func:`track` loops running now, innermost last (:func:`track_within` joins it)."""
+
 
 def is_interactive() -> bool:
     """True when progress bars can redraw in place (a real terminal)."""
@@ -44,11 +47,15 @@ def track(items: Iterable[T], description: str, total: int | None = None,
     if is_interactive():
         with make_progress() as progress:
             task = progress.add_task(description, total=total, rate="")
-            start = time.perf_counter()
-            for n, item in enumerate(items, 1):
-                yield item
-                elapsed = time.perf_counter() - start
-                progress.update(task, advance=1, rate=f"{n / elapsed:.1f}/s" if elapsed > 0 else "")
+            _bars.append(progress)
+            try:
+                start = time.perf_counter()
+                for n, item in enumerate(items, 1):
+                    yield item
+                    elapsed = time.perf_counter() - start
+                    progress.update(task, advance=1, rate=f"{n / elapsed:.1f}/s" if elapsed > 0 else "")
+            finally:
+                _bars.remove(progress)
         return
     start = last = time.perf_counter()
     n = 0
@@ -61,3 +68,38 @@ def track(items: Iterable[T], description: str, total: int | None = None,
                   file=sys.stderr, flush=True)
     print(f"{description}: {n}/{total if total is not None else n} done in {time.perf_counter() - start:.1f} s",
           file=sys.stderr, flush=True)
+
+
+def track_within(items: Iterable[T], description: str, total: int, after_seconds: float = 3.0,
+                 every_seconds: float = 10.0) -> Iterator[T]:
+    """Iterate the parts of one step of a :func:`track` loop, showing their progress only when the step is slow.
+
+    Nothing is shown for a step that ends within ``after_seconds``. After that, in a terminal, a second bar
+    joins the running :func:`track` bar (and leaves when the step ends); in a log, a plain line is printed at
+    most every ``every_seconds``.
+
+    Example:
+        >>> for case in track(cases, "predict"):            # doctest: +SKIP
+        ...     for tile in track_within(tiles, "tiles", total=len(tiles)):
+        ...         run(tile)
+    """
+    start = last = time.perf_counter()
+    bar = _bars[-1] if _bars and is_interactive() else None
+    task = None
+    try:
+        for n, item in enumerate(items, 1):
+            yield item
+            now = time.perf_counter()
+            if now - start < after_seconds:
+                continue
+            if bar is not None:
+                if task is None:
+                    task = bar.add_task(f"  {description}", total=total, completed=n, rate="")
+                else:
+                    bar.update(task, completed=n)
+            elif now - last >= every_seconds and n < total:
+                last = now
+                print(f"  {description}: {n}/{total} ({now - start:.0f} s)", file=sys.stderr, flush=True)
+    finally:
+        if task is not None:
+            bar.remove_task(task)

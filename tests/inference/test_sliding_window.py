@@ -115,6 +115,37 @@ def test_batching_tiles_does_not_change_the_result():
     torch.testing.assert_close(one, many, rtol=1e-4, atol=1e-5)
 
 
+def test_a_2d_network_over_a_volume_batches_tiles_across_slices_with_the_same_result(monkeypatch):
+    """Passes of 2D tiles that span several slices give the logits of one tile per pass."""
+    import autounet.inference.sliding_window as sliding_window
+
+    torch.manual_seed(2)
+    config = NetworkConfig(2, 2, 3, [4, 8], [[3, 3]] * 2, [[1, 1], [2, 2]])
+    network = build_network(config).eval()
+    image = np.random.default_rng(4).normal(size=(2, 5, 13, 11)).astype(np.float32)
+    passes: list[torch.Tensor] = []
+    forward = sliding_window._forward
+    monkeypatch.setattr(sliding_window, "_forward",
+                        lambda net, tiles, settings: passes.append(tiles) or forward(net, tiles, settings))
+    one = predict_logits(network, image, 3, _settings((8, 8), (2, 2), mirror=True, tiles_per_pass=1))
+    assert len(passes) == 5 * 3 * 2  # 5 slices x 3 x 2 tiles, each alone
+    passes.clear()
+    many = predict_logits(network, image, 3, _settings((8, 8), (2, 2), mirror=True, tiles_per_pass=32))
+    assert [len(p) for p in passes] == [8, 8, 8, 6]  # 32 inputs = 8 tiles x 4 mirrorings; 30 tiles, 4 passes
+    assert passes[0][:, :, 0].shape == (8, 2, 8, 8)
+    torch.testing.assert_close(one, many, rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_passes_group_small_2d_tiles_and_keep_3d_patches_alone():
+    from autounet.inference.predictor import CPU_VOXELS_PER_PASS, MAX_INPUTS_PER_PASS, tiles_per_pass
+
+    cpu = torch.device("cpu")
+    assert tiles_per_pass(cpu, (40, 56, 40), [32]) == 1
+    assert tiles_per_pass(cpu, (128, 128), [32]) == CPU_VOXELS_PER_PASS // (128 * 128) == 8
+    assert tiles_per_pass(cpu, (16, 16), [32]) == MAX_INPUTS_PER_PASS
+    assert tiles_per_pass(cpu, (512, 512), [32]) == 1
+
+
 def test_out_of_device_memory_falls_back_to_cpu_sums_and_smaller_passes(monkeypatch):
     """A device that cannot hold the sums, nor more than one input per pass, still gives the same logits."""
     import autounet.inference.sliding_window as sliding_window
