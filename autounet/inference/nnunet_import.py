@@ -11,9 +11,9 @@ turned around instead (kernels, strides and patch permuted), which computes the 
 own axes.
 
 Example:
-    >>> installed = import_nnunet_model([Path("nnUNet_results/Dataset004_Hippocampus/"
-    ...                                       "nnUNetTrainer__nnUNetPlans__3d_fullres")], Path("results"))  # doctest: +SKIP
-    >>> installed[0].folds                                                                                  # doctest: +SKIP
+    >>> source = Path("nnUNet_results/Dataset004_Hippocampus/nnUNetTrainer__nnUNetPlans__3d_fullres")
+    >>> installed = import_nnunet_model([source], Path("results"))  # doctest: +SKIP
+    >>> installed[0].folds                                          # doctest: +SKIP
     ['0', '1', '2', '3', '4']
 """
 

@@ -173,7 +173,8 @@ def _require_onnx() -> None:
     try:
         import onnx  # noqa: F401
     except ImportError as error:
-        raise UserError("exporting to ONNX needs the onnx package: pip install 'autounet[onnx]'.") from error
+        raise UserError("exporting to ONNX needs the onnx package (autounet's onnx extra): "
+                        "pip install onnx onnxruntime.") from error
 
 
 def export_onnx(trained: TrainedConfiguration, target: Path, checkpoint: str = "final", step: float = 0.5,
