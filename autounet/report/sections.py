@@ -26,7 +26,11 @@ def _shape(values) -> str:
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
+    return f"{secs} s"
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -19,11 +19,11 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="module")
 def nifti_run(tmp_path_factory):
-    """A 3D dataset with two validated folds of 3d_fullres and find-best's choice."""
+    """A 3D dataset with two validated folds of 3d_fullres and of 2d (a little worse), and find-best's choice."""
     root = tmp_path_factory.mktemp("nifti_run")
     raw = make_nifti_dataset(root / "raw" / "Dataset310_Report", n_cases=6, shape=(16, 24, 20),
                              spacing=(2.0, 1.0, 1.0))
-    return make_run(root, raw, "3d_fullres")
+    return make_run(root, raw, ["3d_fullres", "2d"])
 
 
 @pytest.fixture(scope="module")

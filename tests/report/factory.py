@@ -40,8 +40,9 @@ def _eroded(labels: np.ndarray, steps: int) -> np.ndarray:
 
 
 def write_fold(location: DatasetLocation, configuration: str, fold: int, cases: list[str], epochs: int = 4,
-               finished: bool = True, validated: bool = True) -> Path:
-    """One fold folder of ``configuration`` with ``cases`` as its validation cases."""
+               finished: bool = True, validated: bool = True, worse_by: int = 0) -> Path:
+    """One fold folder of ``configuration`` with ``cases`` as its validation cases (predictions eroded by 0 to 2
+    voxels, plus ``worse_by``)."""
     spec = load_spec(location.raw)
     plans_file = location.preprocessed / "plans.json"
     plans = json.loads(plans_file.read_text())
@@ -65,20 +66,24 @@ def write_fold(location: DatasetLocation, configuration: str, fold: int, cases: 
         validation = folder / "validation"
         for index, case in enumerate(cases):
             reference, geometry = read_label(location.raw / "labelsTr" / f"{case}{spec.file_ending}")
-            write_segmentation(_eroded(reference, index % 3), geometry, validation / f"{case}{spec.file_ending}")
+            write_segmentation(_eroded(reference, index % 3 + worse_by), geometry, validation / f"{case}{spec.file_ending}")
         evaluate_folders(location.raw / "labelsTr", validation, classes_from_spec(spec), spec.file_ending,
                          workers=1, output_dir=validation, ignore_label=spec.ignore_label)
     return folder
 
 
-def make_run(root: Path, raw: Path, configuration: str, folds: int = 2, choose: bool = True) -> DatasetLocation:
-    """Fingerprint and plan ``raw`` under ``root``, write ``folds`` fold folders and (``choose``) run find-best."""
+def make_run(root: Path, raw: Path, configurations: str | list[str], folds: int = 2,
+             choose: bool = True) -> DatasetLocation:
+    """Fingerprint and plan ``raw`` under ``root``, write ``folds`` fold folders per configuration (each one's
+    predictions a little worse than the previous one's) and (``choose``) run find-best."""
+    configurations = [configurations] if isinstance(configurations, str) else configurations
     location = locate_dataset(str(raw), DataRoot.under(root))
-    plan_dataset(location, gpu_memory_gb=8.0, device="cpu", configurations=[configuration], workers=1)
+    plan_dataset(location, gpu_memory_gb=8.0, device="cpu", configurations=configurations, workers=1)
     spec = load_spec(raw)
     cases = sorted(p.name[: -len(spec.file_ending)] for p in (raw / "labelsTr").iterdir())
-    for fold in range(folds):
-        write_fold(location, configuration, fold, cases[fold::folds])
+    for rank, configuration in enumerate(configurations):
+        for fold in range(folds):
+            write_fold(location, configuration, fold, cases[fold::folds], worse_by=rank)
     if choose:
         find_best(location, workers=1)
     return location

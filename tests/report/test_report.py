@@ -27,16 +27,17 @@ def test_a_finished_run_has_every_section_table_and_image(nifti_run):
     page = outline(text)
     assert page.sections == SECTIONS
     assert page.notes == []  # nothing is missing in a finished run
-    # dataset: distributions, label volumes; training: 2 folds' curves; cross-validation: box plot;
-    # overlays: best, median and worst case.
-    assert len(page.images) == 2 + 2 + 1 + 3
+    # dataset: distributions, label volumes; training: 2 configurations x 2 folds' curves; cross-validation:
+    # one box plot; overlays: best, median and worst case of each configuration.
+    assert len(page.images) == 2 + 4 + 1 + 6
     for src in page.images:
         assert decode_png(src).size[0] > 100
-    # key-value and intensity tables, the plan, per fold a summary and its config, per-class and per-case
-    # tables, find-best's candidates and postprocessing trials
-    assert page.tables >= 12
-    assert {"3d_fullres", "3d_fullres, fold 0", "3d_fullres, fold 1", "find-best"} <= set(page.headings)
+    # overview and intensities, label volumes; 2 plans; per configuration the folds, per fold a summary and its
+    # config, per-class and per-case tables; find-best's candidates and postprocessing trials
+    assert page.tables == 3 + 2 + 2 * (1 + 2 * 2 + 2) + 2
+    assert {"2d", "3d_fullres", "3d_fullres, fold 0", "2d, fold 1", "find-best"} <= set(page.headings)
     assert "find-best chose 3d_fullres (folds 0, 1)" in text
+    assert "not scored: 2d, 3d_fullres saved no probabilities" in text  # the ensemble candidate's note
 
 
 def test_the_report_references_nothing_outside_itself(nifti_run):
@@ -53,8 +54,8 @@ def test_cases_are_listed_worst_first_and_overlays_show_best_median_worst(nifti_
     means = [float(m) for m in re.findall(r'<td class="num" data-v="([0-9.e-]+)">[^<]*</td><td class="num"', table)]
     assert len(means) == 6 and means == sorted(means) and means[0] < means[-1]
     roles = re.findall(r'alt="(best|median|worst): (case_\d+)', text)
-    assert [role for role, _ in roles] == ["best", "median", "worst"]
-    assert len({case for _, case in roles}) == 3
+    assert [role for role, _ in roles] == ["best", "median", "worst"] * 2
+    assert len({case for _, case in roles[:3]}) == 3
 
 
 def test_rgb_cases_are_shown_in_colour(rgb_run):
@@ -103,7 +104,7 @@ def test_the_raw_data_is_found_through_the_validation_references(nifti_run, tmp_
     location = locate_dataset(nifti_run.name, DataRoot.under(root))
     assert not location.raw.exists()
     page = outline(render_report(location))
-    assert page.notes == [] and len(page.images) == 2 + 2 + 1 + 3
+    assert page.notes == [] and len(page.images) == 2 + 4 + 1 + 6
 
 
 def test_results_copied_from_another_machine_report_all_but_the_images(nifti_run, tmp_path):
@@ -130,3 +131,22 @@ def test_cli_with_nothing_to_report_is_one_sentence(tmp_path):
     assert result.exit_code != 0
     assert "no fingerprint or plans" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "root" / "results" / raw.name / REPORT_FILE).exists()
+
+
+def test_a_time_budget_shows_what_was_timed_and_chosen(tmp_path, nifti_run):
+    import json
+
+    root = tmp_path / "root"
+    shutil.copytree(nifti_run.preprocessed, root / "preprocessed" / nifti_run.name)
+    plans_file = root / "preprocessed" / nifti_run.name / "plans.json"
+    plans = json.loads(plans_file.read_text())
+    plans["time_budget"] = {"budget_seconds": 1800.0, "device": "cpu", "chosen": "2d", "timings": [
+        {"configuration": "3d_fullres", "seconds_per_iteration": 1.5, "seconds_per_forward": 0.2,
+         "iterations": 960, "batch_size": 2, "patch_size": [16, 24, 16], "selected": True},
+        {"configuration": "2d", "seconds_per_iteration": 0.12, "seconds_per_forward": 0.01, "iterations": 12000,
+         "batch_size": 12, "patch_size": [24, 20], "features_per_stage": [16, 32], "selected": True}]}
+    plans_file.write_text(json.dumps(plans))
+    text = render_report(locate_dataset(nifti_run.name, DataRoot.under(root)))
+    section = text[text.index('id="plans"'):text.index('id="training"')]
+    assert "<h3>time budget</h3>" in section and "30 min<" in section
+    assert "networks timed on this machine" in section and "12,000" in section and ">2d<" in section
