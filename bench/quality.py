@@ -161,7 +161,7 @@ def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Pa
     link_dataset(data / dataset, base / "raw")
     trainer_dir = Path(nnunet_bin("python")).parents[1]
     targets = list(trainer_dir.glob("lib/python*/site-packages/nnunetv2/training/nnUNetTrainer"))
-    if targets and not (targets[0] / TRAINER_SOURCE.name).exists():
+    if targets:  # every time: a venv made earlier holds an older trainer (one that never annealed its rate)
         shutil.copy(TRAINER_SOURCE, targets[0] / TRAINER_SOURCE.name)
     ident = _nnunet_id(dataset)
     prepared = run_measured([nnunet_bin("nnUNetv2_plan_and_preprocess"), "-d", ident, "-c", configuration,
