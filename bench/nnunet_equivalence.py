@@ -1,0 +1,215 @@
+"""Benchmark: the same trained network predicted by nnU-Net v2 and by autounet, label maps compared per case.
+
+The model is an autounet configuration folder (any trained one). It is written out as an nnU-Net v2 results
+folder (plans.json in nnU-Net's format, fold_K/checkpoint_final.pth with nnU-Net's parameter names), installed
+back with ``autounet install-model --from-nnunet``'s code (the weights must come back unchanged: checked), and
+then ``nnUNetv2_predict`` and ``autounet predict --precision float32`` segment the same images with it, with and
+without mirroring TTA. Printed: Dice per case between the two tools' label maps (mean over the foreground labels),
+and each tool's wall time and peak memory per call.
+
+nnU-Net v2 comes from ../shared/bench/install_nnunet.sh (see bench/common.py).
+
+Usage: python bench/nnunet_equivalence.py --model RESULTS/DatasetXXX/CONFIG [--images FOLDER] [--cases 5]
+                                          [--folds 0] [--work /tmp/autounet_bench_equivalence]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (SHARED_DATA, autounet_cmd, nnunet_bin, nnunet_env, print_table,  # noqa: E402
+                          run_measured)
+
+TRAINER, PLANS = "nnUNetTrainer", "nnUNetPlans"
+SCHEMES = {"zscore": "ZScoreNormalization", "ct": "CTNormalization", "none": "NoNormalization",
+           "rescale_to_0_1": "RescaleTo01Normalization", "rgb_to_0_1": "RGBTo0_1Normalization"}
+
+
+def nnunet_plans(trained) -> dict:
+    """autounet's plan of ``trained`` written as nnU-Net v2 plans (plain U-Net, images' own axis order)."""
+    plan, plans = trained.plan, trained.plans
+    net = plan.network
+    if net.architecture != "plain":
+        sys.exit("this benchmark writes PlainConvUNet plans; the model has a residual encoder")
+    dims = net.conv_dim
+    resampling = plan.resampling
+    axes = slice(1, None) if plan.is_2d else slice(None)
+
+    def kwargs(order: int, order_z: int, is_seg: bool) -> dict:
+        return {"is_seg": is_seg, "order": order, "order_z": order_z, "force_separate_z": None}
+
+    config = {
+        "data_identifier": f"{PLANS}_{plan.name}", "preprocessor_name": "DefaultPreprocessor",
+        "batch_size": plan.batch_size, "patch_size": plan.patch_size,
+        "median_image_size_in_voxels": plan.median_shape[axes], "spacing": plan.spacing[axes],
+        "normalization_schemes": [SCHEMES[s] for s in plan.normalization], "use_mask_for_norm": plan.use_mask_for_norm,
+        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": kwargs(resampling.order_data, resampling.order_data_z, False),
+        "resampling_fn_seg_kwargs": kwargs(resampling.order_seg, resampling.order_seg_z, True),
+        "resampling_fn_probabilities_kwargs": kwargs(resampling.order_seg, resampling.order_seg_z, False),
+        "architecture": {
+            "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+            "arch_kwargs": {
+                "n_stages": net.num_stages, "features_per_stage": net.features_per_stage,
+                "conv_op": f"torch.nn.modules.conv.Conv{dims}d", "kernel_sizes": net.kernel_sizes,
+                "strides": net.strides, "n_conv_per_stage": net.n_conv_per_stage,
+                "n_conv_per_stage_decoder": list(reversed(net.n_conv_per_stage_decoder)), "conv_bias": True,
+                "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dims}d",
+                "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
+                "nonlin": "torch.nn.LeakyReLU",
+                "nonlin_kwargs": {"inplace": True, "negative_slope": net.negative_slope}},
+            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
+        "batch_dice": False}
+    stats = {str(c): {k: getattr(s, k) for k in ("max", "mean", "median", "min", "percentile_00_5",
+                                                 "percentile_99_5", "std")}
+             for c, s in enumerate(plans.intensity_stats)}
+    return {"dataset_name": plans.dataset_name, "plans_name": PLANS,
+            "original_median_spacing_after_transp": plan.spacing,
+            "original_median_shape_after_transp": plan.median_shape,
+            "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+            "configurations": {plan.name: config}, "experiment_planner_used": "ExperimentPlanner",
+            "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": stats}
+
+
+def nnunet_state(state: dict, network) -> dict:
+    """autounet weights under nnU-Net's names, with the alias copies nnU-Net's state dicts also hold."""
+    from autounet.inference.nnunet_names import nnunet_parameter_names
+
+    named = {theirs: state[ours] for theirs, ours in nnunet_parameter_names(network).items()}
+    for name in list(named):
+        parts = name.split(".")
+        if parts[-2] in ("conv", "norm"):
+            alias = parts[:-2] + ["all_modules", "0" if parts[-2] == "conv" else "1", parts[-1]]
+            named[".".join(alias)] = named[name]
+    for name in [n for n in named if n.startswith("encoder.")]:
+        named["decoder." + name] = named[name]
+    return named
+
+
+def write_nnunet_model(model: Path, folds: list[str], results: Path) -> Path:
+    """The autounet configuration folder ``model`` as an nnU-Net v2 results folder under ``results``."""
+    import torch
+    from safetensors.torch import load_file
+
+    from autounet.inference.model_folder import load_trained_configuration
+
+    trained = load_trained_configuration(model, folds)
+    folder = results / trained.plans.dataset_name / f"{TRAINER}__{PLANS}__{trained.name}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    plans = nnunet_plans(trained)
+    (folder / "plans.json").write_text(json.dumps(plans, indent=2))
+    shutil.copy(trained.folds[0].folder / "dataset.json", folder / "dataset.json")
+    dims = trained.plan.network.conv_dim
+    for fold in trained.folds:
+        (folder / f"fold_{fold.fold}").mkdir()
+        state = nnunet_state(load_file(str(fold.weights)), trained.plan.network)
+        torch.save({"network_weights": state, "trainer_name": TRAINER, "current_epoch": 1,
+                    "init_args": {"plans": plans, "configuration": trained.name, "fold": fold.fold,
+                                  "dataset_json": json.loads((folder / "dataset.json").read_text())},
+                    "inference_allowed_mirroring_axes": tuple(range(dims))},
+                   folder / f"fold_{fold.fold}" / "checkpoint_final.pth")
+    return folder
+
+
+def round_trip(folder: Path, model: Path, folds: list[str], work: Path) -> Path:
+    """Install the written nnU-Net folder back; the weights must equal the model's. The installed folder."""
+    from safetensors.torch import load_file
+
+    from autounet.inference.nnunet_import import import_nnunet_model
+
+    installed = import_nnunet_model([folder], work / "autounet" / "results", folds, overwrite=True)[0]
+    for fold in folds:
+        ours = load_file(str(model / f"fold_{fold}" / "model_final.safetensors"))
+        back = load_file(str(installed.folder / f"fold_{fold}" / "model_final.safetensors"))
+        if ours.keys() != back.keys() or any(not (ours[k] == back[k]).all() for k in ours):
+            sys.exit(f"fold {fold}: the weights did not survive the round trip through nnU-Net's format")
+    return installed.folder
+
+
+def dice_per_case(first: Path, second: Path, cases: list[str], ending: str, labels: list[int]) -> list[float]:
+    import SimpleITK as sitk
+
+    scores = []
+    for case in cases:
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(first / f"{case}{ending}")))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(second / f"{case}{ending}")))
+        per_label = []
+        for label in labels:
+            x, y = a == label, b == label
+            total = x.sum() + y.sum()
+            per_label.append(1.0 if total == 0 else 2.0 * float((x & y).sum()) / float(total))
+        scores.append(float(np.mean(per_label)))
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="a trained autounet configuration folder")
+    parser.add_argument("--images", type=Path, default=SHARED_DATA / "Dataset004_Hippocampus" / "imagesTr")
+    parser.add_argument("--cases", type=int, default=5)
+    parser.add_argument("--folds", nargs="+", default=["0"])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/autounet_bench_equivalence"))
+    args = parser.parse_args()
+    work = args.work.resolve()
+    env = nnunet_env(work / "nnunet")
+    folder = write_nnunet_model(args.model.resolve(), args.folds, Path(env["nnUNet_results"]))
+    installed = round_trip(folder, args.model.resolve(), args.folds, work)
+    spec = json.loads((folder / "dataset.json").read_text())
+    ending = spec["file_ending"]
+    channels = len(spec["channel_names"])
+    cases = sorted({p.name[: -len(f"_0000{ending}")] for p in args.images.glob(f"*_0000{ending}")})[: args.cases]
+    inputs = work / "inputs"
+    if inputs.exists():
+        shutil.rmtree(inputs)
+    inputs.mkdir(parents=True)
+    for case in cases:
+        for c in range(channels):
+            (inputs / f"{case}_{c:04d}{ending}").symlink_to(args.images / f"{case}_{c:04d}{ending}")
+    dataset_id = folder.parent.name
+    labels = [v for v in spec["labels"].values() if isinstance(v, int) and v != 0]
+    rows = []
+    for tta in (False, True):
+        outputs = {}
+        for tool in ("nnU-Net", "autounet"):
+            out = work / f"out_{tool}_{'tta' if tta else 'plain'}"
+            if out.exists():
+                shutil.rmtree(out)
+            if tool == "nnU-Net":
+                cmd = [nnunet_bin("nnUNetv2_predict"), "-i", str(inputs), "-o", str(out), "-d", dataset_id, "-c",
+                       installed.name, "-f", *args.folds, "-tr", TRAINER, "-p", PLANS, "-device", "cpu",
+                       "--disable_progress_bar", "-npp", "1", "-nps", "1"]
+                if not tta:
+                    cmd.append("--disable_tta")
+                done = run_measured(cmd, env=env)
+            else:
+                cmd = autounet_cmd("predict", "-i", str(inputs), "-o", str(out), "-m", str(installed), "-f",
+                                   *args.folds, "--precision", "float32", "--device", "cpu")
+                if not tta:
+                    cmd.append("--no-tta")
+                done = run_measured(cmd, cwd=Path(__file__).resolve().parents[1])
+            if done.returncode != 0:
+                sys.exit(f"{tool} predict failed:\n{done.output[-4000:]}")
+            outputs[tool] = (out, done)
+        scores = dice_per_case(outputs["nnU-Net"][0], outputs["autounet"][0], cases, ending, labels)
+        rows.append(["TTA" if tta else "no TTA", float(np.mean(scores)), float(np.min(scores)),
+                     outputs["nnU-Net"][1].wall_s, outputs["autounet"][1].wall_s,
+                     outputs["nnU-Net"][1].peak_gb, outputs["autounet"][1].peak_gb])
+    print_table(f"nnUNetv2_predict vs autounet predict (float32) on {len(cases)} cases of {args.images}, the same "
+                f"network ({args.model}, folds {' '.join(args.folds)})",
+                ["mirroring", "Dice mean", "Dice lowest case", "nnU-Net s (call)", "autounet s (call)",
+                 "nnU-Net peak GB", "autounet peak GB"], rows)
+
+
+if __name__ == "__main__":
+    main()
