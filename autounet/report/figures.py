@@ -99,8 +99,8 @@ def dice_boxplot(dice: dict[str, dict[str, list[float]]]) -> str:
     for configuration, per_class in dice.items():
         for index, (name, values) in enumerate(per_class.items()):
             finite = [v for v in values if not math.isnan(v)]
-            labels.append(f"{configuration}\n{name}")
-            data.append(finite or [math.nan])
+            labels.append(f"{configuration}\n{name}" + ("" if finite else "\n(no case)"))
+            data.append(finite)
             colours.append(class_colour(index))
     figure = new_figure(max(4.0, 1.2 * len(labels) + 2), 3.6)
     axis = figure.subplots()
