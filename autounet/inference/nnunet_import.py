@@ -310,6 +310,9 @@ def _fold_folders(folder: Path, folds: Sequence[str] | None) -> list[Path]:
                             f"{', '.join(by_label) or 'none'}).")
         found = [by_label[str(f)] for f in folds]
     with_checkpoints = [p for p in found if any((p / f).is_file() for f in CHECKPOINT_FILES.values())]
+    if folds is not None and len(with_checkpoints) < len(found):
+        empty = next(p for p in found if p not in with_checkpoints)
+        raise UserError(f"{empty}: has neither checkpoint_final.pth nor checkpoint_best.pth.")
     if not with_checkpoints:
         raise UserError(f"{folder}: holds no fold_K folder with checkpoint_final.pth or checkpoint_best.pth.")
     return with_checkpoints
