@@ -182,7 +182,7 @@ def _fold_block(fold: FoldRecord, data: ReportData) -> str:
         ("status", "finished" if fold.finished else "not finished (no model_final.safetensors)"),
         ("budget", config.get("budget")),
         ("epochs", f"{fold.epochs_done} of {planned}" if planned else fold.epochs_done),
-        ("training iterations", fold.epochs_done * per_epoch if per_epoch else None),
+        ("training iterations (epochs × per epoch)", fold.epochs_done * per_epoch if per_epoch else None),
         ("wall time (epochs)", _duration(fold.wall_seconds)),
         ("device", device),
         ("batch", config.get("batch_size") or (data.plans.configurations[fold.configuration].batch_size
