@@ -8,7 +8,8 @@ import torch
 
 from autounet.errors import UserError
 from autounet.network import build_network
-from autounet.planning.memory import GB, training_step
+from autounet.network.step import loss_for, optimisation_step, zero_batch
+from autounet.planning.memory import GB
 from autounet.planning.plans import ConfigurationPlan
 
 SGD_MOMENTUM = 0.99
@@ -18,26 +19,18 @@ GRAD_CLIP = 12.0
 def real_training_step(plan: ConfigurationPlan, device: str, amp: bool, steps: int = 2) -> torch.nn.Module:
     """``steps`` training steps at the plan's batch and patch on ``device``, as autounet trains; the trained network.
 
-    SGD with Nesterov momentum, half-precision autocast with a gradient
-    scaler, deep-supervision cross-entropy + Dice, gradient clipping. Two
-    steps, so the optimiser's momentum buffers exist during the second.
+    Training's own step (:func:`~autounet.network.step.optimisation_step`): SGD with Nesterov momentum,
+    half-precision autocast with a gradient scaler, the deep-supervision loss, gradient clipping. Two steps, so
+    the optimiser's momentum buffers exist during the second.
     """
     network = build_network(plan.network).to(device).train()
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=SGD_MOMENTUM, nesterov=True)
     scaler = torch.amp.GradScaler(device, enabled=amp)
-
-    def scaled_backward(loss: torch.Tensor) -> None:
-        scaler.scale(loss).backward()
-
+    loss = loss_for(plan.network)
     for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device, dtype=torch.float16, enabled=amp):
-            training_step(network, plan.network, plan.patch_size, plan.batch_size, torch.float32, device,
-                          backward=scaled_backward)
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(network.parameters(), GRAD_CLIP)
-        scaler.step(optimizer)
-        scaler.update()
+        images, targets = zero_batch(plan.network, list(plan.patch_size), plan.batch_size, torch.float32, device)
+        optimisation_step(network, loss, images, targets, optimizer, GRAD_CLIP, scaler,
+                          torch.autocast(device, dtype=torch.float16, enabled=amp))
     return network
 
 

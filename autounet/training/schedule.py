@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import torch
+
 from autounet.training.config import TrainingConfig
 from autounet.training.optim import poly_lr
+from autounet.training.setup import FoldSetup
+from autounet.training.time_schedule import start_time_schedule
 
 
 class TrainingSchedule(Protocol):
@@ -72,3 +76,13 @@ class PresetSchedule:
 
     def recorded(self, config: TrainingConfig) -> TrainingConfig:
         return config
+
+
+def schedule_for(setup: FoldSetup, config: TrainingConfig, device: torch.device, resumed: bool,
+                 started: float) -> tuple[TrainingConfig, TrainingSchedule]:
+    """The config a run trains with and its schedule: a time budget's, measured and fitted now for a fresh run
+    (its clock counting from ``started``), else the config's own. A resumed time-budget run continues the schedule
+    its training_config.json recorded, as a fixed one."""
+    if config.time_budget_seconds is None or resumed:
+        return config, PresetSchedule(config)
+    return start_time_schedule(setup, config, device, started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,19 +56,24 @@ def dataset_spec_folder(location: DatasetLocation) -> Path:
 
 def loss_settings(spec: DatasetSpec, num_outputs: int, batch_dice: bool,
                   config: TrainingConfig | None = None) -> tuple[LossSettings, list[str]]:
-    """The loss's view of the labels (regions or classes, ignore label) and the config's loss weights, and the
+    """The loss's view of the labels (regions or classes, ignore label) with the config's loss terms, and the
     names of what is scored."""
-    config = config or TrainingConfig()
-    weights = config.loss_weights
-    terms = dict(batch_dice=batch_dice, smooth=config.dice_smooth, cross_entropy_weight=weights.cross_entropy,
-                 dice_weight=weights.dice, deep_supervision_decay=weights.deep_supervision_decay)
     if spec.has_regions:
         named = [(k, v if isinstance(v, list) else [v]) for k, v in spec.labels.items()
                  if k not in ("background", "ignore")]
-        return (LossSettings(num_outputs, [v for _, v in named], spec.ignore_label, **terms),
-                [k for k, _ in named])
-    names = [spec.label_name(v) for v in spec.foreground_labels]
-    return LossSettings(num_outputs, None, spec.ignore_label, **terms), names
+        settings = LossSettings(num_outputs, [v for _, v in named], spec.ignore_label, batch_dice)
+        names = [k for k, _ in named]
+    else:
+        settings = LossSettings(num_outputs, None, spec.ignore_label, batch_dice)
+        names = [spec.label_name(v) for v in spec.foreground_labels]
+    return with_loss_terms(settings, config or TrainingConfig()), names
+
+
+def with_loss_terms(settings: LossSettings, config: TrainingConfig) -> LossSettings:
+    """``settings`` with the config's Dice smoothing and loss weights (the labels' part unchanged)."""
+    weights = config.loss_weights
+    return dataclasses.replace(settings, smooth=config.dice_smooth, cross_entropy_weight=weights.cross_entropy,
+                               dice_weight=weights.dice, deep_supervision_decay=weights.deep_supervision_decay)
 
 
 def check_cases(store: CaseStore, case_ids: list[str]) -> None:

@@ -89,14 +89,21 @@ def time_budget_batch(setup: FoldSetup, config: TrainingConfig, device: torch.de
     return batch
 
 
-def start_time_schedule(setup: FoldSetup, config: TrainingConfig, clock: TimeBudgetClock, device: torch.device,
-                        fast_cpu: bool, batch: int) -> TimeSchedule:
-    """Measure this machine at ``batch``, fit the schedule to the budget's remaining time and print it."""
+def start_time_schedule(setup: FoldSetup, config: TrainingConfig, device: torch.device,
+                        started: float) -> tuple[TrainingConfig, TimeSchedule]:
+    """Choose the batch (unless the config has one), measure this machine at it, fit the schedule to the time
+    budget left since ``started`` (a ``time.perf_counter()``) and print it; the config as it trains, and its
+    schedule."""
     plan = setup.plan
-    steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch, device,
-                                                         fast_cpu=fast_cpu), device)
+    fast_cpu = config.cpu_fast_kernels and device.type == "cpu"
+    if config.batch_size is None:
+        config = config.with_overrides(batch_size=time_budget_batch(setup, config, device, fast_cpu))
+    clock = TimeBudgetClock(config.time_budget_seconds, started, config.time_schedule)
+    steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), config.batch_size,
+                                                         device, fast_cpu=fast_cpu), device)
     validation = measure_validation_cost(plan, CaseStore(setup.store_folder), list(setup.split.val), device)
-    timing = clock.fit(steps, batch, validation)
+    timing = clock.fit(steps, config.batch_size, validation)
     timing.threads = torch.get_num_threads() if device.type == "cpu" else None
     console.print(timing.describe(), highlight=False)
-    return TimeSchedule(clock, config)
+    schedule = TimeSchedule(clock, config)
+    return schedule.recorded(config), schedule

@@ -31,12 +31,10 @@ from autounet.training.distributed import Ranks
 from autounet.training.optim import make_optimizer, set_lr
 from autounet.training.pseudo_dice import dice_from_counts, update_ema
 from autounet.training.run_log import plot_progress, summary_line, write_log_csv
-from autounet.training.schedule import PresetSchedule, TrainingSchedule
-from autounet.training.setup import (FoldSetup, check_resumable, prepare_fold, stored_config, write_config,
-                                     write_run_files)
+from autounet.training.schedule import TrainingSchedule, schedule_for
+from autounet.training.setup import (FoldSetup, check_resumable, prepare_fold, stored_config, with_loss_terms,
+                                     write_config, write_run_files)
 from autounet.training.steps import StepParts, train_step, validation_step
-from autounet.training.time_clock import TimeBudgetClock
-from autounet.training.time_schedule import start_time_schedule, time_budget_batch
 from autounet.training.workers import BatchStream
 from autounet.utils.progress import console
 
@@ -116,7 +114,8 @@ def build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: to
             net, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
         model = torch.compile(model)
-    loss = DeepSupervisionLoss(setup.loss, len(setup.plan.network.output_scales()))
+    # the loss terms of the config this run trains with (a resumed run's stored one)
+    loss = DeepSupervisionLoss(with_loss_terms(setup.loss, config), len(setup.plan.network.output_scales()))
     parts = StepParts(model, loss, optimizer, scaler, device, setup.plan.network.output_scales(), config.grad_clip,
                       channels_last=fast_cpu)
     return Run(setup, config, ranks, net, parts, state)
@@ -193,26 +192,10 @@ def finish_epoch(run: Run, record: EpochRecord, epochs: int) -> None:
                   markup=False, soft_wrap=True)
 
 
-def _schedule(setup: FoldSetup, config: TrainingConfig, clock: TimeBudgetClock | None, device: torch.device,
-              point: ResumePoint | None) -> tuple[TrainingConfig, TrainingSchedule]:
-    """The config to train with and its schedule: a time budget's, fitted here for a fresh run, else the config's.
-
-    A resumed time-budget run continues the schedule its training_config.json recorded, as a fixed one.
-    """
-    if clock is None or point is not None:
-        return config, PresetSchedule(config)
-    fast_cpu = config.cpu_fast_kernels and device.type == "cpu"
-    if config.batch_size is None:
-        config = config.with_overrides(batch_size=time_budget_batch(setup, config, device, fast_cpu))
-    schedule = start_time_schedule(setup, config, clock, device, fast_cpu, config.batch_size)
-    return schedule.recorded(config), schedule
-
-
 def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, ranks: Ranks) -> Run:
     """Everything one training process does, from setup to ``model_final``; returns the finished run."""
-    clock = (TimeBudgetClock(config.time_budget_seconds, settings=config.time_schedule)
-             if config.time_budget_seconds else None)
-    if clock is not None and ranks.distributed:
+    started = time.perf_counter()  # a time budget counts from here
+    if config.time_budget_seconds is not None and ranks.distributed:
         raise UserError("a time budget (--budget 30m) trains in one process; use a schedule preset (quick, "
                         "standard, full) or --epochs with --gpus > 1.")
     accelerator = detect_accelerator(config.device)
@@ -234,7 +217,7 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
                 console.print(f"{setup.fold_dir}: already trained {point.state.epochs_done} epochs; pass --epochs "
                               f"with a larger number to extend it.")
             return build_run(setup, config, ranks, device, point)
-        config, schedule = _schedule(setup, config, clock, device, point)
+        config, schedule = schedule_for(setup, config, device, point is not None, started)
         if ranks.is_main:
             write_config(setup.fold_dir, config)
         global_batch = config.batch_size or setup.global_batch_size
