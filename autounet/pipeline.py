@@ -1,4 +1,5 @@
-"""The whole pipeline in one call: verify -> fingerprint -> plan -> preprocess -> train folds -> find-best -> predict.
+"""The whole pipeline in one call: verify -> fingerprint -> plan -> preprocess -> train folds -> find-best -> predict
+-> report.
 
 Each step is the same plain function its own command calls; this module only
 chains them and collects what a person wants to read at the end.
@@ -29,6 +30,8 @@ class PipelineResult:
     predictions: Path | None = None
     predicted_cases: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+    """The HTML report written at the end (results/DATASET/report.html)."""
     budget_choice: str = ""
     """With a duration budget: what planning measured and chose, and each fold's share."""
 
@@ -190,6 +193,11 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
                 raise UserError(outcome.failed[0])
             result.predicted_cases = len(outcome.predicted)
             clock["predict imagesTs"] = time.perf_counter() - start
+        from autounet.report import write_report
+
+        start = time.perf_counter()
+        result.report = write_report(location)
+        clock["report"] = time.perf_counter() - start
         result.seconds = clock
         return result
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from autounet.cli.common import DatasetArgument, RootOption, WorkersOption, dataset_location, out
+from autounet.cli.common import DatasetArgument, RootOption, WorkersOption, dataset_location, out, warn
 
 
 def _mean_std(stats, digits: int = 3) -> str:
@@ -136,6 +136,13 @@ def find_best(
     choice = choose(location, configurations, workers)
     _print_choice(choice)
     out.print(f"wrote {location.results / INFERENCE_FILE} in {time.perf_counter() - start:.1f} s")
+    from autounet.errors import MissingArtifactError
+    from autounet.report import write_report
+
+    try:
+        out.print(f"report: {write_report(location)}", highlight=False, soft_wrap=True)
+    except MissingArtifactError as missing:  # the choice is made; a report needs the fingerprint and plans too
+        warn(f"no report written: {missing}")
 
 
 def register(app: typer.Typer) -> None:

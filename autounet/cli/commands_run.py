@@ -28,7 +28,8 @@ def run(
     workers: WorkersOption = None,
     root: RootOption = None,
 ) -> None:
-    """Run the whole pipeline: verify, fingerprint, plan, preprocess, train the folds, find-best, predict imagesTs.
+    """Run the whole pipeline: verify, fingerprint, plan, preprocess, train the folds, find-best, predict imagesTs,
+    and write the HTML report.
 
     Example: autounet run examples/Dataset004_Hippocampus --budget 30m --folds 0
     """
@@ -63,7 +64,8 @@ def closing_lines(result, location, dataset: str, budget: str, folds: list, root
     ``dataset`` and ``root`` are as the user gave them, so the suggested commands find the same data.
     """
     where = f" --root {root}" if root else ""
-    lines = [f"models: {location.results}"]
+    lines = [f"report: {result.report}"] if result.report else []
+    lines.append(f"models: {location.results}")
     lines += [f"training curves: {folder / 'progress.png'}" for folder in result.fold_folders
               if (folder / "progress.png").is_file()]
     if result.predictions:

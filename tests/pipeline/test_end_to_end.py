@@ -87,6 +87,7 @@ def test_run_chains_every_stage_and_continues(tmp_path):
     # what to type next, with the dataset as the user gave it.
     assert (result.stdout + result.stderr).count("verify:") == 1
     assert f"training curves: {results / '3d_fullres' / 'fold_0' / 'progress.png'}" in result.stdout
+    assert f"report: {results / 'report.html'}" in result.stdout and (results / "report.html").is_file()
     assert f"image(s) in imagesTs/: {results / 'predictions_imagesTs'}" in result.stdout
     assert f"autounet predict -i YOUR_IMAGES/ -o OUTPUT/ -d {raw.name}" in result.stdout
     assert f"autounet run {raw} --budget quick --folds 0,1,2,3,4" in result.stdout
