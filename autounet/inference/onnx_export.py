@@ -22,6 +22,7 @@ from autounet.errors import UserError
 from autounet.fingerprint.model import ChannelStats
 from autounet.inference.model_folder import TrainedConfiguration, load_network
 from autounet.inference.postprocessing import PostprocessingChoice
+from autounet.inference.predictor import pads_to_patch
 from autounet.inference.probabilities import output_label_values
 from autounet.inference.sliding_window import GAUSSIAN_SIGMA_SCALE
 from autounet.planning.plans import ResamplingPlan
@@ -57,8 +58,9 @@ class ChannelManifest:
 class TilingManifest:
     """How the preprocessed image is cut into tiles and the tiles' logits are merged.
 
-    Per axis the tile is the patch where the image is at least the patch, else the image's size rounded up to a
-    multiple of ``divisor`` (at most the patch); the image is zero-padded (centred: the smaller half before) to
+    Per axis the tile is the patch where the image is at least the patch (or always, with ``pad_to_patch``, as for
+    models from nnU-Net), else the image's size rounded up to a multiple of ``divisor`` (at most the patch); the
+    image is zero-padded (centred: the smaller half before) to
     at least the tile. Tile starts: ``n = ceil((size - tile) / max(tile * step, 1)) + 1`` starts spread evenly
     from 0 to ``size - tile`` and rounded (one start at 0 when the size equals the tile). Each tile's logits are
     weighted by a Gaussian (per axis ``exp(-0.5 ((i - (tile - 1) / 2) / (tile * gaussian_sigma_scale))^2)``,
@@ -74,6 +76,7 @@ class TilingManifest:
     gaussian_sigma_scale: float
     mirror: bool
     mirror_axes: list[list[int]]
+    pad_to_patch: bool = False
 
 
 @dataclass
@@ -142,7 +145,7 @@ def build_manifest(trained: TrainedConfiguration, graphs: list[str], checkpoint:
     if plan.is_2d:
         spacing[0] = None
     tiling = TilingManifest(list(plan.patch_size), list(plan.network.total_downsampling()), step,
-                            GAUSSIAN_SIGMA_SCALE, tta, mirror_axes_for(dims))
+                            GAUSSIAN_SIGMA_SCALE, tta, mirror_axes_for(dims), pads_to_patch(plans))
     return OnnxManifest(
         dataset=plans.dataset_name, configuration=plan.name, checkpoint=checkpoint,
         folds=[f.fold for f in trained.folds], graphs=graphs, channels=channels, file_ending=suffix,

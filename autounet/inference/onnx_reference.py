@@ -99,7 +99,8 @@ def sliding_window(session, data: np.ndarray, manifest: dict, tta: bool) -> np.n
     """Logits ``(K, Z, Y, X)`` of a preprocessed image ``(C, Z, Y, X)`` with one ONNX session."""
     tiling, is_2d = manifest["tiling"], manifest["is_2d"]
     spatial = data.shape[2:] if is_2d else data.shape[1:]
-    tile = [p if s >= p else min(p, math.ceil(s / d) * d)
+    whole = tiling.get("pad_to_patch", False)
+    tile = [p if s >= p or whole else min(p, math.ceil(s / d) * d)
             for s, p, d in zip(spatial, tiling["patch_size"], tiling["divisor"])]
     full_tile = [1, *tile] if is_2d else tile
     pads = [((max(t - s, 0)) // 2, max(t - s, 0) - max(t - s, 0) // 2) for s, t in zip(data.shape[1:], full_tile)]

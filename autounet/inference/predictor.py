@@ -102,6 +102,11 @@ def tiles_per_pass(device: torch.device, settings_patch: Sequence[int], features
     return int(max(1, min(16, free / 3 // per_input)))
 
 
+def pads_to_patch(plans) -> bool:
+    """Whether the plans ask for tiles of the full patch (``extra.inference.pad_to_patch``: models from nnU-Net)."""
+    return bool((plans.extra.get("inference") or {}).get("pad_to_patch", False))
+
+
 class ConfigurationModel:
     """One trained configuration on a device: its fold networks, how it tiles, and its cascade's first stage."""
 
@@ -115,7 +120,7 @@ class ConfigurationModel:
         patch = tuple(plan.patch_size)
         self.settings = WindowSettings(patch, tuple(plan.network.total_downsampling()), step, mirror,
                                        tiles_per_pass(device, patch, plan.network.features_per_stage),
-                                       compute_dtype)
+                                       compute_dtype, pads_to_patch(trained.plans))
 
     @property
     def name(self) -> str:

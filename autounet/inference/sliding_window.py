@@ -42,6 +42,9 @@ class WindowSettings:
     mirror: bool = True
     tiles_per_pass: int = 1
     compute_dtype: torch.dtype = torch.float32
+    pad_to_patch: bool = False
+    """Tiles are always the full patch (smaller images zero-padded to it), as nnU-Net predicts: set for models
+    installed from nnU-Net, whose networks then see the same padding as in nnU-Net (see :func:`tile_shape`)."""
 
     @property
     def is_2d(self) -> bool:
@@ -90,10 +93,10 @@ def tile_shape(image_shape: Sequence[int], settings: WindowSettings) -> tuple[in
 
     Along an axis where the image is at least the patch, the tile is the patch; where the image is smaller, the
     tile is the image rounded up to a multiple of the network's downsampling, which the network needs and which
-    costs less than padding to the full patch.
+    costs less than padding to the full patch (unless ``settings.pad_to_patch``: then always the patch).
     """
     spatial = tuple(image_shape[1:]) if settings.is_2d else tuple(image_shape)
-    extent = tuple(patch if size >= patch else min(patch, math.ceil(size / div) * div)
+    extent = tuple(patch if size >= patch or settings.pad_to_patch else min(patch, math.ceil(size / div) * div)
                    for size, patch, div in zip(spatial, settings.patch_size, settings.divisor))
     return (1, *extent) if settings.is_2d else extent  # type: ignore[return-value]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +230,19 @@ def test_a_cascade_installs_with_its_first_stage_and_predicts(tmp_path, data_roo
                                  nf.DATASET, "-c", "3d_cascade_fullres", "--no-tta", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "case.nii.gz"))).shape == (6, 20, 18)
+
+
+def test_installed_models_tile_small_images_with_the_whole_patch_as_nnunet_does(tmp_path):
+    from autounet.inference.predictor import ConfigurationModel
+    from autounet.inference.sliding_window import tile_shape
+
+    plans = nf.nnunet_plans(3, patch=[8, 16, 16])
+    state = nf.nnunet_named_state(nf.network_config(plans["configurations"]["3d_fullres"]["architecture"]
+                                                    ["arch_kwargs"]))
+    _, trained, _ = _installed_network(nf.write_nnunet_folder(tmp_path / "nnunet", plans, "3d_fullres", {0: state}),
+                                       tmp_path / "results")
+    model = ConfigurationModel(trained, torch.device("cpu"), mirror=False, step=0.5)
+    assert model.settings.pad_to_patch
+    assert tile_shape((5, 9, 30), model.settings) == (8, 16, 16)
+    # autounet's own rule would round the small axes up to the downsampling (2, 4, 4) instead
+    assert tile_shape((5, 9, 30), replace(model.settings, pad_to_patch=False)) == (6, 12, 16)

@@ -33,14 +33,21 @@ runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _install(tmp_path: Path, results: Path, dims: int, residual: bool, folds=(0,)) -> Path:
-    """An nnU-Net-format model with random weights installed into ``results``; its configuration folder."""
+def _install(tmp_path: Path, results: Path, dims: int, residual: bool, folds=(0,), pad_to_patch: bool = True) -> Path:
+    """An nnU-Net-format model with random weights installed into ``results``; its configuration folder.
+    Without ``pad_to_patch`` it tiles small images as models trained by autounet do."""
     configuration = "2d" if dims == 2 else "3d_fullres"
     plans = nf.nnunet_plans(dims, residual)
     arch = plans["configurations"][configuration]["architecture"]["arch_kwargs"]
     states = {fold: nf.nnunet_named_state(nf.network_config(arch), seed=11 + fold) for fold in folds}
     folder = nf.write_nnunet_folder(tmp_path / "nnunet", plans, configuration, states)
-    return import_nnunet_model([folder], results)[0].folder
+    installed = import_nnunet_model([folder], results)[0].folder
+    if not pad_to_patch:
+        for plans_file in installed.glob("fold_*/plans.json"):
+            data = json.loads(plans_file.read_text())
+            del data["extra"]["inference"]
+            plans_file.write_text(json.dumps(data))
+    return installed
 
 
 @pytest.mark.parametrize("dims, residual", [(2, False), (3, True), (3, False)])
@@ -114,9 +121,9 @@ def _dice(a: np.ndarray, b: np.ndarray, label: int) -> float:
     return 1.0 if x.sum() + y.sum() == 0 else 2.0 * float((x & y).sum()) / float(x.sum() + y.sum())
 
 
-@pytest.mark.parametrize("dims", [3, 2])
-def test_reference_runner_segments_like_autounet_predict(tmp_path, data_root, dims):
-    configuration = _install(tmp_path, data_root / "results", dims, dims == 3, folds=(0, 1))
+@pytest.mark.parametrize("dims, pad_to_patch", [(3, True), (2, True), (3, False)])
+def test_reference_runner_segments_like_autounet_predict(tmp_path, data_root, dims, pad_to_patch):
+    configuration = _install(tmp_path, data_root / "results", dims, dims == 3, folds=(0, 1), pad_to_patch=pad_to_patch)
     rng = np.random.default_rng(4)
     image = np.zeros((11, 30, 26), np.float32)  # zero border: cropped away and restored
     zz, yy, xx = np.mgrid[:9, :26, :22]
@@ -133,6 +140,7 @@ def test_reference_runner_segments_like_autounet_predict(tmp_path, data_root, di
                                  "--precision", "float32", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     expected = sitk.GetArrayFromImage(sitk.ReadImage(str(predicted / "case.nii.gz")))
+    assert json.loads((out / MANIFEST_FILE).read_text())["tiling"]["pad_to_patch"] is pad_to_patch
     got = onnx_reference.segment(out, image[None], spacing)
     assert got.shape == expected.shape
     for label in (1, 2):
