@@ -21,7 +21,7 @@ from autounet.measure.step_timing import measure_step_seconds
 from autounet.measure.threads import fastest_threads
 from autounet.network.cost import sample_cost
 from autounet.planning.time_budget import MIN_TRAINING_ITERATIONS, TimeBudgetTooSmallError
-from autounet.planning.time_plan import TIME_PLANNING, ConfigurationTiming, TimeBudgetPlan
+from autounet.planning.time_plan import TIME_PLANNING, ConfigurationTiming, TimeBudgetPlan, TimePlanningSettings
 
 if TYPE_CHECKING:
     from autounet.planning.plans import ConfigurationPlan
@@ -32,23 +32,25 @@ MIN_3D_ITERATIONS = TIME_PLANNING.min_3d_iterations
 SKIP_SHARE = TIME_PLANNING.skip_share
 TRAINING_SHARE = TIME_PLANNING.training_share
 RULE = TIME_PLANNING.rule()
-"""The thresholds of :data:`~autounet.planning.time_plan.TIME_PLANNING` by name (see :class:`TimePlanningSettings`
-for the evidence behind each)."""
+"""The default :class:`~autounet.planning.time_plan.TimePlanningSettings`' thresholds by name (its fields say the
+evidence behind each); every function here takes ``settings`` to use others."""
 
 
-def iterations_bought(budget_seconds: float, seconds_per_iteration: float) -> int:
+def iterations_bought(budget_seconds: float, seconds_per_iteration: float,
+                      settings: TimePlanningSettings = TIME_PLANNING) -> int:
     """Training iterations that fit a fold's budget at ``seconds_per_iteration``.
 
     Example:
         >>> iterations_bought(1800, 0.5)
         2880
     """
-    return int(budget_seconds * TRAINING_SHARE / seconds_per_iteration)
+    return int(budget_seconds * settings.training_share / seconds_per_iteration)
 
 
-def choose_configuration(timings: list[ConfigurationTiming], shrunk_patches: frozenset[str] = frozenset()) -> str:
-    """The configuration to train among the selected ``timings``, by :data:`RULE`; a UserError when the budget
-    buys too few iterations of any.
+def choose_configuration(timings: list[ConfigurationTiming], shrunk_patches: frozenset[str] = frozenset(),
+                         settings: TimePlanningSettings = TIME_PLANNING) -> str:
+    """The configuration to train among the selected ``timings``, by ``settings.rule()``; a UserError when the
+    budget buys too few iterations of any.
 
     ``shrunk_patches`` names the configurations whose patch was halved for time: a 3D network with a halved
     patch is not the one the 3d rule was measured with (a 10x14x10 patch buys many iterations but little
@@ -58,12 +60,13 @@ def choose_configuration(timings: list[ConfigurationTiming], shrunk_patches: fro
     usable = {t.configuration: t for t in timings if t.iterations >= MIN_TRAINING_ITERATIONS}
     if not usable:
         fastest = min(timings, key=lambda t: t.seconds_per_iteration)
-        enough = 2 * MIN_TRAINING_ITERATIONS * fastest.seconds_per_iteration / TRAINING_SHARE
+        enough = 2 * MIN_TRAINING_ITERATIONS * fastest.seconds_per_iteration / settings.training_share
         raise TimeBudgetTooSmallError(f"it buys fewer than {MIN_TRAINING_ITERATIONS} training iterations of any "
-                                  f"configuration ({fastest.configuration}: {fastest.seconds_per_iteration:.2f} s per "
-                                  f"iteration), before setup and validation", enough)
+                                      f"configuration ({fastest.configuration}: {fastest.seconds_per_iteration:.2f} "
+                                      f"s per iteration), before setup and validation", enough)
     full = usable.get("3d_fullres")
-    enough_3d = full is not None and full.iterations >= MIN_3D_ITERATIONS and "3d_fullres" not in shrunk_patches
+    enough_3d = (full is not None and full.iterations >= settings.min_3d_iterations
+                 and "3d_fullres" not in shrunk_patches)
     if full is not None and (enough_3d or "2d" not in usable):
         return "3d_fullres"
     return "2d" if "2d" in usable else next(iter(usable))
@@ -71,12 +74,13 @@ def choose_configuration(timings: list[ConfigurationTiming], shrunk_patches: fro
 
 def _timing(plan: ConfigurationPlan, budget_seconds: float, seconds_per_iteration: float, batch: int,
             seconds_per_forward: float = 0.0, estimated: bool = False,
-            batch_seconds: dict[int, float] | None = None) -> ConfigurationTiming:
+            batch_seconds: dict[int, float] | None = None,
+            settings: TimePlanningSettings = TIME_PLANNING) -> ConfigurationTiming:
     """The record of ``plan`` at ``batch`` taking ``seconds_per_iteration`` (not yet selected)."""
     from autounet.planning.variants import patch_spacing
 
     return ConfigurationTiming(plan.name, seconds_per_iteration, seconds_per_forward,
-                               iterations_bought(budget_seconds, seconds_per_iteration), batch,
+                               iterations_bought(budget_seconds, seconds_per_iteration, settings), batch,
                                list(plan.patch_size), list(plan.network.features_per_stage), patch_spacing(plan),
                                selected=False, estimated=estimated, batch_seconds=batch_seconds or {})
 
@@ -103,42 +107,49 @@ def quick_timing(plan: ConfigurationPlan, budget_seconds: float, torch_device) -
 
 
 def predicted_timing(plan: ConfigurationPlan, budget_seconds: float, reference_plan: ConfigurationPlan,
-                     reference: ConfigurationTiming) -> ConfigurationTiming:
+                     reference: ConfigurationTiming,
+                     settings: TimePlanningSettings = TIME_PLANNING) -> ConfigurationTiming:
     """``plan``'s seconds per iteration at its smallest batch, predicted from ``reference`` (a measured timing
     of ``reference_plan``) in proportion to the work per sample."""
     batch = candidate_batches(plan.batch_size)[0]
     per_sample = reference.seconds_per_iteration / reference.batch_size
-    weight = TIME_PLANNING.element_weight
+    weight = settings.element_weight
     ratio = (sample_cost(plan.network, plan.patch_size, weight)
              / sample_cost(reference_plan.network, reference_plan.patch_size, weight))
-    return _timing(plan, budget_seconds, per_sample * ratio * batch, batch, estimated=True)
+    return _timing(plan, budget_seconds, per_sample * ratio * batch, batch, estimated=True, settings=settings)
 
 
 def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
-                 timings: list[ConfigurationTiming], label_dice=None) -> ConfigurationPlan:
-    """The first of :func:`~autounet.planning.variants.cheaper_variants` that buys :data:`TARGET_ITERATIONS`
+                 timings: list[ConfigurationTiming], label_dice=None,
+                 settings: TimePlanningSettings = TIME_PLANNING) -> ConfigurationPlan:
+    """The first of :func:`~autounet.planning.variants.cheaper_variants` that buys ``settings.target_iterations``
     and has no coarser grid below it on the ladder (the cheapest when none does), timed thoroughly; the rejected
-    variants' timings (quick, or predicted when far too slow, :data:`SKIP_SHARE`, or above a coarser grid) and
-    then the selected one's are appended to ``timings``. ``label_dice`` is passed on to the ladder (coarser
+    variants' timings (quick, or predicted when far too slow, ``settings.skip_share``, or above a coarser grid)
+    and then the selected one's are appended to ``timings``. ``label_dice`` is passed on to the ladder (coarser
     grids)."""
     from autounet.planning.variants import cheaper_variants, grid_factor
 
     ladder = cheaper_variants(plan, label_dice)
     coarsest_grid = max(range(len(ladder)), key=lambda i: (grid_factor(plan, ladder[i]), -i))
-    cheapest = quick_timing(ladder[-1], budget_seconds, torch_device)
+    def counted(timing: ConfigurationTiming) -> ConfigurationTiming:
+        timing.iterations = iterations_bought(budget_seconds, timing.seconds_per_iteration, settings)
+        return timing
+
+    target = settings.target_iterations
+    cheapest = counted(quick_timing(ladder[-1], budget_seconds, torch_device))
     for index, variant in enumerate(ladder):
         if index == len(ladder) - 1:
             quick = cheapest
             break
-        predicted = predicted_timing(variant, budget_seconds, ladder[-1], cheapest)
-        if index < coarsest_grid or predicted.iterations < SKIP_SHARE * TARGET_ITERATIONS:
+        predicted = predicted_timing(variant, budget_seconds, ladder[-1], cheapest, settings)
+        if index < coarsest_grid or predicted.iterations < settings.skip_share * target:
             timings.append(predicted)
             continue
-        quick = quick_timing(variant, budget_seconds, torch_device)
-        if quick.iterations >= TARGET_ITERATIONS:
+        quick = counted(quick_timing(variant, budget_seconds, torch_device))
+        if quick.iterations >= target:
             break
         timings.append(quick)
-    selected = time_configuration(variant, budget_seconds, torch_device, quick.batch_size)
+    selected = counted(time_configuration(variant, budget_seconds, torch_device, quick.batch_size))
     selected.selected = True
     selected.batch_seconds = quick.batch_seconds
     timings.append(selected)
@@ -150,8 +161,9 @@ def halved_patches(planned: dict[str, ConfigurationPlan], fitted: dict[str, Conf
     return frozenset(name for name, plan in fitted.items() if plan.patch_size != planned[name].patch_size)
 
 
-def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_seconds: float,
-                     device: str = "cpu", label_dice=None) -> tuple[TimeBudgetPlan, dict[str, ConfigurationPlan]]:
+def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_seconds: float, device: str = "cpu",
+                     label_dice=None, settings: TimePlanningSettings = TIME_PLANNING,
+                     ) -> tuple[TimeBudgetPlan, dict[str, ConfigurationPlan]]:
     """Time each candidate configuration and its cheaper variants on ``device``; fit each to the budget and
     choose one. Returns the record for plans.json and the time-fitted plans of the candidates.
 
@@ -166,7 +178,8 @@ def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_second
         raise UserError(f"a time budget plans among {', '.join(CANDIDATES)}; none of them was planned.")
     torch_device = torch.device("cuda" if device == "cuda" else device)
     timings: list[ConfigurationTiming] = []
-    fitted = {name: fit_for_time(configurations[name], budget_seconds, torch_device, timings, label_dice)
+    fitted = {name: fit_for_time(configurations[name], budget_seconds, torch_device, timings, label_dice, settings)
               for name in track(names, description="timing training iterations")}
-    chosen = choose_configuration([t for t in timings if t.selected], halved_patches(configurations, fitted))
-    return TimeBudgetPlan(budget_seconds, device, timings, chosen, RULE, TIME_PLANNING), fitted
+    chosen = choose_configuration([t for t in timings if t.selected], halved_patches(configurations, fitted),
+                                  settings)
+    return TimeBudgetPlan(budget_seconds, device, timings, chosen, settings.rule(), settings), fitted
