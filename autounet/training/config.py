@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from autounet.errors import UserError
+from autounet.measure.settings import BatchSearchSettings
 from autounet.planning.time_budget import MIN_TRAINING_ITERATIONS, time_budget_seconds
 from autounet.training.schedule_fit import TimeBudgetTiming
 from autounet.training.settings import AugmentationSettings, LossWeights, TimeScheduleSettings
@@ -96,6 +97,8 @@ class TrainingConfig:
     """Mirror the final validation predictions (a time budget turns it off when it would cost too much)."""
     time_schedule: TimeScheduleSettings = field(default_factory=TimeScheduleSettings)
     """How a time budget's schedule is fitted and kept (unused by presets)."""
+    batch_search: BatchSearchSettings = field(default_factory=BatchSearchSettings)
+    """How a time budget chooses its batch when ``batch_size`` is None and the plan has none timed."""
     budget_timing: TimeBudgetTiming | None = None
     """What a time budget measured and chose (written once the schedule is fitted)."""
 

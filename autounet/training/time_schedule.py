@@ -76,7 +76,7 @@ def time_budget_batch(setup: FoldSetup, config: TrainingConfig, device: torch.de
         batch, source = timed.batch_size, "as `autounet plan --budget` timed it"
     else:
         batch, timings = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, device,
-                                         fast_cpu=fast_cpu)
+                                         fast_cpu=fast_cpu, settings=config.batch_search)
         source = "timed: " + ", ".join(f"{t.batch_size} -> {1000 * t.seconds_per_sample:.1f} ms/sample"
                                        for t in timings)
     if timed_plan is None or round(timed_plan.budget_seconds) != round(config.time_budget_seconds or 0):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from autounet.errors import UserError
+from autounet.measure.settings import BatchSearchSettings
 from autounet.network.cost import ELEMENT_WEIGHT
 from autounet.network.loss import DeepSupervisionLoss, LossSettings
 from autounet.planning.time_plan import TimePlanningSettings
@@ -34,6 +35,7 @@ def test_defaults_are_the_measured_recipe():
     assert TimePlanningSettings() == TimePlanningSettings(target_iterations=2000, min_3d_iterations=5000,
                                                           skip_share=0.25, training_share=0.8, element_weight=2000.0)
     assert ELEMENT_WEIGHT == 2000.0
+    assert TrainingConfig().batch_search == BatchSearchSettings(throughput_tolerance=1.15, min_batch_size=2)
     config = TrainingConfig()
     assert (config.optimizer, config.learning_rate, config.momentum, config.nesterov, config.weight_decay,
             config.poly_exponent, config.grad_clip, config.oversample_foreground, config.dice_smooth) == \
@@ -63,7 +65,7 @@ def test_the_config_round_trips_json_exactly_and_old_files_load_with_defaults():
     assert again == config and json.dumps(to_json_value(again)) == text
     assert again.augmentation.scale_range == (0.8, 1.25) and again.loss_weights.dice == 2.0
     old = to_json_value(TrainingConfig.from_budget("quick"))
-    for name in ("augmentation", "loss_weights", "time_schedule"):
+    for name in ("augmentation", "loss_weights", "time_schedule", "batch_search"):
         del old[name]
     loaded = load_dataclass(TrainingConfig, old)
     assert loaded == TrainingConfig.from_budget("quick")
