@@ -32,3 +32,26 @@ class MissingArtifactError(UserError):
 
 class PlanningError(UserError):
     """No plan that can train fits the request."""
+
+
+class StorageError(UserError, OSError):
+    """A file could not be written: the disk is full, or the folder is read-only or not writable.
+
+    It is also an ``OSError``, so code that already handles failed writes keeps doing so.
+    """
+
+
+class SchemaError(UserError, TypeError):
+    """A JSON file does not fit the record it should hold: an unknown key, a wrong type, a missing field or a
+    schema version newer than this autounet.
+
+    It is also a ``TypeError``, so loaders that wrap type errors with their file's name keep doing so.
+    """
+
+
+class CorruptCacheError(UserError):
+    """A preprocessed case is unreadable, inconsistent, or made from raw files that changed since."""
+
+
+class LockedError(UserError):
+    """Another autounet process is working on the same dataset or folder right now."""

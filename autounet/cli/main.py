@@ -40,15 +40,37 @@ class _FriendlyGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except UserError as error:
-            if os.environ.get(DEBUG_ENV):
+            self._fail(error)
+        except OSError as error:
+            # A full disk or an unwritable place hit outside autounet's own writers (a mkdir, a library's file).
+            friendly = _storage_error(error)
+            if friendly is None:
                 raise
-            from autounet.cli.common import err
-
-            err.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(error.exit_code) from None
+            self._fail(friendly, error)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
+
+    @staticmethod
+    def _fail(error: UserError, cause: BaseException | None = None):
+        if os.environ.get(DEBUG_ENV):
+            raise cause or error
+        from autounet.cli.common import err
+
+        err.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(error.exit_code) from None
+
+
+def _storage_error(error: OSError) -> UserError | None:
+    """One sentence for an ``OSError`` that means a full disk or a place that cannot be written, else None."""
+    from pathlib import Path
+
+    from autounet.utils.atomic import storage_error
+
+    if not error.filename:
+        return storage_error(error.errno, Path("the output folder"))
+    path = Path(str(error.filename))
+    return storage_error(error.errno, path.parent, path.name)
 
 
 app = typer.Typer(

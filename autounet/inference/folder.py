@@ -11,10 +11,11 @@ from typing import Sequence
 import numpy as np
 
 from autounet.errors import UserError
-from autounet.inference.inputs import InputCase, collect_cases, read_case
+from autounet.inference.inputs import InputCase, collect_cases, read_case, unsupported_files
 from autounet.inference.predictor import Predictor
-from autounet.io import write_segmentation
-from autounet.utils.atomic import write_bytes
+from autounet.io import SPACING_2D_THROUGH_PLANE, Geometry, write_segmentation
+from autounet.io.registry import NATURAL_2D_ENDINGS
+from autounet.utils.atomic import check_writable, write_bytes
 from autounet.utils.progress import track
 
 PROBABILITIES_KEY = "probabilities"
@@ -48,7 +49,9 @@ def load_probabilities(path: Path) -> np.ndarray:
 
 
 def cases_to_predict(inputs: Sequence[Path], output: Path) -> list[InputCase]:
-    """The cases in ``inputs``, after checking that there are some and that ``output`` is not an input folder."""
+    """The cases in ``inputs``, after checking that there are some, that ``output`` is not an input folder and
+    that it can be written (it is created if missing), so that nothing is computed for outputs that cannot be
+    kept."""
     target = Path(output).resolve()
     for path in inputs:
         folder = Path(path).resolve()
@@ -59,7 +62,30 @@ def cases_to_predict(inputs: Sequence[Path], output: Path) -> list[InputCase]:
     cases = collect_cases(inputs)
     if not cases:
         raise UserError(f"{', '.join(str(p) for p in inputs)}: no image files found.")
+    check_writable(output)
     return cases
+
+
+def trained_on_2d_images(predictor: Predictor) -> bool:
+    """Whether the model was trained on 2D images (PNG and the like, or single-slice files)."""
+    model = predictor.models[0].trained
+    return model.plan.spacing[0] >= SPACING_2D_THROUGH_PLANE or model.spec.file_ending in NATURAL_2D_ENDINGS
+
+
+def trained_on_volumes(predictor: Predictor) -> bool:
+    """Whether the model was trained on 3D volumes (a 3D configuration; a 2d one may have been on either)."""
+    return any(not model.trained.plan.is_2d for model in predictor.models)
+
+
+def check_dimensionality(predictor: Predictor, image: np.ndarray, geometry: Geometry, source: Path) -> None:
+    """Refuse a 2D image for a model trained on volumes and a volume for a model trained on 2D images."""
+    slices = image.shape[1]
+    if trained_on_volumes(predictor) and (geometry.is_2d or slices == 1):
+        raise UserError(f"{source}: is a 2D image (one slice), but the model was trained on 3D volumes; "
+                        f"predict 3D images with it, or train a model on 2D images.")
+    if trained_on_2d_images(predictor) and not geometry.is_2d and slices > 1:
+        raise UserError(f"{source}: is a 3D volume ({slices} slices), but the model was trained on 2D images; "
+                        f"predict 2D images with it.")
 
 
 def _outputs(case: InputCase, output: Path, with_probabilities: bool) -> list[Path]:
@@ -73,7 +99,8 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Path], output: Path, p
                    skip_existing: bool = False) -> FolderSummary:
     """Segment every case in ``inputs`` (folders and files) into ``output`` as ``CASE<ending>``.
 
-    A case that cannot be read or has the wrong channels is reported in ``failed`` and the others go on.
+    A case that cannot be read, has the wrong channels or dimensionality, or holds NaN/Inf intensities is
+    reported in ``failed`` (as is a file in an input folder that is not an image) and the others go on.
 
     Example:
         >>> summary = predict_folder(predictor, [Path("imagesTs")], Path("predictions"))  # doctest: +SKIP
@@ -82,8 +109,9 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Path], output: Path, p
     """
     output = Path(output)
     cases = cases_to_predict(inputs, output)
-    output.mkdir(parents=True, exist_ok=True)
     summary = FolderSummary()
+    summary.failed += [f"{path}: is not an image file autounet reads (unknown ending); skipped, move it out of "
+                       f"the input folder." for path in unsupported_files(inputs)]
     start = time.perf_counter()
     for case in track(cases, "predict"):
         targets = _outputs(case, output, probabilities)
@@ -93,6 +121,7 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Path], output: Path, p
         try:
             image, geometry = read_case(case)
             predictor.check_channels(image.shape[0], str(case.files[0]))
+            check_dimensionality(predictor, image, geometry, case.files[0])
             prediction = predictor.predict(image, geometry, probabilities, case.case_id)
         except UserError as error:
             summary.failed.append(str(error))

@@ -15,6 +15,7 @@ import numpy as np
 from autounet.dataset.cases import split_channel_name
 from autounet.errors import ImageReadError, UserError
 from autounet.io import Geometry, file_ending, read_volume
+from autounet.io.nifti_check import nonfinite_voxels
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,7 @@ def _files_of(paths: Sequence[Path]) -> list[Path]:
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and file_ending(p)
-                            and not p.name.startswith("."))
+            files += sorted(p for p in _visible_files(path) if file_ending(p))
         elif path.is_file():
             if not file_ending(path):
                 raise ImageReadError(f"{path}: not an image file autounet reads (unsupported ending).")
@@ -44,6 +44,16 @@ def _files_of(paths: Sequence[Path]) -> list[Path]:
         else:
             raise UserError(f"{path}: no such file or folder.")
     return files
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+
+
+def unsupported_files(paths: Sequence[Path]) -> list[Path]:
+    """Files inside the given folders that autounet cannot read as images (hidden files aside), sorted."""
+    return sorted(p for path in paths if Path(path).is_dir() for p in _visible_files(Path(path))
+                  if not file_ending(p))
 
 
 def collect_cases(paths: Sequence[Path]) -> list[InputCase]:
@@ -71,8 +81,9 @@ def collect_cases(paths: Sequence[Path]) -> list[InputCase]:
 def read_case(case: InputCase) -> tuple[np.ndarray, Geometry]:
     """The case's image ``(C, Z, Y, X)`` float32 and geometry, its channel files stacked in order.
 
-    Raises a :class:`UserError` naming the file when a channel file is missing, a file is unreadable, or the
-    channels disagree in shape, spacing, origin or direction. (An RGB file holds three channels.)
+    Raises a :class:`UserError` naming the file when a channel file is missing, a file is unreadable, holds
+    NaN or infinite intensities, or the channels disagree in shape, spacing, origin or direction. (An RGB file
+    holds three channels.)
     """
     numbers = [split_channel_name(f.name, case.ending) for f in case.files]
     indices = [n[1] if n else 0 for n in numbers]
@@ -84,6 +95,7 @@ def read_case(case: InputCase) -> tuple[np.ndarray, Geometry]:
     arrays, geometry = [], None
     for path in case.files:
         array, current = read_volume(path)
+        check_finite(array, path)
         if geometry is None:
             geometry = current
         else:
@@ -96,3 +108,26 @@ def read_case(case: InputCase) -> tuple[np.ndarray, Geometry]:
                                      f"all channels of a case must share one geometry.")
         arrays.append(array.astype(np.float32, copy=False))
     return np.concatenate(arrays, axis=0), geometry  # type: ignore[return-value]
+
+
+def check_finite(array: np.ndarray, path: Path) -> None:
+    """Refuse an image with NaN or infinite intensities: normalisation would spread them over the whole case."""
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        # SimpleITK's NIfTI reader turns NaN into 0, so the array no longer shows them; the file does.
+        bad = nonfinite_voxels(path)
+        if bad:
+            _refuse_nonfinite(path, bad)
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    bad = 0
+    flat = array.reshape(-1)
+    step = 1 << 24  # in chunks, so the check costs no full-size mask
+    for start in range(0, flat.size, step):
+        bad += int(np.count_nonzero(~np.isfinite(flat[start:start + step])))
+    if bad:
+        _refuse_nonfinite(path, bad)
+
+
+def _refuse_nonfinite(path: Path, count: int) -> None:
+    raise ImageReadError(f"{path}: has {count} NaN or infinite voxel(s); replace them (e.g. with the background "
+                         f"value) before predicting.")

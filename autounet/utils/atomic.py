@@ -1,47 +1,142 @@
 """Atomic file writes: write to a temporary file beside the target, then rename.
 
 A crash at any moment leaves either the old file or the new one, never a
-half-written file that looks whole.
+half-written file that looks whole. A write that fails because the disk is full
+or the folder is not writable becomes a :class:`~autounet.errors.StorageError`:
+one sentence naming the folder and what to do, with the temporary file removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from autounet.errors import StorageError
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+NOT_WRITABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+NEARLY_FULL_BYTES = 1 << 20
+"""A writer that fails with its own error (SimpleITK raises RuntimeError) while the disk has less than this
+free is taken to have failed for lack of space."""
+
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+def atomic_path(target: str | os.PathLike, size: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; flush it to disk and rename it onto ``target`` on success.
 
     The temporary name keeps the target's suffixes (``.nii.gz``, ``.npy``) so
     that libraries which choose a format by file ending write the right one.
+    ``size`` (bytes about to be written, if known) makes a disk-full message say how much is needed.
 
     Example:
         >>> with atomic_path("out/case.nii.gz") as tmp:  # doctest: +SKIP
         ...     sitk.WriteImage(image, str(tmp))
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + "".join(target.suffixes),
-                                    dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + "".join(target.suffixes),
+                                        dir=target.parent)
+    except OSError as error:
+        raise _converted(error, target, size) from error
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         # mkstemp creates files readable by the owner alone; give the result the usual permissions.
         os.chmod(tmp, 0o666 & ~_umask())
+        _flush_to_disk(tmp)
         os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(error, Exception) and not isinstance(error, StorageError):
+            converted = _converted(error, target, size)
+            if converted is not error:
+                raise converted from error
         raise
+
+
+def _flush_to_disk(path: Path) -> None:
+    """Make the file's bytes durable before it is renamed into place (where a full disk is often reported)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _converted(error: BaseException, target: Path, size: int | None) -> BaseException:
+    """``error`` as a :class:`StorageError` when it says the disk is full or the folder not writable."""
+    folder = target.parent
+    code = error.errno if isinstance(error, OSError) else None
+    if code is None and not isinstance(error, OSError) and _free_bytes(folder) is not None:
+        code = errno.ENOSPC if _free_bytes(folder) < NEARLY_FULL_BYTES else None  # type: ignore[operator]
+    return storage_error(code, folder, target.name, size) or error
+
+
+def storage_error(code: int | None, folder: Path, name: str | None = None,
+                  size: int | None = None) -> StorageError | None:
+    """The one-sentence error for a write into ``folder`` that failed with errno ``code``; None when the
+    failure is neither a full disk nor a folder that cannot be written."""
+    writing = f" while writing {name}" if name else ""
+    if code in DISK_FULL_ERRNOS:
+        free = _free_bytes(folder)
+        needed = f"about {format_bytes(size)} more is needed, " if size else ""
+        left = f"{format_bytes(free)} is free" if free is not None else "its free space is unknown"
+        return StorageError(f"{folder}: the disk is full{writing} ({needed}{left}); free space on that disk or "
+                            f"choose another folder, then rerun (no half-written file was kept).")
+    if code in NOT_WRITABLE_ERRNOS:
+        return StorageError(f"{folder}: cannot be written{writing} ({os.strerror(code).lower()}); make it "
+                            f"writable or choose another folder, then rerun.")
+    return None
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Create ``folder`` if missing and prove a file can be written there, so a read-only, foreign or full
+    place is refused before any work starts (a :class:`StorageError` naming the folder)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise StorageError(f"{folder}: is a file, not a folder; choose a folder to write into.")
+    probe = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".autounet-write-check.", dir=folder)
+        os.write(fd, b"\0")
+        os.close(fd)
+        _flush_to_disk(Path(probe))
+    except OSError as error:
+        converted = storage_error(error.errno, folder)
+        raise (converted or StorageError(f"{folder}: cannot be written ({error.strerror or error}); choose "
+                                         f"another folder.")) from error
+    finally:
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+
+
+def format_bytes(count: int | float | None) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    value = float(count or 0)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _free_bytes(folder: Path) -> int | None:
+    with contextlib.suppress(OSError):
+        return shutil.disk_usage(folder).free
+    return None
 
 
 def _umask() -> int:
@@ -52,11 +147,9 @@ def _umask() -> int:
 
 def write_bytes(target: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``target`` atomically, flushed to disk."""
-    with atomic_path(target) as tmp:
+    with atomic_path(target, len(data)) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def write_json(target: str | os.PathLike, obj: Any) -> None:
@@ -65,9 +158,7 @@ def write_json(target: str | os.PathLike, obj: Any) -> None:
 
 
 def save_npy(target: str | os.PathLike, array: np.ndarray) -> None:
-    """Save ``array`` as a ``.npy`` file (memory-mappable) atomically."""
-    with atomic_path(target) as tmp:
+    """Save ``array`` as a ``.npy`` file (memory-mappable) atomically, flushed to disk."""
+    with atomic_path(target, int(array.nbytes)) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
