@@ -37,8 +37,16 @@ class PlanningError(UserError):
 class StorageError(UserError, OSError):
     """A file could not be written: the disk is full, or the folder is read-only or not writable.
 
-    It is also an ``OSError``, so code that already handles failed writes keeps doing so.
+    It is also an ``OSError`` carrying the original ``errno`` (``ENOSPC``, ``EACCES``, ...), so code that
+    already handles failed writes keeps doing so, in worker processes too.
     """
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.errno = code
+
+    def __reduce__(self):
+        return type(self), (str(self), self.errno)
 
 
 class SchemaError(UserError, TypeError):

@@ -78,8 +78,9 @@ def _converted(error: BaseException, target: Path, size: int | None) -> BaseExce
     """``error`` as a :class:`StorageError` when it says the disk is full or the folder not writable."""
     folder = target.parent
     code = error.errno if isinstance(error, OSError) else None
-    if code is None and not isinstance(error, OSError) and _free_bytes(folder) is not None:
-        code = errno.ENOSPC if _free_bytes(folder) < NEARLY_FULL_BYTES else None  # type: ignore[operator]
+    if not isinstance(error, OSError):
+        free = _free_bytes(folder)
+        code = errno.ENOSPC if free is not None and free < NEARLY_FULL_BYTES else None
     return storage_error(code, folder, target.name, size) or error
 
 
@@ -93,10 +94,10 @@ def storage_error(code: int | None, folder: Path, name: str | None = None,
         needed = f"about {format_bytes(size)} more is needed, " if size else ""
         left = f"{format_bytes(free)} is free" if free is not None else "its free space is unknown"
         return StorageError(f"{folder}: the disk is full{writing} ({needed}{left}); free space on that disk or "
-                            f"choose another folder, then rerun (no half-written file was kept).")
+                            f"choose another folder, then rerun (no half-written file was kept).", code)
     if code in NOT_WRITABLE_ERRNOS:
         return StorageError(f"{folder}: cannot be written{writing} ({os.strerror(code).lower()}); make it "
-                            f"writable or choose another folder, then rerun.")
+                            f"writable or choose another folder, then rerun.", code)
     return None
 
 
