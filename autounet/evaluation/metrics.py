@@ -5,7 +5,8 @@ Rules (documented in docs/evaluate.md):
 - A class absent from both reference and prediction has Dice, IoU, HD95 and NSD = NaN; NaN values are left
   out of every mean (as nnU-Net does) and counted instead.
 - A class present on one side only has Dice = IoU = 0, NSD = 0 and HD95 = NaN (counted as undefined).
-- Voxels whose reference value is the ignore label are left out of every count.
+- Voxels whose reference value is the ignore label are left out of every count; for HD95 and NSD, voxel faces
+  that touch such a voxel are no surface (see autounet/evaluation/surface.py).
 - Volumes are voxel counts times the voxel volume in mm^3; for 2D images (no through-plane spacing) the
   pixel area in mm^2.
 """
@@ -79,7 +80,7 @@ def mask_metrics(reference: np.ndarray, prediction: np.ndarray, valid: np.ndarra
     metrics = ClassMetrics(dice, iou, tp, fp, fn, n_valid - tp - fp - fn, n_ref, n_pred, n_ref * voxel,
                            n_pred * voxel)
     if surface:
-        scores = surface_scores(reference, prediction, spacing, tolerance_mm)
+        scores = surface_scores(reference, prediction, spacing, tolerance_mm, valid)
         metrics.hd95_mm, metrics.nsd = scores.hd95_mm, scores.nsd
     return metrics
 
