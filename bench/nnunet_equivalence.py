@@ -95,8 +95,14 @@ def nnunet_state(state: dict, network) -> dict:
     return named
 
 
-def write_nnunet_model(model: Path, folds: list[str], results: Path) -> Path:
-    """The autounet configuration folder ``model`` as an nnU-Net v2 results folder under ``results``."""
+def write_nnunet_model(model: Path, folds: list[str], results: Path, patch: list[int] | None = None,
+                       extra_folds: int = 0) -> Path:
+    """The autounet configuration folder ``model`` as an nnU-Net v2 results folder under ``results``.
+
+    ``patch`` replaces the plan's patch (for both tools: smaller patches make images span several tiles).
+    ``extra_folds`` adds stand-in folds K+1, ... made from the last fold's weights with 5 % Gaussian noise added
+    (seeded), so an ensemble of distinct networks can be compared where only one fold was trained.
+    """
     import torch
     from safetensors.torch import load_file
 
@@ -108,27 +114,40 @@ def write_nnunet_model(model: Path, folds: list[str], results: Path) -> Path:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     plans = nnunet_plans(trained)
+    if patch:
+        plans["configurations"][trained.name]["patch_size"] = list(patch)
     (folder / "plans.json").write_text(json.dumps(plans, indent=2))
     shutil.copy(trained.folds[0].folder / "dataset.json", folder / "dataset.json")
     dims = trained.plan.network.conv_dim
-    for fold in trained.folds:
-        (folder / f"fold_{fold.fold}").mkdir()
-        state = nnunet_state(load_file(str(fold.weights)), trained.plan.network)
-        torch.save({"network_weights": state, "trainer_name": TRAINER, "current_epoch": 1,
-                    "init_args": {"plans": plans, "configuration": trained.name, "fold": fold.fold,
+    weights = [(fold.fold, load_file(str(fold.weights))) for fold in trained.folds]
+    generator = torch.Generator().manual_seed(0)
+    last = int(weights[-1][0])
+    for k in range(extra_folds):
+        weights.append((str(last + 1 + k), {name: value + 0.05 * value.std().nan_to_num() *
+                                            torch.randn(value.shape, generator=generator)
+                                            for name, value in weights[-1][1].items()}))
+    for label, state in weights:
+        (folder / f"fold_{label}").mkdir()
+        torch.save({"network_weights": nnunet_state(state, trained.plan.network), "trainer_name": TRAINER,
+                    "current_epoch": 1,
+                    "init_args": {"plans": plans, "configuration": trained.name, "fold": label,
                                   "dataset_json": json.loads((folder / "dataset.json").read_text())},
                     "inference_allowed_mirroring_axes": tuple(range(dims))},
-                   folder / f"fold_{fold.fold}" / "checkpoint_final.pth")
+                   folder / f"fold_{label}" / "checkpoint_final.pth")
     return folder
 
 
 def round_trip(folder: Path, model: Path, folds: list[str], work: Path) -> Path:
-    """Install the written nnU-Net folder back; the weights must equal the model's. The installed folder."""
+    """Install the written nnU-Net folder back; the weights of ``folds`` must equal the model's. The installed
+    configuration folder (all folds of ``folder``)."""
     from safetensors.torch import load_file
 
     from autounet.inference.nnunet_import import import_nnunet_model
 
-    installed = import_nnunet_model([folder], work / "autounet" / "results", folds, overwrite=True)[0]
+    target = work / "autounet" / "results"
+    if target.exists():
+        shutil.rmtree(target)
+    installed = import_nnunet_model([folder], target)[0]
     for fold in folds:
         ours = load_file(str(model / f"fold_{fold}" / "model_final.safetensors"))
         back = load_file(str(installed.folder / f"fold_{fold}" / "model_final.safetensors"))
@@ -159,12 +178,16 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=SHARED_DATA / "Dataset004_Hippocampus" / "imagesTr")
     parser.add_argument("--cases", type=int, default=5)
     parser.add_argument("--folds", nargs="+", default=["0"])
+    parser.add_argument("--patch", type=int, nargs="+", help="replace the plan's patch (both tools)")
+    parser.add_argument("--extra-folds", type=int, default=0, help="stand-in folds from noisy copies of the last")
     parser.add_argument("--work", type=Path, default=Path("/tmp/autounet_bench_equivalence"))
     args = parser.parse_args()
     work = args.work.resolve()
     env = nnunet_env(work / "nnunet")
-    folder = write_nnunet_model(args.model.resolve(), args.folds, Path(env["nnUNet_results"]))
+    folder = write_nnunet_model(args.model.resolve(), args.folds, Path(env["nnUNet_results"]), args.patch,
+                                args.extra_folds)
     installed = round_trip(folder, args.model.resolve(), args.folds, work)
+    folds = sorted(p.name[len("fold_"):] for p in folder.glob("fold_*"))
     spec = json.loads((folder / "dataset.json").read_text())
     ending = spec["file_ending"]
     channels = len(spec["channel_names"])
@@ -187,14 +210,14 @@ def main() -> None:
                 shutil.rmtree(out)
             if tool == "nnU-Net":
                 cmd = [nnunet_bin("nnUNetv2_predict"), "-i", str(inputs), "-o", str(out), "-d", dataset_id, "-c",
-                       installed.name, "-f", *args.folds, "-tr", TRAINER, "-p", PLANS, "-device", "cpu",
+                       installed.name, "-f", *folds, "-tr", TRAINER, "-p", PLANS, "-device", "cpu",
                        "--disable_progress_bar", "-npp", "1", "-nps", "1"]
                 if not tta:
                     cmd.append("--disable_tta")
                 done = run_measured(cmd, env=env)
             else:
                 cmd = autounet_cmd("predict", "-i", str(inputs), "-o", str(out), "-m", str(installed), "-f",
-                                   *args.folds, "--precision", "float32", "--device", "cpu")
+                                   *folds, "--precision", "float32", "--device", "cpu")
                 if not tta:
                     cmd.append("--no-tta")
                 done = run_measured(cmd, cwd=Path(__file__).resolve().parents[1])
@@ -205,8 +228,10 @@ def main() -> None:
         rows.append(["TTA" if tta else "no TTA", float(np.mean(scores)), float(np.min(scores)),
                      outputs["nnU-Net"][1].wall_s, outputs["autounet"][1].wall_s,
                      outputs["nnU-Net"][1].peak_gb, outputs["autounet"][1].peak_gb])
+    stand_ins = f", {args.extra_folds} of them stand-ins" if args.extra_folds else ""
+    patch = f", patch {'x'.join(map(str, args.patch))}" if args.patch else ""
     print_table(f"nnUNetv2_predict vs autounet predict (float32) on {len(cases)} cases of {args.images}, the same "
-                f"network ({args.model}, folds {' '.join(args.folds)})",
+                f"networks ({args.model}, folds {' '.join(folds)}{stand_ins}{patch})",
                 ["mirroring", "Dice mean", "Dice lowest case", "nnU-Net s (call)", "autounet s (call)",
                  "nnU-Net peak GB", "autounet peak GB"], rows)
 

@@ -396,11 +396,11 @@ def install_nnunet_configuration(source: Path, results: Path, folds: Sequence[st
             labels.append(label)
         if checkpoint_name not in checkpoints:
             checkpoints.append(checkpoint_name)
-    # training_config.json marks a fold folder as complete, so it comes after the weights.
+    # training_config.json marks a fold folder as complete, so it comes after the weights; where the model came
+    # from is in plans.json (extra.nnunet_import).
     for label in labels:
         write_json(target / f"fold_{label}" / TRAINING_CONFIG_FILE,
-                   {"configuration": named.configuration, "fold": int(label) if label.isdigit() else label,
-                    "imported_from": str(named.folder.resolve())})
+                   {"configuration": named.configuration, "fold": int(label) if label.isdigit() else label})
     return InstalledModel(dataset, named.configuration, target, labels, checkpoints, named.folder.name, notes)
 
 
