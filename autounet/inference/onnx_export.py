@@ -22,7 +22,7 @@ from autounet.errors import UserError
 from autounet.fingerprint.model import ChannelStats
 from autounet.inference.model_folder import TrainedConfiguration, load_network
 from autounet.inference.postprocessing import PostprocessingChoice
-from autounet.inference.predictor import pads_to_patch
+from autounet.inference.predictor import fold_average, pads_to_patch
 from autounet.inference.probabilities import output_label_values
 from autounet.inference.sliding_window import GAUSSIAN_SIGMA_SCALE
 from autounet.planning.plans import ResamplingPlan
@@ -91,7 +91,8 @@ class OnnxManifest:
     (new size ``max(1, round(size * spacing / target))`` per axis) with spline order ``resampling.order_data``
     (``order_data_z`` alone along an axis more than ``anisotropy_threshold`` times coarser than the finest,
     judged on the source spacing first, then the target). Outputs: ``activation`` softmax (over channels) or
-    sigmoid (per region), probabilities averaged over the folds, resampled back to the cropped size with
+    sigmoid (per region) of each fold's logits, averaged over the folds (``fold_average`` ``probabilities``; with
+    ``logits``, the folds' logits are averaged first, as nnU-Net does), resampled back to the cropped size with
     ``order_seg`` (``order_seg_z`` on the coarse axis) and placed in the full image (outside the crop:
     background probability 1). Labels: the value of the most probable channel (``label_values``), or for
     regions each region above 0.5 written with its value, later ones over earlier ones. Then ``postprocessing``.
@@ -115,6 +116,7 @@ class OnnxManifest:
     label_values: list[int]
     labels: dict[str, int | list[int]]
     postprocessing: PostprocessingChoice
+    fold_average: str = "probabilities"
     dynamic_spatial_axes: bool = True
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
@@ -152,7 +154,8 @@ def build_manifest(trained: TrainedConfiguration, graphs: list[str], checkpoint:
         transpose=[0, 1, 2], is_2d=plan.is_2d, target_spacing=spacing, crop_to_nonzero=True,
         resampling=plan.resampling, tiling=tiling, num_outputs=plan.network.num_classes,
         activation="sigmoid" if spec.has_regions else "softmax", label_values=output_label_values(spec),
-        labels=dict(spec.labels), postprocessing=postprocessing or PostprocessingChoice())
+        labels=dict(spec.labels), postprocessing=postprocessing or PostprocessingChoice(),
+        fold_average=fold_average(plans))
 
 
 def export_graph(network, in_channels: int, patch_size: list[int]) -> bytes:

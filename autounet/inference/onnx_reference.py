@@ -128,6 +128,14 @@ def sliding_window(session, data: np.ndarray, manifest: dict, tta: bool) -> np.n
     return logits[(slice(None), *crop)]
 
 
+def activate(logits: np.ndarray, activation: str) -> np.ndarray:
+    """Probabilities of logits ``(K, ...)``: sigmoid per channel, or softmax over the channels."""
+    if activation == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-logits))
+    exponentials = np.exp(logits - logits.max(axis=0))
+    return exponentials / exponentials.sum(axis=0)
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     components, count = ndimage.label(mask, np.ones((3,) * mask.ndim, bool))
     if count <= 1:
@@ -172,17 +180,15 @@ def segment(folder: Path, image: np.ndarray, spacing: Sequence[float], tta: bool
     data = np.stack([resample(c, shape, resampling["order_data"], resampling["order_data_z"], axis) for c in data])
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
-    probabilities = None
+    of_logits = manifest.get("fold_average", "probabilities") == "logits"
+    total = None
     for graph in manifest["graphs"]:
         session = onnxruntime.InferenceSession(str(folder / graph), options, providers=["CPUExecutionProvider"])
         logits = sliding_window(session, data, manifest, tta)
-        if manifest["activation"] == "sigmoid":
-            fold = 1.0 / (1.0 + np.exp(-logits))
-        else:
-            fold = np.exp(logits - logits.max(axis=0))
-            fold /= fold.sum(axis=0)
-        probabilities = fold if probabilities is None else probabilities + fold
-    probabilities /= len(manifest["graphs"])
+        fold = logits if of_logits else activate(logits, manifest["activation"])
+        total = fold if total is None else total + fold
+    total /= len(manifest["graphs"])
+    probabilities = activate(total, manifest["activation"]) if of_logits else total
     back_axis = coarse_axis(target, spacing, resampling["anisotropy_threshold"])
     restored = np.zeros((probabilities.shape[0], *image.shape[1:]), dtype=np.float32)
     restored[0] = 1.0

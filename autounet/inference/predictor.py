@@ -107,6 +107,12 @@ def pads_to_patch(plans) -> bool:
     return bool((plans.extra.get("inference") or {}).get("pad_to_patch", False))
 
 
+def fold_average(plans) -> str:
+    """What the folds' outputs are averaged as: ``probabilities`` (autounet) or ``logits`` (as nnU-Net does, for
+    models installed from it: ``extra.inference.fold_average``)."""
+    return str((plans.extra.get("inference") or {}).get("fold_average", "probabilities"))
+
+
 class ConfigurationModel:
     """One trained configuration on a device: its fold networks, how it tiles, and its cascade's first stage."""
 
@@ -147,12 +153,14 @@ class ConfigurationModel:
         """Fold-averaged probabilities ``(K, z, y, x)`` of an already preprocessed image ``(C, z, y, x)``."""
         outputs = self.trained.plan.network.num_classes
         regions = self.trained.spec.has_regions
+        of_logits = fold_average(self.trained.plans) == "logits"
         total = None
         for network in self.networks:
             logits = predict_logits(network, data, outputs, self.settings, self.device)
-            probabilities = to_probabilities(logits, regions)
-            total = probabilities if total is None else total.add_(probabilities)
-        return total.div_(len(self.networks))
+            part = logits if of_logits else to_probabilities(logits, regions)
+            total = part if total is None else total.add_(part)
+        total.div_(len(self.networks))
+        return to_probabilities(total, regions) if of_logits else total
 
     def preprocessed_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str):
         """Fold-averaged probabilities on the preprocessed grid ``(K, z, y, x)`` and the case's properties."""

@@ -246,3 +246,22 @@ def test_installed_models_tile_small_images_with_the_whole_patch_as_nnunet_does(
     assert tile_shape((5, 9, 30), model.settings) == (8, 16, 16)
     # autounet's own rule would round the small axes up to the downsampling (2, 4, 4) instead
     assert tile_shape((5, 9, 30), replace(model.settings, pad_to_patch=False)) == (6, 12, 16)
+
+
+def test_installed_folds_average_logits_as_nnunet_does(tmp_path):
+    from autounet.inference.predictor import ConfigurationModel
+    from autounet.inference.sliding_window import predict_logits
+
+    plans = nf.nnunet_plans(2)
+    config = nf.network_config(plans["configurations"]["2d"]["architecture"]["arch_kwargs"])
+    states = {0: nf.nnunet_named_state(config, 1), 1: nf.nnunet_named_state(config, 2)}
+    import_nnunet_model([nf.write_nnunet_folder(tmp_path / "nnunet", plans, "2d", states)], tmp_path / "results")
+    trained = load_trained_configuration(tmp_path / "results" / nf.DATASET / "2d")
+    model = ConfigurationModel(trained, torch.device("cpu"), mirror=False, step=0.5)
+    data = np.random.default_rng(0).normal(size=(1, 2, 20, 24)).astype(np.float32)
+    logits = [predict_logits(net, data, 3, model.settings) for net in model.networks]
+    expected = torch.softmax((logits[0] + logits[1]) / 2, dim=0)
+    of_probabilities = (torch.softmax(logits[0], dim=0) + torch.softmax(logits[1], dim=0)) / 2
+    got = model.probabilities_of_preprocessed(data)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, of_probabilities, atol=1e-4)  # the two ways differ on these networks
