@@ -85,23 +85,25 @@ def plan(
     from autounet.planning.planner import PlanningReport, plan_dataset
     from autounet.planning.plans import plans_path
     from autounet.planning.time_budget import time_budget_seconds
+    from autounet.utils.logs import log_to
 
     location = dataset_location(dataset, root)
-    seconds = time_budget_seconds(budget)
-    start = time.perf_counter()
-    report = PlanningReport()
-    plans = plan_dataset(location, gpu_memory_gb=gpu_memory, device=device, configurations=configurations,
-                         workers=workers, report=report, verify=verify, time_budget_seconds=seconds)
-    for note in report.notes:
-        out.print(note)
-    for message in report.warnings:
-        warn(message)
-    if report.fingerprinted:
-        out.print(f"fingerprinted {location.raw} (its files changed or had no fingerprint yet)")
-    print_plans(plans)
-    if plans.time_budget is not None:
-        out.print(plans.time_budget.describe(), highlight=False)
-    out.print(f"wrote {plans_path(location.preprocessed)} in {time.perf_counter() - start:.1f} s")
+    with log_to(location.preprocessed / "plan.log"):
+        seconds = time_budget_seconds(budget)
+        start = time.perf_counter()
+        report = PlanningReport()
+        plans = plan_dataset(location, gpu_memory_gb=gpu_memory, device=device, configurations=configurations,
+                             workers=workers, report=report, verify=verify, time_budget_seconds=seconds)
+        for note in report.notes:
+            out.print(note)
+        for message in report.warnings:
+            warn(message)
+        if report.fingerprinted:
+            out.print(f"fingerprinted {location.raw} (its files changed or had no fingerprint yet)")
+        print_plans(plans)
+        if plans.time_budget is not None:
+            out.print(plans.time_budget.describe(), highlight=False)
+        out.print(f"wrote {plans_path(location.preprocessed)} in {time.perf_counter() - start:.1f} s")
 
 
 def register(app: typer.Typer) -> None:

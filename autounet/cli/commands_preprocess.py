@@ -35,30 +35,32 @@ def preprocess(dataset: DatasetArgument, configuration: ConfigurationOption = No
     """
     from autounet.errors import UserError
     from autounet.preprocessing.dataset import preprocess_dataset
+    from autounet.utils.logs import log_to
 
     location = dataset_location(dataset, root)
-    try:
-        summary = preprocess_dataset(location, configuration or None, workers, overwrite)
-    except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise UserError(f"{location.preprocessed}: the disk is full; free some space and run the command "
-                            f"again (finished cases are kept).") from error
-        raise
-    table = Table(title=f"{summary.dataset_name}: preprocessed in {summary.seconds:.1f} s with "
-                        f"{summary.workers} worker{'s' if summary.workers != 1 else ''}")
-    for column in ("configuration", "cases", "written", "skipped", "disk"):
-        table.add_column(column, justify="left" if column == "configuration" else "right")
-    for c in summary.configurations:
-        table.add_row(c.name, str(c.cases_total), str(c.cases_written), str(c.cases_skipped), _size(c.disk_bytes))
-    out.print(table)
-    for c in summary.configurations:
-        out.print(f"{c.name}: {c.folder}", highlight=False, soft_wrap=True)
-    if summary.failures:
-        for failure in summary.failures:
-            err.print(f"[bold red]failed:[/bold red] {failure.case_id}: {failure.message}", highlight=False,
-                      soft_wrap=True)
-        warn(f"{len(summary.failures)} case(s) failed; the others are done. Fix them and run the command again.")
-        raise typer.Exit(1)
+    with log_to(location.preprocessed / "preprocess.log"):
+        try:
+            summary = preprocess_dataset(location, configuration or None, workers, overwrite)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise UserError(f"{location.preprocessed}: the disk is full; free some space and run the command "
+                                f"again (finished cases are kept).") from error
+            raise
+        table = Table(title=f"{summary.dataset_name}: preprocessed in {summary.seconds:.1f} s with "
+                            f"{summary.workers} worker{'s' if summary.workers != 1 else ''}")
+        for column in ("configuration", "cases", "written", "skipped", "disk"):
+            table.add_column(column, justify="left" if column == "configuration" else "right")
+        for c in summary.configurations:
+            table.add_row(c.name, str(c.cases_total), str(c.cases_written), str(c.cases_skipped), _size(c.disk_bytes))
+        out.print(table)
+        for c in summary.configurations:
+            out.print(f"{c.name}: {c.folder}", highlight=False, soft_wrap=True)
+        if summary.failures:
+            for failure in summary.failures:
+                err.print(f"[bold red]failed:[/bold red] {failure.case_id}: {failure.message}", highlight=False,
+                          soft_wrap=True)
+            warn(f"{len(summary.failures)} case(s) failed; the others are done. Fix them and run the command again.")
+            raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

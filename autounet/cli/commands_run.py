@@ -36,26 +36,28 @@ def run(
     from autounet.pipeline import run_pipeline
     from autounet.planning.time_budget import time_budget_seconds as budget_seconds
     from autounet.training.config import parse_fold
+    from autounet.utils.logs import log_to
 
     location = dataset_location(dataset, root)
     budget_seconds(budget)  # a clear error for a bad budget before any work
     fold_list = [parse_fold(part.strip()) for part in folds.split(",") if part.strip()]
-    result = run_pipeline(location, budget=budget, folds=fold_list, configurations=configurations,
-                          workers=workers, device=device, gpu_memory_gb=gpu_memory, predict_test=not no_predict)
-    if result.budget_choice:
-        out.print(result.budget_choice, highlight=False)
-    table = Table(title=f"{result.dataset}: cross-validation ({', '.join(str(f) for f in result.folds)})")
-    table.add_column("chosen")
-    table.add_column("foreground Dice", justify="right")
-    for name in result.class_dice:
-        table.add_column(name, justify="right")
-    table.add_row(" + ".join(result.chosen), f"{result.cross_validation_dice:.4f}",
-                  *(f"{v:.4f}" for v in result.class_dice.values()))
-    out.print(table)
-    out.print(f"postprocessing: {result.postprocessing}")
-    out.print("time: " + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in result.seconds.items()))
-    for line in closing_lines(result, location, dataset, budget, fold_list, root):
-        out.print(line, highlight=False, soft_wrap=True)
+    with log_to(location.results / "run.log"):
+        result = run_pipeline(location, budget=budget, folds=fold_list, configurations=configurations,
+                              workers=workers, device=device, gpu_memory_gb=gpu_memory, predict_test=not no_predict)
+        if result.budget_choice:
+            out.print(result.budget_choice, highlight=False)
+        table = Table(title=f"{result.dataset}: cross-validation ({', '.join(str(f) for f in result.folds)})")
+        table.add_column("chosen")
+        table.add_column("foreground Dice", justify="right")
+        for name in result.class_dice:
+            table.add_column(name, justify="right")
+        table.add_row(" + ".join(result.chosen), f"{result.cross_validation_dice:.4f}",
+                      *(f"{v:.4f}" for v in result.class_dice.values()))
+        out.print(table)
+        out.print(f"postprocessing: {result.postprocessing}")
+        out.print("time: " + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in result.seconds.items()))
+        for line in closing_lines(result, location, dataset, budget, fold_list, root):
+            out.print(line, highlight=False, soft_wrap=True)
 
 
 def closing_lines(result, location, dataset: str, budget: str, folds: list, root=None) -> list[str]:

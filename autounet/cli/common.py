@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
+import logging
+
 import typer
-from rich.console import Console
 
 from autounet.paths import DatasetLocation, locate_dataset, resolve_root
+from autounet.utils.logs import LoggedConsole
 
-out = Console()
-"""Results and summaries (stdout)."""
-err = Console(stderr=True)
-"""Warnings and errors (stderr)."""
+out = LoggedConsole()
+"""Results and summaries (stdout; copied to the open log files)."""
+err = LoggedConsole(stderr=True, level=logging.WARNING)
+"""Warnings and errors (stderr; copied to the open log files)."""
 
 RootOption = Annotated[Optional[Path], typer.Option(
     "--root", help="Data root holding raw/, preprocessed/ and results/ \\[default: $AUTOUNET_HOME, nnU-Net's "

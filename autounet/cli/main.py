@@ -95,9 +95,16 @@ def _root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show only results, warnings and errors (the log "
+                                        "files still get everything).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show the detail written to the log files "
+                                          "(versions, machine, resolved settings).")] = False,
 ) -> None:
+    from autounet.utils.logs import set_verbosity
+
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    set_verbosity(quiet=quiet, verbose=verbose)
 
 
 # The commands of each stage, in the order data flows.

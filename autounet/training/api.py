@@ -12,6 +12,8 @@ from autounet.training.config import TrainingConfig, parse_fold
 from autounet.training.final_validation import validate_fold
 from autounet.training.setup import fold_directory, stored_config
 from autounet.training.splits import validation_case_ids
+from autounet.training.run_log import TRAINING_LOG
+from autounet.utils.logs import debug, log_to
 from autounet.utils.progress import console
 
 
@@ -65,9 +67,17 @@ def train_fold(location: DatasetLocation, configuration: str, fold: int | str, c
     if ranks.is_main and config.fold != "all":
         trained = stored_config(fold_dir) or config
         started = time.perf_counter()
-        validate_fold(location, fold_dir, validation_case_ids(location.preprocessed, config.fold),
-                      config.save_probabilities, config.device, tta=trained.validation_tta)
-        if trained.budget_timing is not None:
-            console.print(f"validation took {time.perf_counter() - started:.1f} s (estimated "
-                          f"{trained.budget_timing.validation_seconds:.1f} s)", highlight=False)
+        with log_to(fold_dir / TRAINING_LOG, head=False):
+            summary = validate_fold(location, fold_dir, validation_case_ids(location.preprocessed, config.fold),
+                                    config.save_probabilities, config.device, tta=trained.validation_tta)
+            if trained.budget_timing is not None:
+                console.print(f"validation took {time.perf_counter() - started:.1f} s (estimated "
+                              f"{trained.budget_timing.validation_seconds:.1f} s)", highlight=False)
+            if summary is not None:
+                debug("validation: mean foreground Dice " + _format_score(summary.foreground_mean.dice) + "; " +
+                      ", ".join(f"{c.name} {_format_score(c.dice.mean)}" for c in summary.per_class))
     return fold_dir
+
+
+def _format_score(value: float | None) -> str:
+    return "undefined" if value is None or value != value else f"{value:.4f}"

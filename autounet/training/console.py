@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
+from autounet.utils.logs import plain_line
 from autounet.utils.progress import is_interactive, make_progress
 
 PLAIN_EVERY_SECONDS = 30.0
@@ -49,8 +49,7 @@ class EpochProgress:
             self.progress.update(self.task, advance=1, rate=text)
         elif self.enabled and time.perf_counter() - self.last_print >= PLAIN_EVERY_SECONDS:
             self.last_print = time.perf_counter()
-            print(f"epoch {self.epoch + 1}/{self.total_epochs}: {self.done}/{self.iterations} {text}",
-                  file=sys.stderr, flush=True)
+            plain_line(f"epoch {self.epoch + 1}/{self.total_epochs}: {self.done}/{self.iterations} {text}")
 
     def __exit__(self, *exc) -> None:
         if self.progress is not None:

@@ -10,6 +10,10 @@ from pathlib import Path
 from autounet.training.checkpoint import EpochRecord
 from autounet.utils.atomic import write_bytes
 
+TRAINING_LOG = "training.log"
+"""The fold's log: versions, machine, the resolved config, every line training printed, warnings, errors with their
+traceback, and the final validation's scores."""
+
 
 def summary_line(record: EpochRecord, class_names: list[str], total_epochs: int) -> str:
     """One line per epoch: losses, pseudo-Dice per class, its moving average, learning rate and time."""

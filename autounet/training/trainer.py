@@ -9,6 +9,8 @@ batch stream (:mod:`.workers`), the steps and loss, the optimiser, the schedule
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -30,13 +32,15 @@ from autounet.training.console import EpochProgress
 from autounet.training.distributed import Ranks
 from autounet.training.optim import make_optimizer, set_lr
 from autounet.training.pseudo_dice import dice_from_counts, update_ema
-from autounet.training.run_log import plot_progress, summary_line, write_log_csv
+from autounet.training.run_log import TRAINING_LOG, plot_progress, summary_line, write_log_csv
 from autounet.training.schedule import TrainingSchedule, schedule_for
 from autounet.training.setup import (FoldSetup, check_resumable, prepare_fold, stored_config, with_loss_terms,
                                      write_config, write_run_files)
 from autounet.training.steps import StepParts, train_step, validation_step
 from autounet.training.workers import BatchStream
+from autounet.utils.logs import debug, log_to
 from autounet.utils.progress import console
+from autounet.utils.serde import to_json_value
 
 
 @dataclass
@@ -205,44 +209,49 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
     distributed.init(ranks, device.type)
     try:
         setup = prepare_fold(location, config)
-        config, point = _resume_point(setup, config, resume)
-        if ranks.is_main:
-            write_run_files(setup, config)
-            if device.type == "cpu" and setup.plan.network.conv_dim == 3:
-                console.print(f"training on the CPU ({torch.get_num_threads()} threads): 3D training there is "
-                              f"slow; a GPU is many times faster.")
-        distributed.barrier(ranks)
-        if point is not None and point.state.epochs_done >= config.epochs:
+        with contextlib.ExitStack() as logging_to:
             if ranks.is_main:
-                console.print(f"{setup.fold_dir}: already trained {point.state.epochs_done} epochs; pass --epochs "
-                              f"with a larger number to extend it.")
-            return build_run(setup, config, ranks, device, point)
-        config, schedule = schedule_for(setup, config, device, point is not None, started)
-        if ranks.is_main:
-            write_config(setup.fold_dir, config)
-        global_batch = config.batch_size or setup.global_batch_size
-        batch = distributed.rank_batch_size(global_batch, ranks)
-        if batch < 1:
-            raise UserError(f"batch size {global_batch} is smaller than the {ranks.world_size} "
-                            f"processes; use fewer --gpus or a larger --batch-size.")
-        run = build_run(setup, config, ranks, device, point)
-        recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
-                             batch, config.oversample_foreground, config.augment, config.seed, ranks.rank,
-                             setup.previous_stage_values, config.augmentation)
-        workers = config.num_workers if config.num_workers is not None else default_data_workers(device.type, ranks)
-        with BatchStream(recipe, run.state.epochs_done, schedule.iterations_per_epoch, schedule.val_iterations,
-                         workers) as stream:
-            for epoch in _epochs(run.state.epochs_done, schedule):
-                schedule.epoch_started()
-                record = run_epoch(run, stream, epoch, schedule)
-                finish_epoch(run, record, schedule.epochs)
-                schedule.epoch_ended(record.completed)
+                logging_to.enter_context(log_to(setup.fold_dir / TRAINING_LOG))
+            config, point = _resume_point(setup, config, resume)
+            if ranks.is_main:
+                write_run_files(setup, config)
+                if device.type == "cpu" and setup.plan.network.conv_dim == 3:
+                    console.print(f"training on the CPU ({torch.get_num_threads()} threads): 3D training there is "
+                                  f"slow; a GPU is many times faster.")
+            distributed.barrier(ranks)
+            if point is not None and point.state.epochs_done >= config.epochs:
                 if ranks.is_main:
-                    write_config(setup.fold_dir, schedule.recorded(config))
-        if ranks.is_main:
-            save_weights(run.net.state_dict(), setup.fold_dir / "model_final.safetensors")
-        distributed.barrier(ranks)
-        return run
+                    console.print(f"{setup.fold_dir}: already trained {point.state.epochs_done} epochs; pass --epochs "
+                                  f"with a larger number to extend it.")
+                return build_run(setup, config, ranks, device, point)
+            config, schedule = schedule_for(setup, config, device, point is not None, started)
+            if ranks.is_main:
+                write_config(setup.fold_dir, config)
+                debug(f"device {device}, {torch.get_num_threads()} CPU thread(s); resolved training config: "
+                      f"{json.dumps(to_json_value(config), sort_keys=True)}")
+            global_batch = config.batch_size or setup.global_batch_size
+            batch = distributed.rank_batch_size(global_batch, ranks)
+            if batch < 1:
+                raise UserError(f"batch size {global_batch} is smaller than the {ranks.world_size} "
+                                f"processes; use fewer --gpus or a larger --batch-size.")
+            run = build_run(setup, config, ranks, device, point)
+            recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
+                                 batch, config.oversample_foreground, config.augment, config.seed, ranks.rank,
+                                 setup.previous_stage_values, config.augmentation)
+            workers = config.num_workers if config.num_workers is not None else default_data_workers(device.type, ranks)
+            with BatchStream(recipe, run.state.epochs_done, schedule.iterations_per_epoch, schedule.val_iterations,
+                             workers) as stream:
+                for epoch in _epochs(run.state.epochs_done, schedule):
+                    schedule.epoch_started()
+                    record = run_epoch(run, stream, epoch, schedule)
+                    finish_epoch(run, record, schedule.epochs)
+                    schedule.epoch_ended(record.completed)
+                    if ranks.is_main:
+                        write_config(setup.fold_dir, schedule.recorded(config))
+            if ranks.is_main:
+                save_weights(run.net.state_dict(), setup.fold_dir / "model_final.safetensors")
+            distributed.barrier(ranks)
+            return run
     finally:
         distributed.shutdown()
 

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Iterable, Iterator, TypeVar
 
-from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
+from autounet.utils.logs import LOGGER, LoggedConsole, Verbosity, plain_line
+
 T = TypeVar("T")
 
-console = Console(stderr=True)
-"""The console for progress and messages (stderr, so stdout stays clean for data)."""
+console = LoggedConsole(stderr=True, notes=True)
+"""The console for progress and messages (stderr, so stdout stays clean for data; copied to the open log files;
+kept off the terminal by ``--quiet``)."""
 
 _bars: list[Progress] = []
 """The Rich displays of the :func:`track` loops running now, innermost last (:func:`track_within` joins it)."""
 
 
 def is_interactive() -> bool:
-    """True when progress bars can redraw in place (a real terminal)."""
-    return console.is_terminal and not console.is_dumb_terminal
+    """True when progress bars can redraw in place (a real terminal, and no ``--quiet``)."""
+    return console.is_terminal and not console.is_dumb_terminal and not Verbosity.quiet
 
 
 def make_progress(transient: bool = False) -> Progress:
@@ -50,12 +51,15 @@ def track(items: Iterable[T], description: str, total: int | None = None,
             _bars.append(progress)
             try:
                 start = time.perf_counter()
+                n = 0
                 for n, item in enumerate(items, 1):
                     yield item
                     elapsed = time.perf_counter() - start
                     progress.update(task, advance=1, rate=f"{n / elapsed:.1f}/s" if elapsed > 0 else "")
             finally:
                 _bars.remove(progress)
+        LOGGER.info(f"{description}: {n}/{total if total is not None else n} done in "
+                    f"{time.perf_counter() - start:.1f} s")
         return
     start = last = time.perf_counter()
     n = 0
@@ -64,10 +68,8 @@ def track(items: Iterable[T], description: str, total: int | None = None,
         now = time.perf_counter()
         if now - last >= every_seconds:
             last = now
-            print(f"{description}: {n}/{total if total is not None else '?'} ({now - start:.0f} s)",
-                  file=sys.stderr, flush=True)
-    print(f"{description}: {n}/{total if total is not None else n} done in {time.perf_counter() - start:.1f} s",
-          file=sys.stderr, flush=True)
+            plain_line(f"{description}: {n}/{total if total is not None else '?'} ({now - start:.0f} s)")
+    plain_line(f"{description}: {n}/{total if total is not None else n} done in {time.perf_counter() - start:.1f} s")
 
 
 def track_within(items: Iterable[T], description: str, total: int, after_seconds: float = 3.0,
@@ -99,7 +101,7 @@ def track_within(items: Iterable[T], description: str, total: int, after_seconds
                     bar.update(task, completed=n)
             elif now - last >= every_seconds and n < total:
                 last = now
-                print(f"  {description}: {n}/{total} ({now - start:.0f} s)", file=sys.stderr, flush=True)
+                plain_line(f"  {description}: {n}/{total} ({now - start:.0f} s)")
     finally:
         if task is not None:
             bar.remove_task(task)

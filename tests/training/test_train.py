@@ -169,9 +169,19 @@ def test_cli_trains_validates_and_explains_bad_input(tmp_path):
         assert sorted(p.stem for p in validation.glob("*.npz")) == splits[fold]["val"]
         summary = json.loads((validation / "summary.json").read_text())
         assert len(summary["cases"]) == len(splits[fold]["val"])
+        # The fold's log: versions and machine, the resolved config, every epoch line, the final scores.
+        log = (validation.parent / "training.log").read_text()
+        assert "autounet " in log and "torch " in log and "CPU cores" in log
+        assert '"iterations_per_epoch": 2' in log and "resolved training config" in log
+        assert "epoch 1/1: train loss" in log
+        assert f"validation: mean foreground Dice {summary['foreground_mean']['dice']:.4f}" in log
     assert runner.invoke(app, [*args, "--fold", "7"]).exit_code == 1
     result = runner.invoke(app, [*args, "--fold", "0"])
     assert result.exit_code == 1 and "finished run" in result.output
+    # The error that ended the command is in the fold's log with its traceback; the terminal had one sentence.
+    log = (location.results / "3d_fullres" / "fold_0" / "training.log").read_text()
+    assert "finished run" in log and "Traceback (most recent call last)" in log
+    assert "Traceback" not in result.output
     os.remove(location.preprocessed / "plans.json")
     result = runner.invoke(app, [*args, "--fold", "2", "-c", "3d_fullres"])
     assert result.exit_code == 1 and "autounet plan" in result.output
