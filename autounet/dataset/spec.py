@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autounet.errors import InvalidDatasetError
+from autounet.io.registry import LOSSY_ENDINGS
 
 REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
 
@@ -101,6 +102,9 @@ def _problems(data: dict) -> list[str]:
         problems.append("'numTraining' must be a non-negative integer")
     if not isinstance(data["file_ending"], str) or not data["file_ending"].startswith("."):
         problems.append("'file_ending' must be a string like \".nii.gz\"")
+    elif data["file_ending"].lower() in LOSSY_ENDINGS:
+        problems.append(f"'file_ending' {data['file_ending']!r} would make the label maps JPEG files, whose lossy "
+                        f"compression changes label values; store images and labels as \".png\"")
     if any(isinstance(v, list) for v in labels.values()) if isinstance(labels, dict) else False:
         if "regions_class_order" not in data:
             problems.append("region labels (lists) need 'regions_class_order'")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from autounet.io import Geometry, read_label, read_volume
+from autounet.io.registry import is_lossy
 from autounet.io.nifti_check import nonfinite_voxels
 
 
@@ -66,7 +67,7 @@ def check_case(job: CaseJob) -> CaseCheck:
         result.errors.append(f"{name(job.image_files[0])}: case '{job.case_id}' has {channels} channel(s) in "
                              f"{len(job.image_files)} file(s), but dataset.json declares {job.num_channels} "
                              f"(channel_names).")
-    if job.label_file is not None:
+    if job.label_file is not None and not is_lossy(job.label_file):  # a JPEG ending is refused in dataset.json
         _check_label(job, reference, name, result)
     return result
 

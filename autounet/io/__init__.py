@@ -11,7 +11,7 @@ Example:
 
 from autounet.io.geometry import SPACING_2D_THROUGH_PLANE, Geometry
 from autounet.io.registry import (SUPPORTED_ENDINGS, file_ending, read_image, read_label, read_volume,
-                                  write_segmentation)
+                                  segmentation_path, write_segmentation)
 
 __all__ = ["Geometry", "SPACING_2D_THROUGH_PLANE", "SUPPORTED_ENDINGS", "file_ending", "read_image",
-           "read_label", "read_volume", "write_segmentation"]
+           "read_label", "read_volume", "segmentation_path", "write_segmentation"]

@@ -11,17 +11,40 @@ import numpy as np
 from autounet.errors import ImageReadError
 from autounet.io import natural2d, nibabel_io, sitk_io, tiff3d
 from autounet.io.geometry import Geometry
+from autounet.utils.progress import console
 
 SITK_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 NATURAL_2D_ENDINGS = (".png", ".bmp", ".jpg", ".jpeg")
 TIFF_ENDINGS = (".tif", ".tiff")
 SUPPORTED_ENDINGS = SITK_ENDINGS + NATURAL_2D_ENDINGS + TIFF_ENDINGS
+LOSSY_ENDINGS = (".jpg", ".jpeg")
+"""Endings read as images but never as label maps: JPEG's lossy compression changes label values (which is why
+nnU-Net does not accept JPEG at all). Segmentations of JPEG images are written as PNG."""
 
 
 def file_ending(path: str | os.PathLike) -> str:
     """The supported ending of ``path`` (``.nii.gz`` counts as one), or '' if unsupported."""
     name = Path(path).name.lower()
     return next((e for e in SUPPORTED_ENDINGS if name.endswith(e)), "")
+
+
+def is_lossy(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a JPEG file, which can hold an image but not a label map."""
+    return file_ending(path) in LOSSY_ENDINGS
+
+
+def segmentation_path(path: str | os.PathLike) -> Path:
+    """Where a segmentation meant for ``path`` is written: ``path`` itself, or for a JPEG name the same name
+    ending in ``.png`` (label maps must be stored losslessly).
+
+    Example:
+        >>> segmentation_path("out/photo.jpg").name
+        'photo.png'
+    """
+    path = Path(path)
+    if not is_lossy(path):
+        return path
+    return path.with_name(path.name[: -len(file_ending(path))] + ".png")
 
 
 def read_volume(path: str | os.PathLike, reader: str = "auto") -> tuple[np.ndarray, Geometry]:
@@ -80,8 +103,11 @@ def read_image(paths: Sequence[str | os.PathLike], reader: str = "auto") -> tupl
 def read_label(path: str | os.PathLike, reader: str = "auto") -> tuple[np.ndarray, Geometry]:
     """Read a label map as an integer array ``(z, y, x)`` plus its geometry.
 
-    Labels stored as floats are accepted when every value is a whole number.
+    Labels stored as floats are accepted when every value is a whole number; JPEG files are refused.
     """
+    if is_lossy(path):
+        raise ImageReadError(f"{path}: a label map cannot be a JPEG file, whose lossy compression changes label "
+                             f"values; save it as PNG.")
     array, geometry = read_volume(path, reader)
     if array.shape[0] != 1:
         raise ImageReadError(f"{path}: a label map must have one channel, found {array.shape[0]}.")
@@ -98,9 +124,14 @@ def read_label(path: str | os.PathLike, reader: str = "auto") -> tuple[np.ndarra
     return array.astype(np.uint8 if array.max(initial=0) < 256 else np.int16), geometry
 
 
-def write_segmentation(labels: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
-    """Write a label map ``(z, y, x)`` with ``geometry`` to ``path`` (format from its ending), atomically."""
-    path = Path(path)
+def write_segmentation(labels: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> Path:
+    """Write a label map ``(z, y, x)`` with ``geometry`` to ``path`` (format from its ending), atomically, and
+    return the path written: for a JPEG name the PNG of :func:`segmentation_path`, with a note on the console.
+    """
+    requested = Path(path)
+    path = segmentation_path(requested)
+    if path != requested:
+        console.print(f"{requested}: segmentations are not written as JPEG (lossy), written as {path.name} instead.")
     ending = file_ending(path)
     labels = np.asarray(labels)
     labels = labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)
@@ -112,3 +143,4 @@ def write_segmentation(labels: np.ndarray, geometry: Geometry, path: str | os.Pa
         tiff3d.write_labels(labels, geometry, path)
     else:
         raise ImageReadError(f"{path}: cannot write this file type; use one of {', '.join(SUPPORTED_ENDINGS)}.")
+    return path

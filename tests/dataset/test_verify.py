@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from autounet.dataset.verify import VerifyReport, verify_dataset
 from tests.conftest import EXAMPLES, make_nifti_dataset, make_png_dataset, write_nifti
@@ -103,3 +104,23 @@ def test_missing_folders(tmp_path: Path):
                                                      "numTraining": 0, "file_ending": ".nii.gz"}))
     report = verify_dataset(folder, workers=1)
     assert [e.split(":")[0] for e in report.errors] == ["imagesTr", "labelsTr"]
+
+
+def test_jpeg_dataset_is_refused_in_one_sentence(tmp_path):
+    from PIL import Image
+
+    folder = make_png_dataset(tmp_path / "Dataset305_Jpeg", n_cases=2, n_test=1)
+    for png in sorted(folder.rglob("*.png")):
+        Image.open(png).save(png.with_suffix(".jpg"))
+        png.unlink()
+    data = json.loads((folder / "dataset.json").read_text())
+    data["file_ending"] = ".jpg"
+    (folder / "dataset.json").write_text(json.dumps(data))
+    report = verify_dataset(folder, workers=1)
+    assert report.errors == ["dataset.json: 'file_ending' '.jpg' would make the label maps JPEG files, whose "
+                             "lossy compression changes label values; store images and labels as \".png\"."]
+    from autounet.dataset.spec import load_spec
+    from autounet.errors import InvalidDatasetError
+
+    with pytest.raises(InvalidDatasetError, match="'file_ending' '.jpg' would make the label maps JPEG"):
+        load_spec(folder)

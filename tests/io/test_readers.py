@@ -77,3 +77,38 @@ def test_corrupt_file_names_the_file(tmp_path):
     bad.write_bytes(b"\x1f\x8b\x08\x00garbage")
     with pytest.raises(ImageReadError, match="broken_0000.nii.gz"):
         read_image([bad])
+
+
+def test_jpeg_images_are_read_but_jpeg_label_maps_are_refused(tmp_path):
+    from PIL import Image
+
+    grey = np.tile(np.arange(0, 240, 20, dtype=np.uint8), (10, 1))
+    Image.fromarray(grey).save(tmp_path / "photo_0000.jpg", quality=95)
+    image, geometry = read_image([tmp_path / "photo_0000.jpg"])
+    assert image.shape == (1, 1, 10, 12) and geometry.is_2d
+    assert np.abs(image[0, 0] - grey).max() <= 8  # lossy, but the image is there
+    labels = np.zeros((10, 12), np.uint8)
+    labels[2:6, 3:9] = 2
+    Image.fromarray(labels).save(tmp_path / "photo.jpg")
+    with pytest.raises(ImageReadError, match=r"photo\.jpg: a label map cannot be a JPEG file.*save it as PNG"):
+        read_label(tmp_path / "photo.jpg")
+
+
+@pytest.mark.parametrize("ending", [".jpg", ".jpeg", ".JPG"])
+def test_segmentation_of_a_jpeg_is_written_as_png(tmp_path, capsys, ending):
+    from autounet.io import segmentation_path
+    from autounet.io.geometry import SPACING_2D_THROUGH_PLANE, Geometry
+
+    geometry = Geometry((SPACING_2D_THROUGH_PLANE, 1.0, 1.0), is_2d=True)
+    labels = np.zeros((1, 7, 9), np.uint8)
+    labels[0, 1:4, 2:8] = 1
+    labels[0, 5, :] = 3
+    written = write_segmentation(labels, geometry, tmp_path / f"photo{ending}")
+    assert written == tmp_path / "photo.png" == segmentation_path(tmp_path / f"photo{ending}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+    printed = " ".join(capsys.readouterr().err.split())  # the console may wrap the line
+    assert f"photo{ending}: segmentations are not written as JPEG (lossy), written as photo.png instead." in printed
+    back, back_geometry = read_label(written)
+    np.testing.assert_array_equal(back, labels)  # lossless: every label value survives
+    assert back_geometry.is_2d
+    assert segmentation_path(tmp_path / "x.nii.gz") == tmp_path / "x.nii.gz"
