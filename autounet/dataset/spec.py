@@ -108,7 +108,27 @@ def _problems(data: dict) -> list[str]:
     if any(isinstance(v, list) for v in labels.values()) if isinstance(labels, dict) else False:
         if "regions_class_order" not in data:
             problems.append("region labels (lists) need 'regions_class_order'")
+        else:
+            problems += _region_order_problems(labels, data["regions_class_order"])
     return problems
+
+
+def _region_order_problems(labels: dict, order) -> list[str]:
+    """``regions_class_order`` must give each region (every label but background and ignore, in the order of
+    ``labels``) the value its voxels are written as, and that value must belong to the region: a restored
+    segmentation then holds the region again when it is read back."""
+    regions = {name: value if isinstance(value, list) else [value] for name, value in labels.items()
+               if name not in ("background", "ignore")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) for values in regions.values() for v in values):
+        return []  # the label problems are reported already
+    names = ", ".join(regions)
+    if not isinstance(order, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in order):
+        return [f"'regions_class_order' must be a list of integers, one per region ({names}), not {order!r}"]
+    if len(order) != len(regions):
+        return [f"'regions_class_order' {order} has {len(order)} value(s) but labels declare {len(regions)} "
+                f"region(s) ({names}); give one value per region, in that order"]
+    return [f"'regions_class_order' gives region '{name}' {values} the value {value}, which is not one of its "
+            f"label values" for (name, values), value in zip(regions.items(), order) if value not in values]
 
 
 def load_spec(folder: Path) -> DatasetSpec:

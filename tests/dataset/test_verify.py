@@ -124,3 +124,38 @@ def test_jpeg_dataset_is_refused_in_one_sentence(tmp_path):
 
     with pytest.raises(InvalidDatasetError, match="'file_ending' '.jpg' would make the label maps JPEG"):
         load_spec(folder)
+
+
+REGIONS = {"background": 0, "whole": [1, 2, 3], "core": [2, 3], "enhancing": 3}
+
+
+@pytest.mark.parametrize("order,problem", [
+    ([1, 2, 3], None),
+    ([1, 2], "'regions_class_order' [1, 2] has 2 value(s) but labels declare 3 region(s) (whole, core, enhancing); "
+             "give one value per region, in that order."),
+    ([1, 2, 3, 4], "'regions_class_order' [1, 2, 3, 4] has 4 value(s) but labels declare 3 region(s) (whole, core, "
+                   "enhancing); give one value per region, in that order."),
+    ([1, 1, 3], "'regions_class_order' gives region 'core' [2, 3] the value 1, which is not one of its label "
+                "values."),
+    ([3, 2, 1], "'regions_class_order' gives region 'enhancing' [3] the value 1, which is not one of its label "
+                "values."),
+    ("1,2,3", "'regions_class_order' must be a list of integers, one per region (whole, core, enhancing), "
+              "not '1,2,3'."),
+])
+def test_regions_class_order_is_checked_against_the_regions(tmp_path, order, problem):
+    from autounet.dataset.spec import load_spec
+    from autounet.errors import InvalidDatasetError
+
+    folder = make_nifti_dataset(tmp_path / "Dataset306_Regions", n_cases=1, shape=(6, 7, 8), n_test=0)
+    data = json.loads((folder / "dataset.json").read_text())
+    data["labels"], data["regions_class_order"] = REGIONS, order
+    (folder / "dataset.json").write_text(json.dumps(data))
+    errors = [e for e in verify_dataset(folder, workers=1).errors if e.startswith("dataset.json")]
+    if problem is None:
+        assert errors == []
+        assert load_spec(folder).regions_class_order == [1, 2, 3]
+        return
+    assert errors == [f"dataset.json: {problem}"]
+    with pytest.raises(InvalidDatasetError) as raised:
+        load_spec(folder)
+    assert str(raised.value) == f"{folder / 'dataset.json'}: {problem}"
