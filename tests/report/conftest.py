@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.conftest import make_nifti_dataset, make_png_dataset
+from tests.inference.conftest import _one_torch_thread  # noqa: F401 (autouse here too: torch on one thread)
 from tests.report.factory import make_run
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
