@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -79,9 +81,44 @@ def test_tiny_images_get_a_patch_that_pools_once():
     assert topology.num_stages == 2 and topology.patch_size == [8, 8, 8]
 
 
-def test_shrinking_reduces_the_axis_largest_relative_to_the_image():
-    smaller = shrink_once([1.0, 1.0, 1.0], [64, 64, 64], [200, 60, 60])
-    assert smaller.patch_size[0] == 64 and smaller.patch_size[1] < 64 or smaller.patch_size[2] < 64
+SHRINK_CASES = [([200, 60, 70], 1), ([50, 200, 200], 0), ([200, 200, 50], 2), ([200, 70, 60], 2)]
+"""(median image shape, the one axis a 64^3 patch must lose a pooling multiple on: the largest patch/image)."""
+
+
+@pytest.mark.parametrize("image,axis", SHRINK_CASES)
+def test_shrinking_reduces_the_axis_largest_relative_to_the_image(image, axis):
+    smaller = shrink_once([1.0, 1.0, 1.0], [64, 64, 64], image)
+    assert [a for a in range(3) if smaller.patch_size[a] != 64] == [axis]  # that axis and no other changes
+    assert smaller.patch_size[axis] == 64 - 8  # by one pooling multiple (3 poolings: 8)
+
+
+def _shrink_smallest_ratio(spacing, patch, image):
+    """A wrong rule: shrinks the axis smallest relative to the image."""
+    axis = int(np.argmin([p / m for p, m in zip(patch, image)]))
+    return derive_topology(spacing, [p - 8 if a == axis else p for a, p in enumerate(patch)])
+
+
+def _shrink_every_axis(spacing, patch, image):
+    """A wrong rule: shrinks all axes at once."""
+    return derive_topology(spacing, [p - 8 for p in patch])
+
+
+def _old_check(patch):
+    """The assertion this test used to make: ``a and b or c`` reads as ``(a and b) or c``."""
+    return patch[0] == 64 and patch[1] < 64 or patch[2] < 64
+
+
+@pytest.mark.parametrize("broken", [_shrink_smallest_ratio, _shrink_every_axis])
+def test_the_shrink_test_fails_on_a_broken_rule(monkeypatch, broken):
+    monkeypatch.setattr(sys.modules[__name__], "shrink_once", broken)
+    for image, axis in SHRINK_CASES:
+        with pytest.raises(AssertionError):
+            test_shrinking_reduces_the_axis_largest_relative_to_the_image(image, axis)
+
+
+def test_the_old_check_let_a_shrinking_first_axis_pass():
+    shrunk = _shrink_every_axis([1.0, 1.0, 1.0], [64, 64, 64], [200, 60, 60]).patch_size
+    assert shrunk[0] < 64 and _old_check(shrunk)  # z shrank, yet the old assertion held
 
 
 def test_normalization_schemes_from_channel_names():
