@@ -175,3 +175,44 @@ def test_out_of_device_memory_falls_back_to_cpu_sums_and_smaller_passes(monkeypa
     out = predict_logits(SmallDevice(), image, 1, _settings((8, 8, 8), (2, 2, 2), mirror=True, tiles_per_pass=16))
     np.testing.assert_allclose(out.numpy(), image, rtol=1e-5, atol=1e-5)
     assert max(passes) == 16 and passes[-1] <= 2
+
+
+class TileCornerConstant(torch.nn.Module):
+    """Outputs, over the whole tile, the input value at the tile's first corner: each tile says where it is."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :1, :1, :1].expand_as(x).clone()
+
+
+def _hand_gaussian(offset: int, tile: int = 8) -> float:
+    """nnU-Net's tile weight along one axis: centre (tile - 1) / 2, sigma tile / 8 (the peak's scale cancels)."""
+    return float(np.exp(-0.5 * ((offset - (tile - 1) / 2) / (tile / 8)) ** 2))
+
+
+# voxel (z, y, x) -> the (y, x) starts of the tiles covering it. A 12 x 20 plane with 8-voxel tiles at step 0.5
+# has tiles starting at y in {0, 4} and x in {0, 4, 8, 12}; z has one tile.
+COVERING_TILES = {
+    (3, 5, 6): [(0, 0), (0, 4), (4, 0), (4, 4)],
+    (2, 7, 8): [(0, 4), (0, 8), (4, 4), (4, 8)],
+    (6, 4, 12): [(0, 8), (0, 12), (4, 8), (4, 12)],
+    (0, 2, 3): [(0, 0)],
+    (7, 11, 19): [(4, 12)],
+}
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_disagreeing_tiles_are_blended_with_gaussian_weights(mirror):
+    # The image's value is 100 * y + x, so a tile starting at (y0, x0) outputs 100 * y0 + x0 everywhere (with
+    # mirroring: the mean over its flipped corners, 100 * (y0 + 3.5) + x0 + 3.5). Where tiles overlap they
+    # disagree, and the blend is sum(w * tile value) / sum(w) with w the product of per-axis Gaussians.
+    z, y, x = np.indices((8, 12, 20))
+    image = (100.0 * y + x)[None].astype(np.float32)
+    out = predict_logits(TileCornerConstant(), image, 1, _settings((8, 8, 8), mirror=mirror)).numpy()[0]
+    shift = 353.5 if mirror else 0.0
+    for (vz, vy, vx), starts in COVERING_TILES.items():
+        weights = [_hand_gaussian(vy - y0) * _hand_gaussian(vx - x0) for y0, x0 in starts]
+        values = [100 * y0 + x0 + shift for y0, x0 in starts]
+        expected = sum(w * v for w, v in zip(weights, values)) / sum(weights)
+        assert out[vz, vy, vx] == pytest.approx(expected, rel=1e-5), (vz, vy, vx)
+    # The blend is far from a plain mean of the covering tiles, so the check sees wrong weights.
+    assert out[3, 5, 6] != pytest.approx(np.mean([0, 4, 400, 404]) + shift, rel=0.1)
