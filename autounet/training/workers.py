@@ -4,7 +4,8 @@ Worker ``w`` of ``n`` makes every ``n``-th batch of the run's sequence, so the
 main process reads them round-robin and gets the same sequence whatever ``n``.
 A worker that raises sends its error, one that dies is noticed within a
 second; either way the stream stops its workers and raises
-:class:`DataWorkerError` naming the cause -- never a hang.
+:class:`DataWorkerError` naming the worker, the cause (the kernel's out-of-memory
+killer, where its count of kills shows it) and what to change -- never a hang.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Iterator
 
 from autounet.errors import UserError
 from autounet.training.batches import Batch, BatchMaker, BatchRecipe, batch_keys
+from autounet.utils.memory_events import oom_kill_count
 
 PREFETCH_PER_WORKER = 2
 POLL_SECONDS = 1.0
@@ -52,12 +54,22 @@ def _worker_main(recipe: BatchRecipe, start_epoch: int, iterations: int, val_ite
             return
 
 
-def _death_cause(exitcode: int | None) -> str:
+def _death_cause(exitcode: int | None, oom_kills_before: int | None, oom_kills_now: int | None) -> str:
+    """What ended a worker, with the likely reason where the exit says little."""
     if exitcode is not None and exitcode < 0:
         try:
-            return f"killed by signal {signal.Signals(-exitcode).name}"
+            cause = f"was killed by signal {signal.Signals(-exitcode).name}"
         except ValueError:
-            return f"killed by signal {-exitcode}"
+            cause = f"was killed by signal {-exitcode}"
+        if -exitcode == signal.SIGKILL:
+            if oom_kills_before is not None and oom_kills_now is not None and oom_kills_now > oom_kills_before:
+                cause += (" by the kernel's out-of-memory killer (its count of OOM kills rose from "
+                          f"{oom_kills_before} to {oom_kills_now}): the machine ran out of memory")
+            elif oom_kills_before is not None and oom_kills_now is not None:
+                cause += " (not by the out-of-memory killer, whose count did not change: by another process)"
+            else:
+                cause += " (most likely by the kernel's out-of-memory killer, or by another process)"
+        return cause
     if exitcode is None:
         return "stopped responding"
     return f"exited with code {exitcode} (its error output, if any, is above)"
@@ -84,6 +96,7 @@ class BatchStream:
             self._inline: Iterator[Batch] = (maker.make(k) for k in batch_keys(start_epoch, iterations, val_iterations))
             return
         context = mp.get_context("spawn")
+        self._oom_kills = oom_kill_count()
         self._stop = context.Event()
         for worker in range(workers):
             out = context.Queue(maxsize=PREFETCH_PER_WORKER)
@@ -113,8 +126,10 @@ class BatchStream:
                         break
                     except queue.Empty:
                         self.close()
-                        raise DataWorkerError(f"data worker {index} {_death_cause(process.exitcode)}; training "
-                                              f"stopped (fewer --workers may help).") from None
+                        cause = _death_cause(process.exitcode, self._oom_kills, oom_kill_count())
+                        raise DataWorkerError(f"data worker {index} of {self.workers} {cause}; training stopped at "
+                                              f"its last checkpoint. Give fewer --workers (or free memory), then "
+                                              f"run the same command again (train: with --resume).") from None
         if kind == "error":
             self.close()
             user_error, message, trace, key = payload

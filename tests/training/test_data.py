@@ -15,6 +15,7 @@ from autounet.training.batches import BatchKey, BatchMaker, BatchRecipe
 from autounet.training.sampling import PatchRequest, forced_foreground_count, read_patch, sample_batch
 from autounet.training.setup import check_cases
 from autounet.training.workers import BatchStream, DataWorkerError
+from autounet.utils.memory_events import oom_kill_count
 from tests.training.helpers import make_training_root
 
 
@@ -113,10 +114,43 @@ def test_dead_worker_is_reported_not_hung(tmp_path):
     stream = BatchStream(recipe, 0, 100, 0, workers=1)
     next(stream)
     os.kill(stream._processes[0].pid, signal.SIGKILL)
-    with pytest.raises(DataWorkerError, match="killed by signal SIGKILL"):
+    with pytest.raises(DataWorkerError, match="killed by signal SIGKILL") as error:
         for _ in range(10):
             next(stream)
     stream.close()
+    message = str(error.value)
+    assert message.startswith("data worker 0 of 1 was killed") and "fewer --workers" in message
+    assert "--resume" in message
+    # Here the kernel's count of OOM kills did not change (where it is readable): the message says so.
+    if oom_kill_count() is not None:
+        assert "not by the out-of-memory killer" in message
+
+
+def test_a_worker_death_counted_by_the_oom_killer_says_memory():
+    from autounet.training.workers import _death_cause
+
+    assert "out-of-memory killer (its count of OOM kills rose from 3 to 4): the machine ran out of memory" in (
+        _death_cause(-9, 3, 4))
+    assert "most likely by the kernel's out-of-memory killer" in _death_cause(-9, None, None)
+    assert _death_cause(-15, 3, 4) == "was killed by signal SIGTERM"
+    assert _death_cause(1, None, None).startswith("exited with code 1")
+
+
+def test_the_oom_kill_count_is_read_from_cgroup_v2_or_v1(tmp_path):
+    from autounet.utils.memory_events import oom_kill_count
+
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/user.slice/job\n")
+    events = tmp_path / "root" / "user.slice" / "job" / "memory.events"
+    events.parent.mkdir(parents=True)
+    events.write_text("low 0\nhigh 0\nmax 2\noom 1\noom_kill 7\n")
+    assert oom_kill_count(tmp_path / "root", proc) == 7
+    proc.write_text("4:memory:/docker/abc\n0::/\n")
+    v1 = tmp_path / "root" / "memory" / "docker" / "abc" / "memory.oom_control"
+    v1.parent.mkdir(parents=True)
+    v1.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert oom_kill_count(tmp_path / "root", proc) == 2
+    assert oom_kill_count(tmp_path / "nowhere", tmp_path / "missing") is None
 
 
 def test_corrupted_case_is_named(tmp_path):
