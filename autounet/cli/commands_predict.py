@@ -142,6 +142,7 @@ def export_model(
     or export one configuration to ONNX with a manifest of everything around the network.
 
     Example: autounet export-model Dataset004 -o hippocampus_model.zip -c 3d_fullres
+    (ONNX: autounet export-model Dataset004 -c 3d_fullres --format onnx -o hippocampus_onnx)
     """
     from autounet.errors import UserError
     from autounet.inference.selection import model_folder
@@ -196,6 +197,7 @@ def install_model(
     ready for `autounet predict`.
 
     Example: autounet install-model hippocampus_model.zip --root ~/autounet_data
+    (nnU-Net: autounet install-model --from-nnunet RESULTS/Dataset004_X/nnUNetTrainer__nnUNetPlans__3d_fullres)
     """
     from autounet.errors import UserError
     from autounet.paths import resolve_root
