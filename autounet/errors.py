@@ -56,6 +56,10 @@ class SchemaError(UserError, TypeError):
     It is also a ``TypeError``, so loaders that wrap type errors with their file's name keep doing so.
     """
 
+    def __repr__(self) -> str:
+        # Loaders that embed the error with ``{error!r}`` then show the sentence, not the class name.
+        return str(self)
+
 
 class CorruptCacheError(UserError):
     """A preprocessed case is unreadable, inconsistent, or made from raw files that changed since."""

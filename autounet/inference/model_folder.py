@@ -94,7 +94,7 @@ def read_fold_identity(folder: Path) -> FoldIdentity:
     """The configuration and fold named in ``folder/training_config.json``."""
     path = Path(folder) / TRAINING_CONFIG_FILE
     try:
-        return load_dataclass(FoldIdentity, json.loads(path.read_text()))
+        return load_dataclass(FoldIdentity, json.loads(path.read_text()), partial=True)
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise UserError(f"{path}: unreadable training configuration ({error!r}).") from error
 
