@@ -15,6 +15,7 @@ from autounet.planning.plan_for_time import plan_time_budget
 from autounet.planning.configurations import plan_configurations
 from autounet.planning.memory import estimate_training_memory_gb, memory_model_settings
 from autounet.planning.plans import ConfigurationPlan, Plans, save_plans
+from autounet.planning.time_budget import format_duration
 from autounet.planning.verify_step import require_cuda_for_verify, verify_configurations
 
 
@@ -105,7 +106,8 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     ``time_budget_seconds`` (one fold's training and validation) the 2d and
     3d_fullres training iterations are timed here, each is made cheaper
     (narrower, smaller patch) until the budget buys it enough iterations, and
-    one is chosen (``plans.time_budget``; the plans hold the fitted networks).
+    one is chosen (``plans.time_budget``). A network made cheaper is stored under its own name
+    (:func:`fitted_name`, e.g. ``2d_fitted_30m``) beside the unchanged memory plan.
 
     Example:
         >>> plans = plan_dataset(locate_dataset("4", resolve_root()))  # doctest: +SKIP
@@ -137,8 +139,34 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
             if plan is not planned[name]:
                 plan.estimated_memory_gb = round(estimate_training_memory_gb(plan.network, plan.patch_size,
                                                                              plan.batch_size), 3)
-        plans.configurations.update(fitted)
+                add_fitted_configuration(plans, name, plan, time_budget_seconds)
     save_plans(plans, location.preprocessed)
     return plans
+
+
+def fitted_name(name: str, budget_seconds: float) -> str:
+    """The configuration name of ``name``'s network fitted to a time budget, saying what it was derived from and
+    for which budget; nnU-Net's names (``2d``, ``3d_fullres``) keep their meaning: the memory plan.
+
+    Example:
+        >>> fitted_name("2d", 120), fitted_name("3d_fullres", 5400), fitted_name("2d", 45.4)
+        ('2d_fitted_2m', '3d_fullres_fitted_1h30m', '2d_fitted_45s')
+    """
+    return f"{name}_fitted_{format_duration(budget_seconds).removesuffix('00s')}"
+
+
+def add_fitted_configuration(plans: Plans, name: str, plan: ConfigurationPlan, budget_seconds: float) -> str:
+    """Store the time-fitted ``plan`` of configuration ``name`` under its own name beside the memory plan, and make
+    the time budget's record (its selected timing, its choice) speak of that name."""
+    new_name = fitted_name(name, budget_seconds)
+    plan.name = new_name
+    plans.configurations[new_name] = plan
+    record = plans.time_budget
+    for timing in record.timings:
+        if timing.configuration == name and timing.selected:
+            timing.configuration = new_name
+    if record.chosen == name:
+        record.chosen = new_name
+    return new_name
 
 

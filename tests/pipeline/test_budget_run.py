@@ -31,8 +31,10 @@ def test_run_and_train_with_duration_budgets(tmp_path):
     spent = float(re.search(r"train \+ validate (\d+) s", printed).group(1))
     assert spent <= 45 + MARGIN_SECONDS / 3, printed
     time_budget = json.loads((root / "preprocessed" / name / "plans.json").read_text())["time_budget"]
-    assert time_budget["budget_seconds"] == 45 and time_budget["chosen"] in ("2d", "3d_fullres")
-    assert {t["configuration"] for t in time_budget["timings"]} == {"2d", "3d_fullres"}
+    # A network made cheaper for the budget has its own name (e.g. 2d_fitted_45s); 2d and 3d_fullres stay nnU-Net's.
+    assert time_budget["budget_seconds"] == 45
+    assert time_budget["chosen"].removesuffix("_fitted_45s") in ("2d", "3d_fullres")
+    assert {t["configuration"].removesuffix("_fitted_45s") for t in time_budget["timings"]} == {"2d", "3d_fullres"}
     assert all(t["seconds_per_iteration"] > 0 for t in time_budget["timings"])
     configuration = time_budget["chosen"]
 
