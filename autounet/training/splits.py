@@ -1,4 +1,5 @@
-"""Cross-validation splits: ``splits.json`` in nnU-Net's format, written once, respected when edited.
+"""Cross-validation splits: ``splits.json`` in nnU-Net's format, written once, respected when edited; nnU-Net's
+``splits_final.json`` is read where ours is missing and written beside ours where nnU-Net's is.
 
 The file is a JSON list with one ``{"train": [ids], "val": [ids]}`` per fold.
 """
@@ -15,6 +16,8 @@ from autounet.errors import UserError
 from autounet.utils.atomic import write_json
 
 SPLITS_FILE = "splits.json"
+NNUNET_SPLITS_FILE = "splits_final.json"
+"""nnU-Net's name for the same list of folds."""
 DEFAULT_FOLDS = 5
 SPLIT_SEED = 12345
 
@@ -48,12 +51,30 @@ def make_splits(case_ids: list[str], n_folds: int = DEFAULT_FOLDS, seed: int = S
 
 
 def load_or_create_splits(preprocessed_folder: Path, case_ids: list[str]) -> list[FoldSplit]:
-    """The dataset's splits: read ``splits.json`` if present (any number of folds), else create and write it."""
+    """The dataset's splits (any number of folds): ``splits.json``; else nnU-Net's ``splits_final.json`` (a user
+    switching from nnU-Net keeps their folds), copied to ``splits.json``; else new seeded splits, written to
+    ``splits.json`` and, where nnU-Net has none yet, to ``splits_final.json`` (so nnU-Net uses the same folds)."""
     path = Path(preprocessed_folder) / SPLITS_FILE
+    nnunet = Path(preprocessed_folder) / NNUNET_SPLITS_FILE
+    if not path.is_file() and nnunet.is_file():
+        splits = _read_splits(nnunet, case_ids)
+        write_json(path, _as_json(splits))
+        return splits
     if not path.is_file():
         splits = make_splits(case_ids)
-        write_json(path, [{"train": s.train, "val": s.val} for s in splits])
+        write_json(path, _as_json(splits))
+        if not nnunet.exists():
+            write_json(nnunet, _as_json(splits))
         return splits
+    return _read_splits(path, case_ids)
+
+
+def _as_json(splits: list[FoldSplit]) -> list[dict]:
+    return [{"train": s.train, "val": s.val} for s in splits]
+
+
+def _read_splits(path: Path, case_ids: list[str]) -> list[FoldSplit]:
+    """The folds of a splits file, checked against the preprocessed cases."""
     try:
         data = json.loads(path.read_text())
         splits = [FoldSplit(train=[str(c) for c in entry["train"]], val=[str(c) for c in entry["val"]])
