@@ -82,13 +82,14 @@ class PreprocessSummary:
 def preprocess_task(task: CaseTask) -> list[str]:
     """Read one case and write it for each configuration of ``task``; returns those configurations' names."""
     image, geometry = read_image(task.case.image_files)
+    raw_files = [*task.case.image_files, *([task.case.label_file] if task.case.label_file is not None else [])]
     labels = None
     if task.case.label_file is not None:
         labels, _ = read_label(task.case.label_file)
     for config, folder in zip(task.configurations, task.folders):
         data, seg, properties = preprocess_case(image, geometry, labels, task.plans, config, task.case.case_id)
         locations = class_locations(seg, task.foreground_labels, task.case.case_id) if seg is not None else {}
-        CaseStore(folder).save(task.case.case_id, data, seg, properties, locations)
+        CaseStore(folder).save(task.case.case_id, data, seg, properties, locations, sources=raw_files)
         del data, seg
     return [c.name for c in task.configurations]
 

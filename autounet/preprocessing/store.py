@@ -7,27 +7,70 @@ One folder per configuration (``preprocessed/DATASET/<data_identifier>/``), per 
   the nonzero mask (background the image had no content for);
 - ``CASE_locations.npz``: for each foreground label ``k``, an array ``label_k`` of sampled voxel
   coordinates ``(n, 3)``, for foreground oversampling;
-- ``CASE.json``: :class:`CaseProperties`, written last, so its presence means the case is complete;
+- ``CASE.json``: :class:`CaseProperties`, written last, so its presence means the case is complete; it also
+  records the raw files the case was made from (size, modification time, SHA-256), so a case whose raw files
+  changed since is found stale rather than trained on;
 - ``CASE_prev.npy`` (cascades only, written by training): the previous stage's cross-validation prediction
   on this grid, int8 ``(1, z, y, x)``, ``-1`` outside the nonzero mask.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-import json
-from dataclasses import dataclass
+import os
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from autounet.errors import UserError
+from autounet.errors import CorruptCacheError, UserError
 from autounet.io.geometry import Geometry
 from autounet.utils.atomic import save_npy, write_bytes, write_json
-from autounet.utils.serde import load_dataclass, to_json_value
+from autounet.utils.serde import load_json_file, to_json_value
 
 
 PREVIOUS_STAGE_SUFFIX = "_prev.npy"
+REBUILD = "run `autounet preprocess` again with --overwrite to rebuild the cache"
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+
+
+@dataclass
+class SourceStamp:
+    """A raw file a cached case was made from, as it was then."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path: Path) -> "SourceStamp":
+        path = Path(path).resolve()
+        stat = path.stat()
+        return cls(str(path), stat.st_size, stat.st_mtime_ns, file_sha256(path))
+
+    def changed(self) -> bool:
+        """Whether the file now differs from the stamp. A file that is gone is not 'changed' (the cache may
+        have been moved to another machine, or the raw data archived); a file whose time alone changed (a
+        plain copy) is compared by content."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        if stat.st_size != self.size:
+            return True
+        return stat.st_mtime_ns != self.mtime_ns and file_sha256(Path(self.path)) != self.sha256
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -41,6 +84,8 @@ class CaseProperties:
     shape_after_crop: list[int]
     shape_after_resample: list[int]
     target_spacing: list[float]
+    sources: list[SourceStamp] = field(default_factory=list)
+    """The raw files the case was made from (empty for caches made before autounet recorded them)."""
 
 
 @dataclass
@@ -78,7 +123,18 @@ class CaseStore:
                       if not p.name.startswith(".") and p.with_suffix(".npy").is_file())
 
     def is_done(self, case_id: str) -> bool:
-        return self._file(case_id, ".json").is_file() and self._file(case_id, ".npy").is_file()
+        """Whether the case is complete and current: its raw files have not changed since it was made (an
+        unreadable properties file counts as not done, so preprocessing makes it again)."""
+        if not (self._file(case_id, ".json").is_file() and self._file(case_id, ".npy").is_file()):
+            return False
+        try:
+            return not self.changed_sources(case_id)
+        except UserError:
+            return False
+
+    def changed_sources(self, case_id: str) -> list[str]:
+        """The raw files of ``case_id`` that changed since it was cached."""
+        return [stamp.path for stamp in self.load_properties(case_id).sources if stamp.changed()]
 
     def remove(self, case_id: str) -> None:
         """Delete a case's files (properties first, so a half-removed case never looks complete)."""
@@ -101,13 +157,16 @@ class CaseStore:
         return sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
 
     def save(self, case_id: str, data: np.ndarray, seg: np.ndarray | None, properties: CaseProperties,
-             class_locations: dict[int, np.ndarray]) -> None:
+             class_locations: dict[int, np.ndarray], sources: Sequence[Path] = ()) -> None:
         """Write a case; the properties file goes last and marks it complete.
 
-        If writing fails (a full disk, say), the case's files are removed again, so nothing is left
-        that looks whole; the error is re-raised.
+        ``sources``: the raw files the case was made from, stamped into its properties so later changes to
+        them are noticed. If writing fails (a full disk, say), the case's files are removed again, so
+        nothing is left that looks whole; the error is re-raised.
         """
         self._file(case_id, ".json").unlink(missing_ok=True)
+        if sources:
+            properties = CaseProperties(**{**vars(properties), "sources": [SourceStamp.of(p) for p in sources]})
         try:
             save_npy(self._file(case_id, ".npy"), data.astype(np.float32, copy=False))
             if seg is not None:
@@ -140,32 +199,57 @@ class CaseStore:
         path = self.previous_stage_file(case_id)
         try:
             return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
+        except _UNREADABLE as error:
             raise UserError(f"{path}: cached previous-stage prediction is unreadable ({error}); delete it to "
                             f"have it rebuilt.") from error
 
     def load_properties(self, case_id: str) -> CaseProperties:
-        path = self._file(case_id, ".json")
+        """The case's properties; a :class:`CorruptCacheError` naming the file when it is unreadable or does not
+        fit (an unknown key, a wrong type)."""
         try:
-            return load_dataclass(CaseProperties, json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-            raise UserError(f"{path}: preprocessed case is unreadable ({error}); run `autounet preprocess "
-                            f"--overwrite`.") from error
+            return load_json_file(CaseProperties, self._file(case_id, ".json"), REBUILD)
+        except UserError as error:
+            raise CorruptCacheError(f"preprocessed case '{case_id}': {error}") from error
 
     def load(self, case_id: str, mmap: bool = True) -> PreprocessedCase:
-        """Open a case; with ``mmap`` the arrays are memory-mapped, so reading a patch reads only that part."""
+        """Open a case; with ``mmap`` the arrays are memory-mapped, so reading a patch reads only that part.
+
+        Raises a :class:`CorruptCacheError` naming the file and the fix when a file is truncated or unreadable,
+        the arrays disagree with each other or with the properties, or the raw files changed since.
+        """
         mode = "r" if mmap else None
-        try:
-            data = np.load(self._file(case_id, ".npy"), mmap_mode=mode, allow_pickle=False)
-            seg_file = self._file(case_id, "_seg.npy")
-            seg = np.load(seg_file, mmap_mode=mode, allow_pickle=False) if seg_file.is_file() else None
-            with np.load(self._file(case_id, "_locations.npz"), allow_pickle=False) as npz:
-                locations = {int(name.split("_", 1)[1]): npz[name] for name in npz.files}
-        except (OSError, ValueError, EOFError) as error:
-            raise UserError(f"{self.folder / case_id}: preprocessed case is corrupted ({error}); run "
-                            f"`autounet preprocess --overwrite`.") from error
         properties = self.load_properties(case_id)
+        changed = [stamp.path for stamp in properties.sources if stamp.changed()]
+        if changed:
+            raise CorruptCacheError(f"{self._file(case_id, '.json')}: the cached case was made from {changed[0]}, "
+                                    f"which changed since; {REBUILD}.")
+        data = self._array(case_id, ".npy", mode)
+        seg_file = self._file(case_id, "_seg.npy")
+        seg = self._array(case_id, "_seg.npy", mode) if seg_file.is_file() else None
+        locations_file = self._file(case_id, "_locations.npz")
+        try:
+            with np.load(locations_file, allow_pickle=False) as npz:
+                locations = {int(name.split("_", 1)[1]): npz[name] for name in npz.files}
+        except _UNREADABLE as error:
+            raise CorruptCacheError(f"{locations_file}: corrupted ({_reason(error)}); {REBUILD}.") from error
+        expected = list(properties.shape_after_resample)
+        if data.ndim != 4 or list(data.shape[1:]) != expected:
+            raise CorruptCacheError(f"{self._file(case_id, '.npy')}: shape {list(data.shape)} does not match its "
+                                    f"properties {self._file(case_id, '.json').name} (channels, {expected}); "
+                                    f"{REBUILD}.")
         if seg is not None and seg.shape[1:] != data.shape[1:]:
-            raise UserError(f"{self._file(case_id, '_seg.npy')}: shape {seg.shape} does not match the image "
-                            f"{data.shape}; run `autounet preprocess --overwrite`.")
+            raise CorruptCacheError(f"{seg_file}: shape {list(seg.shape)} does not match the image "
+                                    f"{list(data.shape)}; {REBUILD}.")
         return PreprocessedCase(data, seg, properties, locations)
+
+    def _array(self, case_id: str, suffix: str, mode: str | None) -> np.ndarray:
+        path = self._file(case_id, suffix)
+        try:
+            return np.load(path, mmap_mode=mode, allow_pickle=False)
+        except _UNREADABLE as error:
+            raise CorruptCacheError(f"{path}: corrupted, probably truncated ({_reason(error)}); {REBUILD}.") \
+                from error
+
+
+def _reason(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
