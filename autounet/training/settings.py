@@ -15,7 +15,11 @@ class AugmentationSettings:
     rotation_3d_degrees: float = 30.0
     """Maximum rotation about each axis of a 3D patch."""
     rotation_2d_degrees: float = 180.0
-    """Maximum in-plane rotation of a 2D patch."""
+    """Maximum in-plane rotation of a 2D patch (and of an anisotropic 3D patch's slices)."""
+    anisotropy_threshold: float = 3.0
+    """A 3D patch whose largest edge is more than this many times its first (through-plane) edge is augmented
+    slice by slice, as nnU-Net does ("dummy 2D"): rotated and scaled in-plane only, its first axis neither
+    rotated, scaled nor resampled, and not sampled larger along it."""
     p_rotation: float = 0.2
     scale_range: tuple[float, float] = (0.7, 1.4)
     p_scale: float = 0.2

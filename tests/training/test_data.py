@@ -92,6 +92,40 @@ def test_spatial_augmentation_keeps_image_and_labels_aligned():
     np.testing.assert_array_equal(again[1], augment.augment_batch(transform, images, labels, 2)[1])
 
 
+def test_an_anisotropic_patch_is_augmented_slice_by_slice_like_nnunet():
+    """Rotation and scaling move every slice alike and never mix slices: identical slices stay identical."""
+    from autounet.training.settings import AugmentationSettings
+
+    always = AugmentationSettings(p_rotation=1.0, p_scale=1.0, p_noise=0, p_blur=0, p_brightness=0, p_contrast=0,
+                                  p_low_resolution=0, p_gamma=0, p_gamma_inverted=0, mirror=False)
+    patch = [4, 24, 24]  # 24 / 4 = 6 > 3: slice by slice
+    big = augment.sampling_patch_size(patch, always)
+    assert big[0] == 4 and big[1:] == augment.sampling_patch_size(patch[1:], always)
+    square = np.zeros(big[1:], np.int16)
+    square[big[1] // 2 - 8:big[1] // 2 + 2, big[2] // 2 - 5:big[2] // 2 + 7] = 1
+    labels = np.broadcast_to(square, (2, 1, *big)).copy()
+    images = labels.astype(np.float32) * 5
+    transform = augment.build_augmentation(patch, always)
+    rotated_any = False
+    for seed in range(3):
+        out_images, out_labels = augment.augment_batch(transform, images, labels, seed)
+        assert out_images.shape == (2, 1, *patch) and out_labels.shape == (2, 1, *patch)
+        for z in range(1, patch[0]):
+            np.testing.assert_array_equal(out_labels[:, :, z], out_labels[:, :, 0])
+            np.testing.assert_allclose(out_images[:, :, z], out_images[:, :, 0], atol=1e-5)
+        centre = square[(big[1] - 24) // 2:(big[1] + 24) // 2, (big[2] - 24) // 2:(big[2] + 24) // 2]
+        rotated_any |= not np.array_equal(out_labels[0, 0, 0], centre)
+    assert rotated_any  # the spatial transform did act in-plane
+    # An isotropic patch is still rotated in 3D: slices of a through-plane-uniform volume no longer agree.
+    iso = [16, 16, 16]
+    big_iso = augment.sampling_patch_size(iso, always)
+    block = np.zeros(big_iso, np.int16)
+    block[:, big_iso[1] // 2 - 4:big_iso[1] // 2 + 4, :] = 1
+    out_labels = augment.augment_batch(augment.build_augmentation(iso, always), block[None, None].astype(np.float32),
+                                       block[None, None], 0)[1]
+    assert not all(np.array_equal(out_labels[0, 0, z], out_labels[0, 0, 0]) for z in range(1, 16))
+
+
 def test_batches_do_not_depend_on_worker_count(tmp_path):
     location = make_training_root(tmp_path)
     recipe = BatchRecipe(location.preprocessed / "autounet_3d_fullres", ["case_000", "case_001"], ["case_002"],
