@@ -13,6 +13,7 @@
 #                      images only) and PH2 (the first PH2_CASES cases, default 40: the 50 do not fit beside the rest)
 #
 # Usage (here, with network): bash bench/fetch_gpu_wheels.sh     then see docs/gpu-check.md for the two device calls.
+# Takes a few minutes (xz -9 of about 300 MB: 8 minutes on a loaded 2-core machine); run it again to refresh.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 shared=${SHARED:-$repo/../shared}
@@ -77,7 +78,8 @@ mib() { du -sm "$@" | awk '{s += $1} END {print s}'; }
 echo "wheels: $(ls "$out/wheels" | wc -l) files, $(mib "$out/wheels") MiB; packed: $(mib "$out/site.tar.xz") MiB"
 for d in "$out"/data/*; do echo "data: $(basename "$d") $(mib "$d") MiB"; done
 echo "tracked files: $(git ls-files -z | xargs -0 du -cm 2>/dev/null | tail -1 | cut -f1) MiB"
-echo "carry in the first device call: .whl/site.tar.xz .whl/nnunet .whl/data/Dataset004_Hippocampus" \
-     "($(mib "$out/site.tar.xz" "$out/nnunet" "$out/data/Dataset004_Hippocampus") MiB)"
-echo "carry in the second: .whl/data/Dataset001_ISBI2012EM .whl/data/Dataset010_PH2Dermoscopy" \
-     "($(mib "$out/data/Dataset001_ISBI2012EM" "$out/data/Dataset010_PH2Dermoscopy") MiB); each call's total must stay under 64 MiB"
+first=(.whl/site.tar.xz .whl/nnunet .whl/data/Dataset001_ISBI2012EM)
+second=(.whl/data/Dataset004_Hippocampus .whl/data/Dataset010_PH2Dermoscopy)
+echo "first device call carries:  ${first[*]} ($(mib "${first[@]}") MiB)"
+echo "second device call carries: ${second[*]} ($(mib "${second[@]}") MiB)"
+echo "each call also sends the checkout (tracked and untracked files): keep each total under 64 MiB"

@@ -22,6 +22,10 @@ elif [ ! -f "$site/.unpacked" ] && ls "$repo"/.whl/wheels/*.whl > /dev/null 2>&1
     "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
         "$repo"/.whl/wheels/*.whl && touch "$site/.unpacked" || exit 2
 fi
+if [ ! -f "$site/.unpacked" ]; then
+    echo "note: no carried packages ($repo/.whl/site.tar.xz was not here and $site was not unpacked before);" \
+         "a bare machine needs them: see docs/gpu-check.md" >&2
+fi
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 [ -d "$site" ] && export PYTHONPATH="$repo:$site${PYTHONPATH#"$repo"}"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
