@@ -22,7 +22,7 @@ from autounet.errors import UserError
 from autounet.fingerprint.model import ChannelStats
 from autounet.inference.model_folder import TrainedConfiguration, load_network
 from autounet.inference.postprocessing import PostprocessingChoice
-from autounet.inference.predictor import fold_average, pads_to_patch
+from autounet.inference.predictor import fold_average, pads_to_patch, tile_importance
 from autounet.inference.probabilities import output_label_values
 from autounet.inference.sliding_window import GAUSSIAN_SIGMA_SCALE
 from autounet.planning.plans import ResamplingPlan
@@ -60,14 +60,15 @@ class TilingManifest:
 
     Per axis the tile is the patch where the image is at least the patch (or always, with ``pad_to_patch``, as for
     models from nnU-Net), else the image's size rounded up to a multiple of ``divisor`` (at most the patch); the
-    image is zero-padded (centred: the smaller half before) to
-    at least the tile. Tile starts: ``n = ceil((size - tile) / max(tile * step, 1)) + 1`` starts spread evenly
-    from 0 to ``size - tile`` and rounded (one start at 0 when the size equals the tile). Each tile's logits are
-    weighted by a Gaussian (per axis ``exp(-0.5 ((i - (tile - 1) / 2) / (tile * gaussian_sigma_scale))^2)``,
-    scaled to a maximum of 1, values below the smallest positive raised to it), summed, and divided by the summed
-    weights; then the padding is cropped away. With ``mirror`` (test-time augmentation) each tile's logits are
-    the mean over the tile flipped along every combination in ``mirror_axes`` (spatial axes, 0 = first), each
-    result flipped back.
+    image is zero-padded (centred: the smaller half before) to at least the tile. Tile starts:
+    ``n = ceil((size - tile) / max(tile * step, 1)) + 1`` starts spread evenly from 0 to ``size - tile`` and
+    rounded half to even (one start at 0 when the size equals the tile). Each tile's logits are weighted by a
+    Gaussian (``importance`` ``centred``: per axis
+    ``exp(-0.5 ((i - (tile - 1) / 2) / (tile * gaussian_sigma_scale))^2)``; ``nnunet``: the same around voxel
+    ``tile // 2`` and 0 beyond ``int(4 sigma + 0.5)`` voxels from it; the product over axes scaled to a maximum of
+    1, zeros raised to the smallest positive weight), summed, and divided by the summed weights; then the padding
+    is cropped away. With ``mirror`` (test-time augmentation) each tile's logits are the mean over the tile flipped
+    along every combination in ``mirror_axes`` (spatial axes, 0 = first), each result flipped back.
     """
 
     patch_size: list[int]
@@ -77,6 +78,7 @@ class TilingManifest:
     mirror: bool
     mirror_axes: list[list[int]]
     pad_to_patch: bool = False
+    importance: str = "centred"
 
 
 @dataclass
@@ -147,7 +149,8 @@ def build_manifest(trained: TrainedConfiguration, graphs: list[str], checkpoint:
     if plan.is_2d:
         spacing[0] = None
     tiling = TilingManifest(list(plan.patch_size), list(plan.network.total_downsampling()), step,
-                            GAUSSIAN_SIGMA_SCALE, tta, mirror_axes_for(dims), pads_to_patch(plans))
+                            GAUSSIAN_SIGMA_SCALE, tta, mirror_axes_for(dims), pads_to_patch(plans),
+                            tile_importance(plans))
     return OnnxManifest(
         dataset=plans.dataset_name, configuration=plan.name, checkpoint=checkpoint,
         folds=[f.fold for f in trained.folds], graphs=graphs, channels=channels, file_ending=suffix,

@@ -79,10 +79,15 @@ def resample(volume: np.ndarray, shape: Sequence[int], order: int, order_z: int,
     return np.moveaxis(moved, 0, axis)
 
 
-def gaussian(tile: Sequence[int], sigma_scale: float) -> np.ndarray:
+def gaussian(tile: Sequence[int], sigma_scale: float, kind: str = "centred") -> np.ndarray:
     weights = np.ones((), dtype=np.float64)
     for size in tile:
-        axis = np.exp(-0.5 * ((np.arange(size) - (size - 1) / 2.0) / max(size * sigma_scale, 1e-6)) ** 2)
+        sigma = size * sigma_scale
+        centre = size // 2 if kind == "nnunet" else (size - 1) / 2.0
+        distance = np.arange(size) - centre
+        axis = np.exp(-0.5 * (distance / max(sigma, 1e-6)) ** 2)
+        if kind == "nnunet":
+            axis[np.abs(distance) > int(4.0 * sigma + 0.5)] = 0.0
         weights = np.multiply.outer(weights, axis)
     weights /= weights.max()
     return np.maximum(weights, weights[weights > 0].min()).astype(np.float32)
@@ -105,7 +110,7 @@ def sliding_window(session, data: np.ndarray, manifest: dict, tta: bool) -> np.n
     full_tile = [1, *tile] if is_2d else tile
     pads = [((max(t - s, 0)) // 2, max(t - s, 0) - max(t - s, 0) // 2) for s, t in zip(data.shape[1:], full_tile)]
     image = np.pad(data, [(0, 0), *pads])
-    weight = gaussian(tile, tiling["gaussian_sigma_scale"])
+    weight = gaussian(tile, tiling["gaussian_sigma_scale"], tiling.get("importance", "centred"))
     if is_2d:
         weight = weight[None]
     logits = np.zeros((manifest["num_outputs"], *image.shape[1:]), dtype=np.float32)

@@ -107,6 +107,12 @@ def pads_to_patch(plans) -> bool:
     return bool((plans.extra.get("inference") or {}).get("pad_to_patch", False))
 
 
+def tile_importance(plans) -> str:
+    """The tile weights: ``centred`` (autounet) or ``nnunet`` (models installed from nnU-Net:
+    ``extra.inference.importance``)."""
+    return str((plans.extra.get("inference") or {}).get("importance", "centred"))
+
+
 def fold_average(plans) -> str:
     """What the folds' outputs are averaged as: ``probabilities`` (autounet) or ``logits`` (as nnU-Net does, for
     models installed from it: ``extra.inference.fold_average``)."""
@@ -126,7 +132,7 @@ class ConfigurationModel:
         patch = tuple(plan.patch_size)
         self.settings = WindowSettings(patch, tuple(plan.network.total_downsampling()), step, mirror,
                                        tiles_per_pass(device, patch, plan.network.features_per_stage),
-                                       compute_dtype, pads_to_patch(trained.plans))
+                                       compute_dtype, pads_to_patch(trained.plans), tile_importance(trained.plans))
 
     @property
     def name(self) -> str:

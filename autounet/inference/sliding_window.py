@@ -45,6 +45,9 @@ class WindowSettings:
     pad_to_patch: bool = False
     """Tiles are always the full patch (smaller images zero-padded to it), as nnU-Net predicts: set for models
     installed from nnU-Net, whose networks then see the same padding as in nnU-Net (see :func:`tile_shape`)."""
+    importance: str = "centred"
+    """Tile weights: ``centred`` (:func:`gaussian_importance`) or ``nnunet`` (:func:`nnunet_importance`, for models
+    installed from nnU-Net, which blend overlapping tiles with it)."""
 
     @property
     def is_2d(self) -> bool:
@@ -70,6 +73,31 @@ def gaussian_importance(tile: Sequence[int], sigma_scale: float = GAUSSIAN_SIGMA
     weights /= weights.max()
     smallest_positive = weights[weights > 0].min()
     return np.maximum(weights, smallest_positive).astype(np.float32)
+
+
+def nnunet_importance(tile: Sequence[int], sigma_scale: float = GAUSSIAN_SIGMA_SCALE) -> np.ndarray:
+    """Tile weights as nnU-Net v2 computes them: per axis ``exp(-0.5 (d / sigma)^2)`` of the distance ``d`` to voxel
+    ``size // 2`` (not the tile's exact middle), zero beyond ``int(4 sigma + 0.5)`` voxels (a truncated Gaussian
+    filter of a single 1), the product over axes scaled to a maximum of 1, zeros raised to the smallest positive
+    weight.
+
+    Example:
+        >>> w = nnunet_importance((4,))
+        >>> int(w.argmax()), bool(w[0] < w[3])
+        (2, True)
+    """
+    weights = np.ones((), dtype=np.float64)
+    for size in tile:
+        sigma = size * sigma_scale
+        distance = np.arange(size) - size // 2
+        axis = np.exp(-0.5 * (distance / max(sigma, 1e-6)) ** 2)
+        axis[np.abs(distance) > int(4.0 * sigma + 0.5)] = 0.0
+        weights = np.multiply.outer(weights, axis)
+    weights /= weights.max()
+    return np.maximum(weights, weights[weights > 0].min()).astype(np.float32)
+
+
+IMPORTANCE = {"centred": gaussian_importance, "nnunet": nnunet_importance}
 
 
 def tile_starts(size: int, tile: int, step: float) -> list[int]:
@@ -207,7 +235,7 @@ def predict_logits(network: torch.nn.Module, data: np.ndarray | torch.Tensor, nu
         flat = [amount for pair in reversed(pads) for amount in pair]
         image = torch.nn.functional.pad(image, flat)
     padded_shape = tuple(image.shape[1:])
-    importance = torch.from_numpy(gaussian_importance(tile[1:] if settings.is_2d else tile))
+    importance = torch.from_numpy(IMPORTANCE[settings.importance](tile[1:] if settings.is_2d else tile))
     if settings.is_2d:
         importance = importance.unsqueeze(0)
     importance = importance.to(device)

@@ -265,3 +265,26 @@ def test_installed_folds_average_logits_as_nnunet_does(tmp_path):
     got = model.probabilities_of_preprocessed(data)
     assert torch.allclose(got, expected, atol=1e-6)
     assert not torch.allclose(got, of_probabilities, atol=1e-4)  # the two ways differ on these networks
+
+
+def test_installed_models_blend_tiles_with_nnunets_gaussian(tmp_path):
+    """nnU-Net's weights are a Gaussian filter (scipy, truncated at 4 sigma) of a single 1 at voxel size // 2."""
+    from scipy.ndimage import gaussian_filter
+
+    from autounet.inference.predictor import ConfigurationModel
+    from autounet.inference.sliding_window import gaussian_importance, nnunet_importance
+
+    for tile in [(8, 16, 16), (24, 32, 24), (5, 7), (1, 9)]:
+        delta = np.zeros(tile)
+        delta[tuple(size // 2 for size in tile)] = 1.0
+        expected = gaussian_filter(delta, [size / 8 for size in tile], 0, mode="constant", cval=0.0)
+        expected /= expected.max()
+        expected[expected == 0] = expected[expected > 0].min()
+        np.testing.assert_allclose(nnunet_importance(tile), expected, atol=1e-6)
+    assert not np.allclose(gaussian_importance((24, 32, 24)), nnunet_importance((24, 32, 24)), atol=1e-2)
+    plans = nf.nnunet_plans(3)
+    state = nf.nnunet_named_state(nf.network_config(plans["configurations"]["3d_fullres"]["architecture"]
+                                                    ["arch_kwargs"]))
+    _, trained, _ = _installed_network(nf.write_nnunet_folder(tmp_path / "nnunet", plans, "3d_fullres", {0: state}),
+                                       tmp_path / "results")
+    assert ConfigurationModel(trained, torch.device("cpu"), mirror=False, step=0.5).settings.importance == "nnunet"
