@@ -107,13 +107,16 @@ def predict(
     from autounet.inference.folder import cases_to_predict, predict_folder
     from autounet.model_loading import ModelRequest, load_predictor
 
-    cases_to_predict(inputs, output)  # bad inputs fail before the model loads
+    from autounet.utils.locks import exclusive
+
+    cases_to_predict(inputs, output)  # bad inputs and an unwritable output fail before the model loads
 
     request = ModelRequest(root, dataset, model_dir, _split(configurations), _split(folds), checkpoint, device,
                            not no_tta, step, precision)
-    predictor, description = load_predictor(request)
-    err.print(f"model: {description}", highlight=False, soft_wrap=True)
-    summary = predict_folder(predictor, inputs, output, save_probabilities, resume)
+    with exclusive(output, "autounet predict"):  # two predictions into one folder would overwrite each other
+        predictor, description = load_predictor(request)
+        err.print(f"model: {description}", highlight=False, soft_wrap=True)
+        summary = predict_folder(predictor, inputs, output, save_probabilities, resume)
     for message in summary.failed:
         err.print(f"[bold red]failed:[/bold red] {message}", highlight=False, soft_wrap=True)
     out.print(f"predicted {len(summary.predicted)} case(s) in {summary.seconds:.1f} s "

@@ -28,6 +28,7 @@ from autounet.preprocessing.runner import run_bounded
 from autounet.preprocessing.settings import prepare_folder
 from autounet.preprocessing.store import CaseStore
 from autounet.utils.atomic import write_bytes
+from autounet.utils.locks import exclusive
 from autounet.utils.progress import console
 
 
@@ -135,11 +136,17 @@ def preprocess_dataset(location: DatasetLocation, configurations: list[str] | No
     Cases go to ``location.preprocessed / <data_identifier>`` through :class:`CaseStore`;
     dataset.json is copied beside plans.json. Cases that fail are listed in the summary and the
     others are still done. A full disk stops the run with a :class:`UserError` (no partial case
-    is left behind).
+    is left behind). The dataset's preprocessed folder is locked meanwhile (see ``utils/locks.py``).
 
     Example:
         >>> summary = preprocess_dataset(locate_dataset("4", resolve_root(None)), ["3d_fullres"])  # doctest: +SKIP
     """
+    with exclusive(location.preprocessed, f"autounet preprocess {location.name}"):
+        return _preprocess_dataset(location, configurations, workers, overwrite)
+
+
+def _preprocess_dataset(location: DatasetLocation, configurations: list[str] | None,
+                        workers: int | None, overwrite: bool) -> PreprocessSummary:
     start = time.perf_counter()
     plans = _load_plans(location)
     if not (location.raw / "dataset.json").is_file():
