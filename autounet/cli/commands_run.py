@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from autounet.cli.common import DatasetArgument, RootOption, WorkersOption, dataset_location, out
+from autounet.cli.common import DatasetArgument, RootOption, TrackerOption, WorkersOption, dataset_location, out
 
 
 def run(
@@ -25,6 +25,7 @@ def run(
     gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", min=0.0, show_default=False,
                                                         help="Plan for this much GPU memory (GB).")] = None,
     no_predict: Annotated[bool, typer.Option("--no-predict", help="Skip segmenting imagesTs/ at the end.")] = False,
+    tracker: TrackerOption = None,
     workers: WorkersOption = None,
     root: RootOption = None,
 ) -> None:
@@ -43,7 +44,8 @@ def run(
     fold_list = [parse_fold(part.strip()) for part in folds.split(",") if part.strip()]
     with log_to(location.results / "run.log"):
         result = run_pipeline(location, budget=budget, folds=fold_list, configurations=configurations,
-                              workers=workers, device=device, gpu_memory_gb=gpu_memory, predict_test=not no_predict)
+                              workers=workers, device=device, gpu_memory_gb=gpu_memory, predict_test=not no_predict,
+                              training_overrides={"tracker": tracker} if tracker else None)
         if result.budget_choice:
             out.print(result.budget_choice, highlight=False)
         table = Table(title=f"{result.dataset}: cross-validation ({', '.join(str(f) for f in result.folds)})")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from autounet.cli.common import DatasetArgument, RootOption, dataset_location, out
+from autounet.cli.common import DatasetArgument, RootOption, TrackerOption, dataset_location, out
 
 BUDGET_HELP = ("Schedule preset: quick (5 x 20 iterations), standard (250 x 250) or full (1000 x 250, nnU-Net's); "
                "or a time budget per fold (30m, 2h, 1h30m): the schedule is fitted to what this machine does in it.")
@@ -81,6 +81,7 @@ def train(
                     "(DistributedDataParallel; one per GPU, or CPU processes with --device cpu).")] = None,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also save the validation "
                                   "cases' probabilities (npz).")] = False,
+    tracker: TrackerOption = None,
     root: RootOption = None,
 ) -> None:
     """Train a configuration on one or more cross-validation folds; results go to results/DATASET/CONFIG/fold_K.
@@ -104,7 +105,7 @@ def train(
                 "poly_exponent": poly_exponent, "grad_clip": grad_clip,
                 "augment": False if no_augment else None, "compile": True if compile_model else None,
                 "amp": False if no_amp else None, "num_workers": workers, "seed": seed, "device": device,
-                "gpus": gpus, "save_probabilities": True if save_probabilities else None}
+                "gpus": gpus, "save_probabilities": True if save_probabilities else None, "tracker": tracker}
     if time_budget_seconds(budget) is not None and any(explicit[name] is not None for name in SCHEDULE_FIELDS):
         raise UserError(f"--budget {budget} fits the epochs and iterations to the time; leave out --epochs, "
                         f"--iterations-per-epoch and --val-iterations (or give a preset).")

@@ -25,6 +25,10 @@ DatasetArgument = Annotated[str, typer.Argument(
 WorkersOption = Annotated[Optional[int], typer.Option(
     "--workers", "-w", min=1, help="Worker processes \\[default: the CPU cores].", show_default=False)]
 
+TrackerOption = Annotated[Optional[str], typer.Option(
+    "--tracker", help="Also send each epoch's metrics to tensorboard or mlflow (optional packages: pip install "
+                      "'autounet[tracking]') \\[default: none].", show_default=False)]
+
 
 def dataset_location(dataset: str, root: Path | None) -> DatasetLocation:
     """Resolve the dataset argument under the data root given by ``--root`` or the environment."""

@@ -91,6 +91,8 @@ class TrainingConfig:
     device: str = "auto"
     gpus: int = 1
     save_probabilities: bool = False
+    tracker: str = "none"
+    """Where each epoch's metrics also go: ``none``, ``tensorboard`` or ``mlflow`` (optional packages)."""
     time_budget_seconds: float | None = None
     """A time budget (``--budget 30m``): the schedule is fitted to this machine when the run starts."""
     validation_tta: bool = True
@@ -162,7 +164,8 @@ class TrainingConfig:
             raise UserError("training config: " + "; ".join(problems) + ".")
 
 
-RUNTIME_FIELDS = ("epochs", "num_workers", "device", "gpus", "compile", "cpu_fast_kernels", "save_probabilities")
+RUNTIME_FIELDS = ("epochs", "num_workers", "device", "gpus", "compile", "cpu_fast_kernels", "save_probabilities",
+                  "tracker")
 """Fields a resumed run may change; the rest must stay as the run was started to continue it exactly."""
 
 

@@ -37,6 +37,7 @@ from autounet.training.schedule import TrainingSchedule, schedule_for
 from autounet.training.setup import (FoldSetup, check_resumable, prepare_fold, stored_config, with_loss_terms,
                                      write_config, write_run_files)
 from autounet.training.steps import StepParts, train_step, validation_step
+from autounet.training.tracking import open_tracker
 from autounet.training.workers import BatchStream
 from autounet.utils.logs import debug, log_to
 from autounet.utils.progress import console
@@ -209,9 +210,9 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
     distributed.init(ranks, device.type)
     try:
         setup = prepare_fold(location, config)
-        with contextlib.ExitStack() as logging_to:
+        with contextlib.ExitStack() as cleanup:
             if ranks.is_main:
-                logging_to.enter_context(log_to(setup.fold_dir / TRAINING_LOG))
+                cleanup.enter_context(log_to(setup.fold_dir / TRAINING_LOG))
             config, point = _resume_point(setup, config, resume)
             if ranks.is_main:
                 write_run_files(setup, config)
@@ -239,12 +240,16 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
                                  batch, config.oversample_foreground, config.augment, config.seed, ranks.rank,
                                  setup.previous_stage_values, config.augmentation)
             workers = config.num_workers if config.num_workers is not None else default_data_workers(device.type, ranks)
+            tracker = open_tracker(config.tracker if ranks.is_main else "none", setup.fold_dir,
+                                   to_json_value(config))
+            cleanup.callback(tracker.close)
             with BatchStream(recipe, run.state.epochs_done, schedule.iterations_per_epoch, schedule.val_iterations,
                              workers) as stream:
                 for epoch in _epochs(run.state.epochs_done, schedule):
                     schedule.epoch_started()
                     record = run_epoch(run, stream, epoch, schedule)
                     finish_epoch(run, record, schedule.epochs)
+                    tracker.log_epoch(record, run.setup.class_names)
                     schedule.epoch_ended(record.completed)
                     if ranks.is_main:
                         write_config(setup.fold_dir, schedule.recorded(config))

@@ -160,8 +160,9 @@ def test_cli_trains_validates_and_explains_bad_input(tmp_path):
     location = make_pipeline_root(root)
     args = ["train", location.name, "--root", str(root), "--epochs", "1", "--iterations-per-epoch", "2",
             "--val-iterations", "1", "--workers", "0", "--device", "cpu"]
-    result = runner.invoke(app, [*args, "--fold", "0,1", "--save-probabilities"])
+    result = runner.invoke(app, [*args, "--fold", "0,1", "--save-probabilities", "--tracker", "tensorboard"])
     assert result.exit_code == 0, result.output
+    assert list((location.results / "3d_fullres" / "fold_1" / "tensorboard").glob("events.out.tfevents.*"))
     splits = json.loads((location.preprocessed / "splits.json").read_text())
     for fold in (0, 1):
         validation = location.results / "3d_fullres" / f"fold_{fold}" / "validation"
