@@ -34,11 +34,12 @@ def configuration_table(plan: ConfigurationPlan) -> Table:
     """One Rich table describing a configuration's U-Net, stage by stage."""
     net = plan.network
     table = Table()
-    for column in ("stage", "features", "kernel", "stride"):
+    blocks = "residual blocks" if net.architecture == "residual_encoder" else "convs"
+    for column in ("stage", "features", "kernel", "stride", blocks):
         table.add_column(column, justify="right")
     for stage in range(net.num_stages):
         table.add_row(str(stage), str(net.features_per_stage[stage]), _axes(net.kernel_sizes[stage]),
-                      _axes(net.strides[stage]))
+                      _axes(net.strides[stage]), str(net.n_conv_per_stage[stage]))
     norm = ", ".join(f"{s}{' (mask)' if m else ''}" for s, m in zip(plan.normalization, plan.use_mask_for_norm))
     cascade = f"; after {plan.previous_stage}" if plan.previous_stage else ""
     table.caption = f"normalisation: {norm}{cascade}"
@@ -47,9 +48,17 @@ def configuration_table(plan: ConfigurationPlan) -> Table:
 
 
 def print_plans(plans: Plans) -> None:
+    if plans.preset != "default":
+        out.print(f"preset {plans.preset}", highlight=False)
     for plan in plans.configurations.values():
         out.print(configuration_summary(plan, plans.memory_budget_gb), highlight=False)
         out.print(configuration_table(plan))
+
+
+PresetOption = Annotated[Optional[str], typer.Option(
+    "--preset", help="Network preset: default (nnU-Net's plain U-Net, for the detected GPU), or the residual-encoder "
+                     "U-Nets resenc-m, resenc-l, resenc-xl (planned for 8, 24, 40 GB; --gpu-memory replaces that "
+                     "target, a smaller GPU caps it).", show_default=False)]
 
 
 ConfigurationsOption = Annotated[Optional[list[str]], typer.Option(
@@ -65,6 +74,7 @@ def plan(
     device: Annotated[str, typer.Option(
         "--device", help="Hardware to plan for: auto, cuda, mps or cpu.")] = "auto",
     configurations: ConfigurationsOption = None,
+    preset: PresetOption = None,
     verify: Annotated[bool, typer.Option(
         "--verify", help="On a CUDA GPU: run one real training step per configuration, record its measured peak "
                          "memory, and shrink the plan if it does not fit.")] = False,
@@ -81,6 +91,7 @@ def plan(
     its current files.
 
     Example: autounet plan Dataset004 --gpu-memory 11 --budget 30m
+    Example: autounet plan Dataset004 --preset resenc-l
     """
     from autounet.planning.planner import PlanningReport, plan_dataset
     from autounet.planning.plans import plans_path
@@ -93,7 +104,8 @@ def plan(
         start = time.perf_counter()
         report = PlanningReport()
         plans = plan_dataset(location, gpu_memory_gb=gpu_memory, device=device, configurations=configurations,
-                             workers=workers, report=report, verify=verify, time_budget_seconds=seconds)
+                             workers=workers, report=report, verify=verify, time_budget_seconds=seconds,
+                             preset_name=preset)
         for note in report.notes:
             out.print(note)
         for message in report.warnings:

@@ -14,6 +14,7 @@ from autounet.planning.constants import (LOWRES_COVERAGE_THRESHOLD, LOWRES_MAX_S
 from autounet.planning.fit import FittedConfiguration, fit_to_budget, rough_patch_size
 from autounet.planning.normalization import normalization_scheme, use_mask_for_norm
 from autounet.planning.plans import ConfigurationPlan, ResamplingPlan
+from autounet.planning.presets import NetworkPreset, preset
 from autounet.planning.spacing import median_shape_at, target_spacing
 
 ALL_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
@@ -39,7 +40,8 @@ def lowres_spacings(fullres: list[float], steps: int = LOWRES_MAX_STEPS) -> list
 class ConfigurationPlanner:
     """Plans each configuration of one dataset for one budget (pure: fingerprint in, plans out)."""
 
-    def __init__(self, fingerprint: Fingerprint, num_classes: int, budget_gb: float, amp: bool = True):
+    def __init__(self, fingerprint: Fingerprint, num_classes: int, budget_gb: float, amp: bool = True,
+                 rules: NetworkPreset | None = None):
         if len(fingerprint.cases) < 2:
             raise UserError(f"dataset {fingerprint.dataset_name} has {len(fingerprint.cases)} training case; "
                             "planning (and cross-validation) needs at least 2.")
@@ -48,6 +50,7 @@ class ConfigurationPlanner:
         self.in_channels = len(fingerprint.channel_names)
         self.budget_gb = budget_gb
         self.amp = amp
+        self.rules = rules or preset(None)
         self.fullres_spacing = target_spacing(fingerprint)
         self.fullres_shape = median_shape_at(fingerprint, self.fullres_spacing)
 
@@ -56,7 +59,7 @@ class ConfigurationPlanner:
 
     def _fit(self, spacing: list[float], median_shape: list[int], dataset_voxels: float) -> FittedConfiguration:
         return fit_to_budget(spacing, median_shape, self.in_channels, self.num_classes, self.budget_gb,
-                             dataset_voxels, self.amp)
+                             dataset_voxels, self.amp, self.rules)
 
     def _plan(self, name: str, spacing: list[float], median_shape: list[int], fitted: FittedConfiguration,
               is_2d: bool) -> ConfigurationPlan:
@@ -111,7 +114,8 @@ class ConfigurationPlanner:
         def roughly_covers(step: int) -> bool:
             shape = median_shape_at(self.fingerprint, spacings[step])
             patch = rough_patch_size(spacings[step], shape, fullres.network, self.budget_gb,
-                                     self._dataset_voxels(shape), self.amp)
+                                     self._dataset_voxels(shape), self.amp,
+                                     self.rules.max_dataset_fraction_per_batch)
             return coverage(patch, shape) >= LOWRES_COVERAGE_THRESHOLD
 
         # Bisect with the quick approximation, then walk to the smallest step whose exact plan covers enough.
@@ -156,8 +160,10 @@ def cascade_plan(fullres: ConfigurationPlan, previous_stage_channels: int) -> Co
 def plan_configurations(fingerprint: Fingerprint, num_classes: int, budget_gb: float,
                         names: list[str] | None = None, amp: bool = True,
                         notes: list[str] | None = None,
-                        previous_stage_channels: int | None = None) -> dict[str, ConfigurationPlan]:
-    """Plan the configurations called ``names`` (default: all that apply to the data).
+                        previous_stage_channels: int | None = None,
+                        preset_name: str | None = None) -> dict[str, ConfigurationPlan]:
+    """Plan the configurations called ``names`` (default: all that apply to the data) with the network rules of
+    the preset ``preset_name`` (:mod:`autounet.planning.presets`; default: nnU-Net's plain U-Net).
 
     Sentences for the user (e.g. why 3d_lowres was not planned) are appended to ``notes``.
     ``previous_stage_channels`` is the number of values a predicted label map holds besides background
@@ -175,7 +181,7 @@ def plan_configurations(fingerprint: Fingerprint, num_classes: int, budget_gb: f
         raise UserError(f"dataset {fingerprint.dataset_name} is 2D; '{wrong}' cannot be planned for it "
                         "(only '2d').")
     wanted = list(names) if names else (["2d"] if fingerprint.is_2d else list(ALL_CONFIGURATIONS))
-    planner = ConfigurationPlanner(fingerprint, num_classes, budget_gb, amp)
+    planner = ConfigurationPlanner(fingerprint, num_classes, budget_gb, amp, preset(preset_name))
     plans: dict[str, ConfigurationPlan] = {}
     if "2d" in wanted:
         plans["2d"] = planner.plan_2d()

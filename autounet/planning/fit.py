@@ -9,10 +9,10 @@ import numpy as np
 
 from autounet.errors import PlanningError
 from autounet.network import NetworkConfig
-from autounet.planning.constants import (BASE_FEATURES, CONVS_PER_STAGE, MAX_DATASET_FRACTION_PER_BATCH,
-                                         MAX_FEATURES_2D, MAX_FEATURES_3D, MIN_BATCH_SIZE, PATCH_FIT_BATCH_2D,
-                                         PATCH_FIT_BATCH_3D)
+from autounet.planning.constants import (BASE_FEATURES, MAX_DATASET_FRACTION_PER_BATCH, MAX_FEATURES_2D,
+                                         MAX_FEATURES_3D, MIN_BATCH_SIZE, PATCH_FIT_BATCH_2D, PATCH_FIT_BATCH_3D)
 from autounet.planning.memory import estimate_training_memory_gb, scaled_estimate_gb
+from autounet.planning.presets import NetworkPreset, preset
 from autounet.planning.topology import Topology, initial_patch, shrink_once, topology_with_min_stages
 
 
@@ -26,15 +26,19 @@ class FittedConfiguration:
     estimated_memory_gb: float
 
 
-def network_for(topology: Topology, in_channels: int, num_classes: int) -> NetworkConfig:
-    """The U-Net for a topology: features 32 * 2^stage, capped at 320 (3D) or 512 (2D)."""
+def network_for(topology: Topology, in_channels: int, num_classes: int,
+                rules: NetworkPreset | None = None) -> NetworkConfig:
+    """The U-Net ``rules`` (default: the plain preset) describe for a topology: features 32 * 2^stage, capped at
+    320 (3D) or 512 (2D), the preset's architecture and blocks per stage."""
+    rules = rules or preset(None)
     dim = len(topology.patch_size)
     cap = MAX_FEATURES_2D if dim == 2 else MAX_FEATURES_3D
     features = [min(BASE_FEATURES * 2**stage, cap) for stage in range(topology.num_stages)]
     return NetworkConfig(conv_dim=dim, in_channels=in_channels, num_classes=num_classes,
                          features_per_stage=features, kernel_sizes=topology.kernel_sizes, strides=topology.strides,
-                         n_conv_per_stage=[CONVS_PER_STAGE] * topology.num_stages,
-                         n_conv_per_stage_decoder=[CONVS_PER_STAGE] * (topology.num_stages - 1))
+                         n_conv_per_stage=rules.encoder_counts(topology.num_stages),
+                         n_conv_per_stage_decoder=[rules.decoder_convs] * (topology.num_stages - 1),
+                         architecture=rules.architecture)
 
 
 def shrink_sequence(spacing: list[float], median_shape: list[int]) -> list[Topology]:
@@ -47,34 +51,42 @@ def shrink_sequence(spacing: list[float], median_shape: list[int]) -> list[Topol
         sequence.append(smaller)
 
 
-def max_batch_by_dataset(patch_size: list[int], dataset_voxels: float) -> int:
-    """The largest batch covering at most 5 % of the dataset's voxels (at least the minimum batch)."""
-    return max(MIN_BATCH_SIZE, int(round(MAX_DATASET_FRACTION_PER_BATCH * dataset_voxels / np.prod(patch_size))))
+def max_batch_by_dataset(patch_size: list[int], dataset_voxels: float,
+                         fraction: float = MAX_DATASET_FRACTION_PER_BATCH) -> int:
+    """The largest batch covering at most ``fraction`` (default 5 %) of the dataset's voxels (at least the minimum
+    batch)."""
+    return max(MIN_BATCH_SIZE, int(round(fraction * dataset_voxels / np.prod(patch_size))))
 
 
 def fit_to_budget(spacing: list[float], median_shape: list[int], in_channels: int, num_classes: int,
-                  budget_gb: float, dataset_voxels: float, amp: bool = True) -> FittedConfiguration:
-    """The largest patch (in the shrink order) that trains at the patch-fitting batch, then the largest batch.
+                  budget_gb: float, dataset_voxels: float, amp: bool = True,
+                  rules: NetworkPreset | None = None) -> FittedConfiguration:
+    """The largest patch (in the shrink order) that trains at the patch-fitting batch, then the largest batch,
+    for the network ``rules`` (a preset; default: the plain U-Net) describe.
 
     Raises PlanningError when even the smallest network does not fit ``budget_gb``.
     """
+    rules = rules or preset(None)
     fit_batch = PATCH_FIT_BATCH_2D if len(spacing) == 2 else PATCH_FIT_BATCH_3D
     sequence = shrink_sequence(spacing, median_shape)
 
+    def by_dataset(patch_size: list[int]) -> int:
+        return max_batch_by_dataset(patch_size, dataset_voxels, rules.max_dataset_fraction_per_batch)
+
     def estimate(index: int, batch: int) -> float:
         topology = sequence[index]
-        return estimate_training_memory_gb(network_for(topology, in_channels, num_classes),
+        return estimate_training_memory_gb(network_for(topology, in_channels, num_classes, rules),
                                            topology.patch_size, batch, amp)
 
-    fit_cap = min(fit_batch, max_batch_by_dataset(sequence[-1].patch_size, dataset_voxels))
+    fit_cap = min(fit_batch, by_dataset(sequence[-1].patch_size))
 
     def fits(index: int) -> bool:
-        batch = min(fit_cap, max_batch_by_dataset(sequence[index].patch_size, dataset_voxels))
+        batch = min(fit_cap, by_dataset(sequence[index].patch_size))
         return estimate(index, batch) <= budget_gb
 
     low = first_fitting(sequence, fits, lambda index: scaled_estimate_gb(
-        network_for(sequence[0], in_channels, num_classes), sequence[index].patch_size,
-        min(fit_cap, max_batch_by_dataset(sequence[index].patch_size, dataset_voxels)), amp) <= budget_gb)
+        network_for(sequence[0], in_channels, num_classes, rules), sequence[index].patch_size,
+        min(fit_cap, by_dataset(sequence[index].patch_size)), amp) <= budget_gb)
     if low is None:
         smallest = sequence[-1]
         raise PlanningError(
@@ -82,23 +94,24 @@ def fit_to_budget(spacing: list[float], median_shape: list[int], in_channels: in
             f"{'x'.join(map(str, smallest.patch_size))} at batch {MIN_BATCH_SIZE} needs "
             f"{estimate(len(sequence) - 1, MIN_BATCH_SIZE):.2f} GB; give more --gpu-memory.")
     topology = sequence[low]
-    network = network_for(topology, in_channels, num_classes)
-    cap = max_batch_by_dataset(topology.patch_size, dataset_voxels)
+    network = network_for(topology, in_channels, num_classes, rules)
+    cap = by_dataset(topology.patch_size)
     batch = largest_fitting_batch(lambda b: estimate(low, b), budget_gb, cap)
     return FittedConfiguration(topology.patch_size, batch, network, estimate(low, batch))
 
 
 def rough_patch_size(spacing: list[float], median_shape: list[int], reference: NetworkConfig, budget_gb: float,
-                     dataset_voxels: float, amp: bool = True) -> list[int]:
+                     dataset_voxels: float, amp: bool = True,
+                     max_dataset_fraction: float = MAX_DATASET_FRACTION_PER_BATCH) -> list[int]:
     """About the patch :func:`fit_to_budget` chooses, from ``reference``'s voxel-scaled memory profile (no tracing).
 
     For searches over many spacings; the final choice is always fitted exactly.
     """
     sequence = shrink_sequence(spacing, median_shape)
     fit_batch = PATCH_FIT_BATCH_2D if len(spacing) == 2 else PATCH_FIT_BATCH_3D
-    fit_cap = min(fit_batch, max_batch_by_dataset(sequence[-1].patch_size, dataset_voxels))
+    fit_cap = min(fit_batch, max_batch_by_dataset(sequence[-1].patch_size, dataset_voxels, max_dataset_fraction))
     for topology in sequence:
-        batch = min(fit_cap, max_batch_by_dataset(topology.patch_size, dataset_voxels))
+        batch = min(fit_cap, max_batch_by_dataset(topology.patch_size, dataset_voxels, max_dataset_fraction))
         if scaled_estimate_gb(reference, topology.patch_size, batch, amp) <= budget_gb:
             return topology.patch_size
     return sequence[-1].patch_size

@@ -15,6 +15,7 @@ from autounet.planning.plan_for_time import plan_time_budget
 from autounet.planning.configurations import plan_configurations
 from autounet.planning.memory import estimate_training_memory_gb, memory_model_settings
 from autounet.planning.plans import ConfigurationPlan, Plans, save_plans
+from autounet.planning.presets import preset, preset_memory_budget
 from autounet.planning.time_budget import format_duration
 from autounet.planning.verify_step import require_cuda_for_verify, verify_configurations
 
@@ -85,18 +86,28 @@ def _label_counts(location: DatasetLocation, fingerprint: Fingerprint) -> tuple[
 
 
 def replan_one(fingerprint: Fingerprint, num_classes: int, name: str, budget_gb: float,
-               previous_stage_channels: int | None = None) -> ConfigurationPlan:
+               previous_stage_channels: int | None = None, preset_name: str | None = None) -> ConfigurationPlan:
     """Plan the configuration called ``name`` alone for ``budget_gb`` (the cascade stages come as a pair)."""
     cascade = name in ("3d_lowres", "3d_cascade_fullres")
     names = ["3d_fullres", "3d_lowres"] if cascade else [name]
     return plan_configurations(fingerprint, num_classes, budget_gb, names,
-                               previous_stage_channels=previous_stage_channels)[name]
+                               previous_stage_channels=previous_stage_channels, preset_name=preset_name)[name]
+
+
+def apply_preset(budget: MemoryBudget, preset_name: str | None, explicit: bool) -> MemoryBudget:
+    """``budget`` with its GB set by the preset's memory target (:func:`preset_memory_budget`) and a note why."""
+    chosen = preset(preset_name)
+    gb, note = preset_memory_budget(chosen, budget.gb, explicit, budget.hardware.device)
+    if not note:
+        return budget
+    return MemoryBudget(gb, budget.hardware, [*budget.notes, note], list(budget.warnings))
 
 
 def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, device: str = "auto",
                  configurations: list[str] | None = None, workers: int | None = None,
                  report: PlanningReport | None = None, budget: MemoryBudget | None = None,
-                 verify: bool = False, time_budget_seconds: float | None = None) -> Plans:
+                 verify: bool = False, time_budget_seconds: float | None = None,
+                 preset_name: str | None = None) -> Plans:
     """Plan the dataset at ``location`` for the detected GPU (or ``gpu_memory_gb``) and write plans.json.
 
     Runs verification and fingerprinting first when the fingerprint is
@@ -107,7 +118,9 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     3d_fullres training iterations are timed here, each is made cheaper
     (narrower, smaller patch) until the budget buys it enough iterations, and
     one is chosen (``plans.time_budget``). A network made cheaper is stored under its own name
-    (:func:`fitted_name`, e.g. ``2d_fitted_30m``) beside the unchanged memory plan.
+    (:func:`fitted_name`, e.g. ``2d_fitted_30m``) beside the unchanged memory plan. ``preset_name``
+    (``resenc-m``, ``resenc-l``, ``resenc-xl``; default: the plain U-Net) chooses the network rules and the memory
+    target (:mod:`autounet.planning.presets`); the configurations keep nnU-Net's names and plans.json records it.
 
     Example:
         >>> plans = plan_dataset(locate_dataset("4", resolve_root()))  # doctest: +SKIP
@@ -117,21 +130,23 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     report = report if report is not None else PlanningReport()
     if verify:
         require_cuda_for_verify()
-    budget = budget or memory_budget(device, gpu_memory_gb)
+    chosen = preset(preset_name)
+    budget = apply_preset(budget or memory_budget(device, gpu_memory_gb), chosen.name, gpu_memory_gb is not None)
     report.notes.extend(budget.notes)
     fingerprint = current_fingerprint(location, workers, report)
     num_classes, previous_channels = _label_counts(location, fingerprint)
     planned = plan_configurations(fingerprint, num_classes, budget.gb, configurations, notes=report.notes,
-                                  previous_stage_channels=previous_channels)
+                                  previous_stage_channels=previous_channels, preset_name=chosen.name)
     if verify:
         planned = verify_configurations(planned, budget.gb,
                                         lambda name, gb: replan_one(fingerprint, num_classes, name, gb,
-                                                                                previous_channels))
+                                                                    previous_channels, chosen.name))
     if budget.hardware.device == "cpu" and gpu_memory_gb is None and any(not p.is_2d for p in planned.values()):
         report.warnings.extend(budget.warnings)
     plans = Plans(dataset_name=location.name, hardware=budget.hardware, memory_budget_gb=budget.gb,
                   configurations=planned, intensity_stats=list(fingerprint.channels),
-                  raw_digest=fingerprint.raw_digest, extra={"memory_model": memory_model_settings()})
+                  raw_digest=fingerprint.raw_digest, preset=chosen.name,
+                  extra={"memory_model": memory_model_settings()})
     if time_budget_seconds is not None:
         plans.time_budget, fitted = plan_time_budget(planned, time_budget_seconds, budget.hardware.device,
                                                       fingerprint.label_dice_when_coarsened)

@@ -91,6 +91,8 @@ class Plans:
     intensity_stats: list[ChannelStats]
     """Foreground intensity statistics per channel, used by CT normalisation."""
     raw_digest: str = ""
+    preset: str = "default"
+    """The network preset the configurations were planned with (``plan --preset``; plans without it: default)."""
     time_budget: TimeBudgetPlan | None = None
     """With ``plan --budget DURATION``: the measured seconds per iteration and the configuration chosen."""
     schema_version: int = PLANS_SCHEMA
