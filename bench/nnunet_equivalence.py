@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--folds", nargs="+", default=["0"])
     parser.add_argument("--patch", type=int, nargs="+", help="replace the plan's patch (both tools)")
     parser.add_argument("--extra-folds", type=int, default=0, help="stand-in folds from noisy copies of the last")
+    parser.add_argument("--tta", choices=("both", "off", "on"), default="both", help="mirroring runs to compare")
     parser.add_argument("--work", type=Path, default=Path("/tmp/autounet_bench_equivalence"))
     args = parser.parse_args()
     work = args.work.resolve()
@@ -202,7 +203,7 @@ def main() -> None:
     dataset_id = folder.parent.name
     labels = [v for v in spec["labels"].values() if isinstance(v, int) and v != 0]
     rows = []
-    for tta in (False, True):
+    for tta in {"both": (False, True), "off": (False,), "on": (True,)}[args.tta]:
         outputs = {}
         for tool in ("nnU-Net", "autounet"):
             out = work / f"out_{tool}_{'tta' if tta else 'plain'}"
