@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -81,6 +82,10 @@ def train(
                     "(DistributedDataParallel; one per GPU, or CPU processes with --device cpu).")] = None,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also save the validation "
                                   "cases' probabilities (npz).")] = False,
+    pretrained: Annotated[Optional[Path], typer.Option(
+        "--pretrained", show_default=False, help="Fine-tune: start from this trained model (a fold or configuration "
+        "folder, a model zip, or an nnU-Net results folder); the heads start afresh when the classes differ.")
+                          ] = None,
     tracker: TrackerOption = None,
     root: RootOption = None,
 ) -> None:
@@ -105,7 +110,8 @@ def train(
                 "poly_exponent": poly_exponent, "grad_clip": grad_clip,
                 "augment": False if no_augment else None, "compile": True if compile_model else None,
                 "amp": False if no_amp else None, "num_workers": workers, "seed": seed, "device": device,
-                "gpus": gpus, "save_probabilities": True if save_probabilities else None, "tracker": tracker}
+                "gpus": gpus, "save_probabilities": True if save_probabilities else None, "tracker": tracker,
+                "pretrained": str(pretrained.resolve()) if pretrained else None}
     if time_budget_seconds(budget) is not None and any(explicit[name] is not None for name in SCHEDULE_FIELDS):
         raise UserError(f"--budget {budget} fits the epochs and iterations to the time; leave out --epochs, "
                         f"--iterations-per-epoch and --val-iterations (or give a preset).")

@@ -91,6 +91,9 @@ class TrainingConfig:
     device: str = "auto"
     gpus: int = 1
     save_probabilities: bool = False
+    pretrained: str | None = None
+    """A trained model to start from (fine-tuning): a fold or configuration folder, a model zip or an nnU-Net
+    results folder (see :mod:`autounet.training.pretrained`)."""
     tracker: str = "none"
     """Where each epoch's metrics also go: ``none``, ``tensorboard`` or ``mlflow`` (optional packages)."""
     time_budget_seconds: float | None = None

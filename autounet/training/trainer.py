@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,7 @@ from autounet.training.run_log import TRAINING_LOG, plot_progress, summary_line,
 from autounet.training.schedule import TrainingSchedule, schedule_for
 from autounet.training.setup import (FoldSetup, check_resumable, prepare_fold, stored_config, with_loss_terms,
                                      write_config, write_run_files)
+from autounet.training.pretrained import load_pretrained
 from autounet.training.steps import StepParts, train_step, validation_step
 from autounet.training.tracking import open_tracker
 from autounet.training.workers import BatchStream
@@ -99,7 +101,12 @@ def _resume_point(setup: FoldSetup, config: TrainingConfig, resume: bool) -> tup
 def build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: torch.device,
                point: ResumePoint | None) -> Run:
     torch.manual_seed(config.seed)
-    net = build_network(setup.plan.network).to(device)
+    net = build_network(setup.plan.network)
+    if point is None and config.pretrained:
+        loaded = load_pretrained(net, Path(config.pretrained), config.configuration, config.fold)
+        if ranks.is_main:
+            console.print(loaded.describe(), highlight=False, soft_wrap=True)
+    net = net.to(device)
     fast_cpu = config.cpu_fast_kernels and device.type == "cpu"
     if fast_cpu:
         net = speed_up_for_cpu(net)
