@@ -52,17 +52,24 @@ class SourceStamp:
         stat = path.stat()
         return cls(str(path), stat.st_size, stat.st_mtime_ns, file_sha256(path))
 
-    def changed(self) -> bool:
-        """Whether the file now differs from the stamp. A file that is gone is not 'changed' (the cache may
-        have been moved to another machine, or the raw data archived); a file whose time alone changed (a
-        plain copy) is compared by content."""
+    def changed(self, by_content: bool = False) -> bool:
+        """Whether the file differs from the stamp by size or modification time (cheap: one ``stat``), or with
+        ``by_content`` by size or content (a file whose time alone changed, a plain copy, is then read and
+        hashed). A file that is gone is not 'changed': the cache may have been moved to another machine, or the
+        raw data archived."""
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
             return False
         if stat.st_size != self.size:
             return True
-        return stat.st_mtime_ns != self.mtime_ns and file_sha256(Path(self.path)) != self.sha256
+        if stat.st_mtime_ns == self.mtime_ns:
+            return False
+        return not by_content or file_sha256(Path(self.path)) != self.sha256
+
+    def touched(self) -> "SourceStamp":
+        """This stamp with the file's current modification time (for a file whose content did not change)."""
+        return SourceStamp(self.path, self.size, os.stat(self.path).st_mtime_ns, self.sha256)
 
 
 def file_sha256(path: Path) -> str:
@@ -123,18 +130,24 @@ class CaseStore:
                       if not p.name.startswith(".") and p.with_suffix(".npy").is_file())
 
     def is_done(self, case_id: str) -> bool:
-        """Whether the case is complete and current: its raw files have not changed since it was made (an
-        unreadable properties file counts as not done, so preprocessing makes it again)."""
+        """Whether the case is complete and current, for preprocessing: its raw files have the content they had
+        when it was made. Raw files whose time alone changed (a copy) are compared by content and, when
+        unchanged, their recorded time is brought up to date, so reading the case stays cheap. An unreadable
+        properties file counts as not done, so preprocessing makes the case again.
+        """
         if not (self._file(case_id, ".json").is_file() and self._file(case_id, ".npy").is_file()):
             return False
         try:
-            return not self.changed_sources(case_id)
+            properties = self.load_properties(case_id)
         except UserError:
             return False
-
-    def changed_sources(self, case_id: str) -> list[str]:
-        """The raw files of ``case_id`` that changed since it was cached."""
-        return [stamp.path for stamp in self.load_properties(case_id).sources if stamp.changed()]
+        if not any(stamp.changed() for stamp in properties.sources):
+            return True
+        if any(stamp.changed(by_content=True) for stamp in properties.sources):
+            return False
+        properties.sources = [stamp.touched() if stamp.changed() else stamp for stamp in properties.sources]
+        write_json(self._file(case_id, ".json"), to_json_value(properties))
+        return True
 
     def remove(self, case_id: str) -> None:
         """Delete a case's files (properties first, so a half-removed case never looks complete)."""
@@ -215,14 +228,17 @@ class CaseStore:
         """Open a case; with ``mmap`` the arrays are memory-mapped, so reading a patch reads only that part.
 
         Raises a :class:`CorruptCacheError` naming the file and the fix when a file is truncated or unreadable,
-        the arrays disagree with each other or with the properties, or the raw files changed since.
+        the arrays disagree with each other or with the properties, or the raw files changed since (by size or
+        time: a ``stat`` per file, so opening stays cheap; :meth:`is_done` tells time from content).
         """
         mode = "r" if mmap else None
         properties = self.load_properties(case_id)
         changed = [stamp.path for stamp in properties.sources if stamp.changed()]
         if changed:
             raise CorruptCacheError(f"{self._file(case_id, '.json')}: the cached case was made from {changed[0]}, "
-                                    f"which changed since; {REBUILD}.")
+                                    f"which changed since (size or modification time); run `autounet "
+                                    f"preprocess` again, which redoes changed cases and keeps those whose files "
+                                    f"only got a new time.")
         data = self._array(case_id, ".npy", mode)
         seg_file = self._file(case_id, "_seg.npy")
         seg = self._array(case_id, "_seg.npy", mode) if seg_file.is_file() else None

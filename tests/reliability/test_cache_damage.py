@@ -84,7 +84,7 @@ def test_a_cache_made_from_raw_files_that_changed_since_is_stale(cached):
     image = raw / "imagesTr" / "case_001_0000.nii.gz"
     write_nifti(image, np.full((10, 12, 11), 7.0, np.float32))
     with pytest.raises(CorruptCacheError, match=rf"case_001.json: the cached case was made from {image}, which "
-                                                r"changed since; run `autounet preprocess`"):
+                                                r"changed since \(size or modification time\); run `autounet preprocess`"):
         _loads(store)
     result = runner.invoke(app, ["train", "Dataset100", "--fold", "0", "--epochs", "1", "--workers", "0",
                                  "--device", "cpu"])
@@ -95,12 +95,18 @@ def test_a_cache_made_from_raw_files_that_changed_since_is_stale(cached):
     _loads(store)
 
 
-def test_a_copy_that_only_changes_modification_times_is_not_stale(cached):
+def test_a_copy_that_only_changes_modification_times_is_kept_by_preprocess(cached):
     raw, store = cached
     image = raw / "imagesTr" / "case_001_0000.nii.gz"
     stat = image.stat()
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert store.is_done("case_001")
+    with pytest.raises(CorruptCacheError, match="keeps those whose files only got a new time"):
+        _loads(store)  # opening a case only looks at sizes and times
+    cached_array = (store.folder / "case_001.npy").stat().st_mtime_ns
+    result = runner.invoke(app, ["preprocess", "Dataset100", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert (store.folder / "case_001.npy").stat().st_mtime_ns == cached_array  # compared by content and kept
+    assert store.load_properties("case_001").sources[0].mtime_ns == image.stat().st_mtime_ns
     _loads(store)
 
 
