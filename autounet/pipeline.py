@@ -104,7 +104,7 @@ def _train_or_continue(location: DatasetLocation, configuration: str, fold: int 
 def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[int | str] | None = None,
                  configurations: list[str] | None = None, workers: int | None = None, device: str = "auto",
                  gpu_memory_gb: float | None = None, predict_test: bool = True,
-                 training_overrides: dict | None = None) -> PipelineResult:
+                 training_overrides: dict | None = None, preset_name: str | None = None) -> PipelineResult:
     """Run every stage on the dataset at ``location`` and return a summary.
 
     ``folds`` defaults to all five cross-validation folds; ``configurations``
@@ -114,7 +114,8 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     ``results/<dataset>/predictions_imagesTs/``. A duration ``budget``
     (``30m``) covers the training and validation of every fold trained,
     split equally between them; planning times 2d and 3d_fullres for one
-    fold's share and, unless ``configurations`` are given, trains its choice.
+    fold's share and, unless ``configurations`` are given, trains its choice. ``preset_name`` is planning's
+    network preset (``resenc-m``, ...; :mod:`autounet.planning.presets`).
 
     Example:
         >>> from autounet.paths import locate_dataset, resolve_root
@@ -145,7 +146,7 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
 
         start = time.perf_counter()
         plans = plan_dataset(location, gpu_memory_gb=gpu_memory_gb, device=device, workers=workers,
-                             time_budget_seconds=fold_budget)
+                             time_budget_seconds=fold_budget, preset_name=preset_name)
         if plans.time_budget is not None:
             from autounet.utils.progress import console
 

@@ -24,6 +24,9 @@ def run(
     device: Annotated[str, typer.Option("--device", help="auto, cuda, mps or cpu.")] = "auto",
     gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", min=0.0, show_default=False,
                                                         help="Plan for this much GPU memory (GB).")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        "--preset", help="Network preset: default, resenc-m, resenc-l or resenc-xl (see autounet plan --help).",
+        show_default=False)] = None,
     no_predict: Annotated[bool, typer.Option("--no-predict", help="Skip segmenting imagesTs/ at the end.")] = False,
     tracker: TrackerOption = None,
     workers: WorkersOption = None,
@@ -45,7 +48,7 @@ def run(
     with log_to(location.results / "run.log"):
         result = run_pipeline(location, budget=budget, folds=fold_list, configurations=configurations,
                               workers=workers, device=device, gpu_memory_gb=gpu_memory, predict_test=not no_predict,
-                              training_overrides={"tracker": tracker} if tracker else None)
+                              training_overrides={"tracker": tracker} if tracker else None, preset_name=preset)
         if result.budget_choice:
             out.print(result.budget_choice, highlight=False)
         table = Table(title=f"{result.dataset}: cross-validation ({', '.join(str(f) for f in result.folds)})")
