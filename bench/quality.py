@@ -5,9 +5,11 @@ For each dataset and budget, in one run (so both tools see the same machine load
 1. autounet: ``plan --budget B`` (times 2d and 3d_fullres here and chooses), ``preprocess`` the choice,
    ``train --fold 0 --budget B`` (training and validation of fold 0's held-out cases within B).
 2. nnU-Net: ``nnUNetv2_plan_and_preprocess`` for the same configuration, autounet's splits copied to
-   ``splits_final.json`` (same held-out cases), a 3-iteration calibration run of ``nnUNetTrainer_CPUBench``
-   for its seconds per iteration, then one epoch of as many iterations as fit the budget (minus nnU-Net's
-   start-up and an allowance for its final validation), with its final validation.
+   ``splits_final.json`` (same held-out cases), an 8-iteration calibration run of ``nnUNetTrainer_CPUBench``
+   (its first 3 iterations, which run slow, left out) for its seconds per iteration, then one epoch of as many
+   iterations as fit the budget (minus nnU-Net's start-up and an allowance for its final validation), annealing
+   nnU-Net's poly learning rate over them, with its final validation. Where its planned batch buys under 50
+   iterations it also runs at batch 2 and the better of the two counts ("best of batch planned / 2").
 3. Both tools' fold-0 validation predictions are scored here with the dataset's metric: Hippocampus mean
    foreground Dice (labels 1 and 2), ISBI 2012 pixel error, misclassified fraction and Rand error
    (``adapted_rand_error`` on the cell regions), PH2 Dice.
@@ -17,7 +19,15 @@ scores a probability map at its best threshold; a segmentation has a single thre
 worse. A label's F-score is its Dice, so it is ``1 - Dice(label 0)``. The plain fraction of misclassified
 pixels is printed beside it (about 1.55 times larger: membranes are a fifth of the pixels).
 
+Each cell can be repeated (``--repeats 3``: autounet with seeds 12345, 12346, ...) and run on several folds
+(``--folds 0,1,2,3,4``: each fold gets the budget, the scores pool every validated case). The last table gives
+each cell as mean ± sd over runs and a verdict: a tool wins only when its mean beats the other's by more than both
+standard deviations (single runs: by more than ``--noise``); otherwise it is a tie. Both tools' share of the
+budget used is printed.
+
 Usage:
+    python bench/quality.py --budgets 10m --repeats 3         # the 10-minute column, 3 runs per tool and cell
+    python bench/quality.py --budgets 5m --datasets Dataset004_Hippocampus --folds 0,1,2,3,4   # cross-validation
     python bench/quality.py --budgets 10m,30m,2h
     python bench/quality.py --budgets 2m --data examples --datasets Dataset004_Hippocampus   # smoke test
 
@@ -35,6 +45,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +69,12 @@ NNUNET_STARTUP_SECONDS = 16.0
 """nnU-Net's start-up per command on this machine (../shared/bench/README.md)."""
 NNUNET_VALIDATION_SHARE = 0.2
 """Share of the budget left to nnU-Net's final validation when its iterations are sized."""
+CALIBRATION_ITERATIONS = 8
+CALIBRATION_WARMUP = 3
+"""nnU-Net's seconds per iteration are the mean of a calibration run's iterations after its first three (the first
+ones run slow: at 2 hours a 3-iteration calibration left about 35 % of the budget unused)."""
+MIN_NNUNET_ITERATIONS = 50
+"""Where nnU-Net's planned batch buys fewer iterations than this, it also runs at batch 2 and the better counts."""
 
 
 class BenchFailure(Exception):
@@ -90,54 +107,91 @@ def score_case(dataset: str, reference: np.ndarray, prediction: np.ndarray) -> d
     return {"Dice": float(np.mean([dice(reference, prediction, k) for k in labels]))}
 
 
-def score_folder(dataset: str, predictions: Path, labels: Path, ending: str) -> dict[str, float]:
-    """Mean of each metric over the predicted cases in ``predictions``."""
+def score_cases(dataset: str, predictions: Path, labels: Path, ending: str) -> dict[str, list[float]]:
+    """Each metric for every predicted case in ``predictions`` (case order)."""
     scores: dict[str, list[float]] = {}
-    files = sorted(p for p in predictions.iterdir() if p.name.endswith(ending))
-    for file in files:
+    for file in sorted(p for p in predictions.iterdir() if p.name.endswith(ending)):
         reference, _ = read_label(labels / file.name)
         prediction, _ = read_label(file)
         for name, value in score_case(dataset, reference, prediction).items():
             scores.setdefault(name, []).append(value)
-    if not files:
-        return {}
-    return {name: float(np.mean(values)) for name, values in scores.items()}
+    return scores
 
 
-def score_validation(dataset: str, validation: Path, data: Path) -> dict[str, float]:
-    """The dataset's metrics over one tool's fold-0 validation predictions."""
+def score_validation(dataset: str, validation: Path, data: Path) -> dict[str, list[float]]:
+    """The dataset's metrics for each case of one tool's validation predictions of one fold."""
     spec = json.loads((data / dataset / "dataset.json").read_text())
-    return score_folder(dataset, validation, data / dataset / "labelsTr", spec["file_ending"])
+    return score_cases(dataset, validation, data / dataset / "labelsTr", spec["file_ending"])
 
 
-def run_autounet(dataset: str, budget: str, work: Path, data: Path) -> tuple[dict[str, float], float, str]:
-    """autounet plan/preprocess/train --budget; its fold-0 scores, train+validate wall seconds and configuration."""
+def nnunet_name(configuration: str) -> str:
+    """nnU-Net's configuration for autounet's choice: a network autounet fitted to the budget (``2d_fitted_10m``)
+    derives from nnU-Net's ``2d``, which nnU-Net then trains with its own plan."""
+    return configuration.split("_fitted_")[0]
+
+
+@dataclass
+class Outcome:
+    """One tool's run of one cell: per-case scores over the folds, wall seconds of training and validation, and
+    what was trained."""
+
+    scores: dict[str, list[float]]
+    wall_s: float
+    budget_s: float
+    what: str
+    iterations: list[int] = field(default_factory=list)
+    """nnU-Net: the iterations each fold was given."""
+    batch: int = 0
+
+    @property
+    def used(self) -> float:
+        return self.wall_s / self.budget_s
+
+
+def run_autounet(dataset: str, budget: str, work: Path, data: Path, folds: list[int], seed: int) -> Outcome:
+    """autounet plan/preprocess/train --budget on each fold (one fold's budget each); scores over their cases."""
     root = work / "autounet"
     link_dataset(data / dataset, root / "raw")
     env = {"AUTOUNET_HOME": str(root), "PYTHONPATH": str(REPO)}
-    for args in (("plan", dataset, "--budget", budget), None, ("train", dataset, "--fold", "0", "--budget", budget)):
-        if args is None:
-            plans = json.loads((root / "preprocessed" / dataset / "plans.json").read_text())
-            configuration = plans["time_budget"]["chosen"]
-            args = ("preprocess", dataset, "-c", configuration)
+    for args in (("plan", dataset, "--budget", budget), ("preprocess", dataset, "-c", "CHOSEN")):
+        if args[-1] == "CHOSEN":
+            args = args[:-1] + (_chosen(root, dataset),)
         measured = run_measured(autounet_cmd(*args), env=env, cwd=REPO)
         if measured.returncode != 0:
             raise BenchFailure(f"autounet {args[0]}: {_last_line(measured.output)}")
-    scores = score_validation(dataset, root / "results" / dataset / configuration / "fold_0" / "validation", data)
-    return scores, measured.wall_s, configuration
+    configuration = _chosen(root, dataset)
+    scores: dict[str, list[float]] = {}
+    wall = 0.0
+    for fold in folds:
+        measured = run_measured(autounet_cmd("train", dataset, "--fold", str(fold), "--budget", budget, "--seed",
+                                             str(seed)), env=env, cwd=REPO)
+        if measured.returncode != 0:
+            raise BenchFailure(f"autounet train fold {fold}: {_last_line(measured.output)}")
+        wall += measured.wall_s
+        validation = root / "results" / dataset / configuration / f"fold_{fold}" / "validation"
+        for name, values in score_validation(dataset, validation, data).items():
+            scores.setdefault(name, []).extend(values)
+    return Outcome(scores, wall, parse_duration(budget) * len(folds), configuration)
 
 
-def earlier_autounet(dataset: str, work: Path, data: Path) -> tuple[dict[str, float], str]:
-    """The scores and configuration of an autounet run :func:`run_autounet` left in ``work`` earlier."""
+def _chosen(root: Path, dataset: str) -> str:
+    return json.loads((root / "preprocessed" / dataset / "plans.json").read_text())["time_budget"]["chosen"]
+
+
+def earlier_autounet(dataset: str, work: Path, data: Path, folds: list[int]) -> tuple[Outcome, str]:
+    """The outcome and configuration of an autounet run :func:`run_autounet` left in ``work`` earlier."""
     root = work / "autounet"
-    plans_file = root / "preprocessed" / dataset / "plans.json"
-    if not plans_file.is_file():
+    if not (root / "preprocessed" / dataset / "plans.json").is_file():
         raise BenchFailure(f"no earlier autounet run in {work} (run without --nnunet-only first)")
-    configuration = json.loads(plans_file.read_text())["time_budget"]["chosen"]
-    validation = root / "results" / dataset / configuration / "fold_0" / "validation"
-    if not validation.is_dir():
-        raise BenchFailure(f"the earlier autounet run in {work} did not validate fold 0")
-    return score_validation(dataset, validation, data), configuration
+    configuration = _chosen(root, dataset)
+    scores: dict[str, list[float]] = {}
+    for fold in folds:
+        validation = root / "results" / dataset / configuration / f"fold_{fold}" / "validation"
+        if not validation.is_dir():
+            raise BenchFailure(f"the earlier autounet run in {work} did not validate fold {fold}")
+        for name, values in score_validation(dataset, validation, data).items():
+            scores.setdefault(name, []).extend(values)
+    return Outcome(scores, math.nan, math.nan, configuration), configuration
 
 
 def autounet_splits(dataset: str, work: Path, data: Path) -> Path:
@@ -153,10 +207,30 @@ def _nnunet_id(dataset: str) -> str:
     return str(int(dataset[7:10]))
 
 
-def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Path, splits: Path,
-               data: Path) -> tuple[dict[str, float], float, int]:
-    """nnU-Net with CPUBench sized to the budget; its fold-0 scores, train+validate wall seconds, iterations."""
-    base = work / "nnunet"
+def _set_nnunet_batch(base: Path, dataset: str, configuration: str, batch: int) -> int:
+    """Set the batch of ``configuration`` in nnU-Net's plans (0: keep it); returns the batch it planned."""
+    plans_file = base / "preprocessed" / dataset / "nnUNetPlans.json"
+    plans = json.loads(plans_file.read_text())
+    planned = plans["configurations"][configuration]["batch_size"]
+    if batch:
+        plans["configurations"][configuration]["batch_size"] = batch
+        plans_file.write_text(json.dumps(plans, indent=2))
+    return planned
+
+
+def _nnunet_iteration_seconds(timings: Path) -> float:
+    """Seconds per iteration from a calibration run, its first :data:`CALIBRATION_WARMUP` iterations left out."""
+    bench = json.loads(timings.read_text())
+    totals = [step + wait for step, wait in zip(bench["train_step_s"], bench["train_wait_s"])]
+    settled = totals[CALIBRATION_WARMUP:] or totals[-1:]
+    return float(np.mean(settled))
+
+
+def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Path, splits: Path, data: Path,
+               folds: list[int], batch: int | None = None) -> Outcome:
+    """nnU-Net (its plan, its recipe with the annealing learning rate) sized to the whole budget of each fold by a
+    calibration run without its warm-up; with ``batch`` its plan's batch is replaced."""
+    base = work / ("nnunet" if batch is None else f"nnunet_batch{batch}")
     env = nnunet_env(base)
     link_dataset(data / dataset, base / "raw")
     trainer_dir = Path(nnunet_bin("python")).parents[1]
@@ -168,29 +242,88 @@ def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Pa
                              "-np", "2"], env=env)
     if prepared.returncode != 0:
         raise BenchFailure(f"nnU-Net preprocessing: {_last_line(prepared.output)}")
+    planned = _set_nnunet_batch(base, dataset, configuration, batch or 0)
     shutil.copy(splits, base / "preprocessed" / dataset / "splits_final.json")
-    train = [nnunet_bin("nnUNetv2_train"), ident, configuration, "0", "-tr", "nnUNetTrainer_CPUBench",
-             "-device", "cpu"]
-    calibration = run_measured(train, env={**env, "BENCH_TRAIN_ITERS": "3", "BENCH_VAL_ITERS": "1",
-                                           "BENCH_SKIP_FINAL_VAL": "1"})
-    timings = next((base / "results").rglob("bench_timings.json"), None)
-    if calibration.returncode != 0 or timings is None:
-        raise BenchFailure(f"nnU-Net calibration: {_last_line(calibration.output)}")
-    per_iteration = json.loads(timings.read_text())["summary"]["iter_s_mean_excl_first"]
-    usable = budget_seconds * (1 - NNUNET_VALIDATION_SHARE) - NNUNET_STARTUP_SECONDS
-    iterations = max(1, math.floor(usable / per_iteration))
-    shutil.rmtree(timings.parent)
-    measured = run_measured(train, env={**env, "BENCH_TRAIN_ITERS": str(iterations), "BENCH_VAL_ITERS": "1"})
-    if measured.returncode != 0:
-        raise BenchFailure(f"nnU-Net training: {_last_line(measured.output)}")
-    scores = score_validation(dataset, next((base / "results").rglob("fold_0/validation")), data)
-    return scores, measured.wall_s, iterations
+    scores: dict[str, list[float]] = {}
+    wall = 0.0
+    total_iterations = []
+    for fold in folds:
+        train = [nnunet_bin("nnUNetv2_train"), ident, configuration, str(fold), "-tr", "nnUNetTrainer_CPUBench",
+                 "-device", "cpu"]
+        calibration = run_measured(train, env={**env, "BENCH_TRAIN_ITERS": str(CALIBRATION_ITERATIONS),
+                                               "BENCH_VAL_ITERS": "1", "BENCH_SKIP_FINAL_VAL": "1"})
+        timings = next((base / "results").rglob(f"fold_{fold}/bench_timings.json"), None)
+        if calibration.returncode != 0 or timings is None:
+            raise BenchFailure(f"nnU-Net calibration: {_last_line(calibration.output)}")
+        per_iteration = _nnunet_iteration_seconds(timings)
+        shutil.rmtree(timings.parent)
+        usable = budget_seconds * (1 - NNUNET_VALIDATION_SHARE) - NNUNET_STARTUP_SECONDS
+        iterations = max(1, math.floor(usable / per_iteration))
+        total_iterations.append(iterations)
+        measured = run_measured(train, env={**env, "BENCH_TRAIN_ITERS": str(iterations), "BENCH_VAL_ITERS": "1"})
+        if measured.returncode != 0:
+            raise BenchFailure(f"nnU-Net training fold {fold}: {_last_line(measured.output)}")
+        wall += measured.wall_s
+        for name, values in score_validation(dataset, next((base / "results").rglob(f"fold_{fold}/validation")),
+                                             data).items():
+            scores.setdefault(name, []).extend(values)
+    batch_note = f"batch {batch} (planned {planned})" if batch else f"planned batch {planned}"
+    return Outcome(scores, wall, budget_seconds * len(folds),
+                   f"{configuration}, {batch_note}, {'/'.join(map(str, total_iterations))} iterations",
+                   total_iterations, batch or planned)
+
+
+def nnunet_best_honest(dataset: str, budget_seconds: float, configuration: str, work: Path, splits: Path, data: Path,
+                       folds: list[int]) -> Outcome:
+    """nnU-Net with its planned batch; where that buys under :data:`MIN_NNUNET_ITERATIONS`, also at batch 2, and
+    the better of the two (as a user with this much time would choose)."""
+    planned = run_nnunet(dataset, budget_seconds, configuration, work, splits, data, folds)
+    if min(planned.iterations) >= MIN_NNUNET_ITERATIONS or planned.batch <= 2:
+        return planned
+    small = run_nnunet(dataset, budget_seconds, configuration, work, splits, data, folds, batch=2)
+    better = max((planned, small), key=lambda outcome: _headline(dataset, outcome.scores, better_is_high=True))
+    better.what += " (best of batch planned / 2)"
+    return better
+
+
+def _headline(dataset: str, scores: dict[str, list[float]], better_is_high: bool = False) -> float:
+    """The cell's main number: mean Dice, or for ISBI the pixel error (negated when ``better_is_high``)."""
+    if dataset.startswith("Dataset001"):
+        value = float(np.mean(scores["pixel error"]))
+        return -value if better_is_high else value
+    return float(np.mean(scores["Dice"]))
+
+
+def verdict(dataset: str, ours: list[float], theirs: list[float], noise: float = 0.03) -> str:
+    """Which tool wins a cell: its mean beats the other's by more than both standard deviations (single runs: by
+    more than ``noise``, the spread measured at 10 minutes); otherwise a tie."""
+    lower_is_better = dataset.startswith("Dataset001")
+    diff = float(np.mean(ours) - np.mean(theirs)) * (-1 if lower_is_better else 1)
+    margin = (float(np.std(ours, ddof=1)) + float(np.std(theirs, ddof=1))
+              if len(ours) > 1 and len(theirs) > 1 else noise)
+    if abs(diff) <= margin:
+        return "tie"
+    return "autounet" if diff > 0 else "nnU-Net"
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.3f}{sd} (n={len(values)})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budgets", default="10m,30m,2h", help="comma-separated durations per fold")
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated dataset folder names")
+    parser.add_argument("--folds", default="0", help="comma-separated folds; each gets the budget (scores pool "
+                                                      "every validated case)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per tool and cell (autounet seeds "
+                                                               "12345, 12346, ...)")
+    parser.add_argument("--noise", type=float, default=0.03,
+                        help="the spread of single runs measured at 10 minutes: a single-run difference within it "
+                             "is a tie (default 0.03 Dice: Hippocampus 10 min, 0.846 then 0.875)")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     parser.add_argument("--skip-nnunet", action="store_true", help="run autounet only")
     parser.add_argument("--nnunet-only", action="store_true",
@@ -208,52 +341,65 @@ def main() -> None:
         parser.error("--configuration goes with --nnunet-only (autounet chooses its own)")
     data = args.data.resolve()
     budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
+    folds = [int(f) for f in args.folds.split(",") if f.strip()]
     seconds = {b: parse_duration(b) for b in budgets}
     work = args.work or Path(tempfile.mkdtemp(prefix="autounet_quality_"))
-    rows = []
+    runs, cells = [], []
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         if not (data / dataset).is_dir():
             print(f"skipping {dataset}: not in {data}")
             continue
         for budget in budgets:
-            folder = work / f"{dataset}_{budget}"
-            shutil.rmtree(folder / "nnunet" if args.nnunet_only else folder, ignore_errors=True)
-            started = time.strftime("%H:%M:%S")
-            row = [dataset, format_duration(seconds[budget])]
-            try:
-                if args.nnunet_only and args.configuration:
-                    configuration = args.configuration
-                    row += [configuration, "earlier sitting", "-"]
-                elif args.nnunet_only:
-                    ours, configuration = earlier_autounet(dataset, folder, data)
-                    row += [configuration, _fmt(ours), "earlier run"]
-                else:
-                    ours, our_wall, configuration = run_autounet(dataset, budget, folder, data)
-                    row += [configuration, _fmt(ours), f"{our_wall:.0f}"]
-            except BenchFailure as failure:
-                rows.append(row + ["-", f"failed: {failure}", "-", "-", "-", "-"])
-                print(" | ".join(rows[-1]), flush=True)
-                continue
-            if args.skip_nnunet:
-                row += ["-", "-", "-"]
-            else:
-                splits = autounet_splits(dataset, folder, data)
+            ours_runs: list[float] = []
+            theirs_runs: list[float] = []
+            for repeat in range(args.repeats):
+                folder = work / f"{dataset}_{budget}_run{repeat}"
+                shutil.rmtree(folder / "nnunet" if args.nnunet_only else folder, ignore_errors=True)
+                started = time.strftime("%H:%M:%S")
+                row = [dataset, format_duration(seconds[budget]), str(repeat)]
                 try:
-                    theirs, their_wall, iterations = run_nnunet(dataset, seconds[budget], configuration, folder,
-                                                                splits, data)
-                    row += [_fmt(theirs), f"{their_wall:.0f}", str(iterations)]
+                    if args.nnunet_only and args.configuration:
+                        configuration, ours = args.configuration, None
+                    elif args.nnunet_only:
+                        ours, configuration = earlier_autounet(dataset, folder, data, folds)
+                    else:
+                        ours = run_autounet(dataset, budget, folder, data, folds, seed=12345 + repeat)
+                        configuration = ours.what
                 except BenchFailure as failure:
-                    row += [f"failed: {failure}", "-", "-"]
-            print(f"[{started}] " + " | ".join(row), flush=True)
-            rows.append(row)
-    print_table("Quality at a time budget (fold 0 held-out cases; wall = training + validation)",
-                ["dataset", "budget", "autounet config", "autounet", "autounet wall s", "nnU-Net",
-                 "nnU-Net wall s", "nnU-Net iterations"], rows)
+                    runs.append(row + [f"autounet failed: {failure}", "-", "-", "-", "-", "-"])
+                    print(" | ".join(runs[-1]), flush=True)
+                    continue
+                row += [configuration, _fmt(ours.scores) if ours else "earlier sitting",
+                        f"{ours.used:.0%}" if ours and ours.used == ours.used else "-"]
+                if ours:
+                    ours_runs.append(_headline(dataset, ours.scores))
+                if args.skip_nnunet:
+                    row += ["-", "-", "-"]
+                else:
+                    try:
+                        theirs = nnunet_best_honest(dataset, seconds[budget], nnunet_name(configuration), folder,
+                                                    autounet_splits(dataset, folder, data), data, folds)
+                        row += [theirs.what, _fmt(theirs.scores), f"{theirs.used:.0%}"]
+                        theirs_runs.append(_headline(dataset, theirs.scores))
+                    except BenchFailure as failure:
+                        row += [f"failed: {failure}", "-", "-"]
+                print(f"[{started}] " + " | ".join(row), flush=True)
+                runs.append(row)
+            metric = "pixel error" if dataset.startswith("Dataset001") else "Dice"
+            call = verdict(dataset, ours_runs, theirs_runs, args.noise) if ours_runs and theirs_runs else "-"
+            cells.append([dataset, format_duration(seconds[budget]), metric, _mean_sd(ours_runs),
+                          _mean_sd(theirs_runs), call])
+    print_table("Every run (folds " + ",".join(map(str, folds)) + "; scores pool their validation cases; used = "
+                "training + validation wall time over the budget)",
+                ["dataset", "budget", "run", "autounet config", "autounet", "autounet used", "nnU-Net",
+                 "nnU-Net scores", "nnU-Net used"], runs)
+    print_table("Cells (mean ± sd over runs; a win needs a margin over both sds, or over --noise for single runs)",
+                ["dataset", "budget", "metric", "autounet", "nnU-Net", "verdict"], cells)
     print(f"\nwork folder: {work}")
 
 
-def _fmt(scores: dict[str, float]) -> str:
-    return ", ".join(f"{name} {value:.4f}" for name, value in scores.items()) or "no cases scored"
+def _fmt(scores: dict[str, list[float]]) -> str:
+    return ", ".join(f"{name} {np.mean(values):.4f}" for name, values in scores.items()) or "no cases scored"
 
 
 if __name__ == "__main__":

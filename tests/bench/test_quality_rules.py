@@ -1,0 +1,37 @@
+"""bench/quality.py's rules for the comparison table: ties, means, nnU-Net's calibration and configuration names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.quality import _mean_sd, _nnunet_iteration_seconds, nnunet_name, verdict
+
+
+def test_a_win_needs_a_margin_over_both_spreads():
+    assert verdict("Dataset004_Hippocampus", [0.85, 0.87, 0.86], [0.80, 0.81, 0.79]) == "autounet"
+    assert verdict("Dataset004_Hippocampus", [0.85, 0.88, 0.82], [0.83, 0.86, 0.80], 0.03) == "tie"
+    assert verdict("Dataset004_Hippocampus", [0.80, 0.80, 0.80], [0.85, 0.86, 0.85], 0.03) == "nnU-Net"
+    # single runs: the difference must exceed the noise measured at 10 minutes
+    assert verdict("Dataset004_Hippocampus", [0.881], [0.874], 0.03) == "tie"
+    assert verdict("Dataset004_Hippocampus", [0.881], [0.791], 0.03) == "autounet"
+    # ISBI's pixel error: lower is better
+    assert verdict("Dataset001_ISBI2012EM", [0.051], [0.101], 0.01) == "autounet"
+    assert verdict("Dataset001_ISBI2012EM", [0.051, 0.052], [0.054, 0.053], 0.01) == "autounet"
+
+
+def test_cells_show_mean_sd_and_the_number_of_runs():
+    assert _mean_sd([0.85, 0.87, 0.86]) == "0.860 ± 0.010 (n=3)"
+    assert _mean_sd([0.9]) == "0.900 (n=1)" and _mean_sd([]) == "-"
+
+
+def test_nnunet_trains_its_own_configuration_for_a_fitted_one():
+    assert nnunet_name("2d_fitted_10m") == "2d" and nnunet_name("3d_fullres") == "3d_fullres"
+
+
+def test_nnunets_calibration_leaves_out_its_warm_up(tmp_path):
+    timings = tmp_path / "bench_timings.json"
+    timings.write_text(json.dumps({"train_step_s": [9.0, 6.0, 5.5, 5.0, 5.0, 5.2, 4.8, 5.0],
+                                   "train_wait_s": [1.0, 0.5, 0.1, 0.0, 0.0, 0.0, 0.2, 0.0]}))
+    assert _nnunet_iteration_seconds(timings) == pytest.approx(5.04)
