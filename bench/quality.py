@@ -42,6 +42,7 @@ import argparse
 import json
 import math
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -344,6 +345,8 @@ def main() -> None:
     folds = [int(f) for f in args.folds.split(",") if f.strip()]
     seconds = {b: parse_duration(b) for b in budgets}
     work = args.work or Path(tempfile.mkdtemp(prefix="autounet_quality_"))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    print(f"autounet at commit {commit.stdout.strip() or 'unknown'} (the rules measured are this commit's)", flush=True)
     runs, cells = [], []
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         if not (data / dataset).is_dir():
