@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from autounet.cli.main import app
 from autounet.errors import UserError
 from autounet.network import build_network
 from autounet.network.residual_unet import ResidualBlock, ResidualEncoderUNet
@@ -109,3 +111,21 @@ def test_plans_record_the_preset_and_old_plans_load_as_default(tmp_path, resenc_
     path.write_text(json.dumps(old))
     assert load_plans(tmp_path).preset == "default"
     assert load_plans(tmp_path).configuration("3d_fullres").network.architecture == "plain"
+
+
+def test_plan_command_takes_the_preset_and_gpu_memory_replaces_its_target(nifti_dataset, data_root):
+    runner = CliRunner()
+    result = runner.invoke(app, ["plan", str(nifti_dataset), "--preset", "resenc-l", "--gpu-memory", "4",
+                                 "-c", "3d_fullres", "-w", "1"])
+    assert result.exit_code == 0, result.output
+    assert "preset resenc-l planned for 4 GB (--gpu-memory) instead of its 24 GB target" in result.output
+    plans = load_plans(data_root / "preprocessed" / nifti_dataset.name)
+    assert plans.preset == "resenc-l" and plans.memory_budget_gb == 4.0
+    plan = plans.configuration("3d_fullres")
+    assert plan.network.architecture == "residual_encoder" and plan.estimated_memory_gb <= 4.0
+
+
+def test_plan_command_refuses_an_unknown_preset_in_one_sentence(nifti_dataset, data_root):
+    result = CliRunner().invoke(app, ["plan", str(nifti_dataset), "--preset", "resenc-s", "-w", "1"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "--preset must be one of default, resenc-m, resenc-l, resenc-xl, not 'resenc-s'." in result.output
