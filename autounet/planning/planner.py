@@ -100,7 +100,9 @@ def apply_preset(budget: MemoryBudget, preset_name: str | None, explicit: bool) 
     gb, note = preset_memory_budget(chosen, budget.gb, explicit, budget.hardware.device)
     if not note:
         return budget
-    return MemoryBudget(gb, budget.hardware, [*budget.notes, note], list(budget.warnings))
+    # When the preset's own target is planned for, the hardware's "planning for N GB" note would contradict it.
+    notes = [note] if gb == chosen.memory_target_gb and not explicit else [*budget.notes, note]
+    return MemoryBudget(gb, budget.hardware, notes, list(budget.warnings))
 
 
 def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, device: str = "auto",

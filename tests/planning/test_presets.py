@@ -129,3 +129,16 @@ def test_plan_command_refuses_an_unknown_preset_in_one_sentence(nifti_dataset, d
     result = CliRunner().invoke(app, ["plan", str(nifti_dataset), "--preset", "resenc-s", "-w", "1"])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "--preset must be one of default, resenc-m, resenc-l, resenc-xl, not 'resenc-s'." in result.output
+
+
+def test_planning_for_the_target_does_not_also_say_the_hardware_budget():
+    from autounet.planning.memory_budget import MemoryBudget
+    from autounet.planning.planner import apply_preset
+
+    cpu = MemoryBudget(8.0, HardwareInfo(device="cpu"), ["no GPU found: planning for a GPU with 8 GB"])
+    planned = apply_preset(cpu, "resenc-l", explicit=False)
+    assert planned.gb == 24.0 and planned.notes == ["preset resenc-l: planning for its 24 GB target"]
+    small = MemoryBudget(11.0, HardwareInfo(device="cuda", total_memory_gb=11.0), ["planning for a GPU with 11 GB"])
+    capped = apply_preset(small, "resenc-l", explicit=False)
+    assert capped.gb == 11.0 and len(capped.notes) == 2 and "less than the preset's 24 GB" in capped.notes[1]
+    assert apply_preset(small, None, explicit=False) is small
