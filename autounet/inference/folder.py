@@ -16,7 +16,7 @@ from autounet.inference.predictor import Predictor
 from autounet.io import SPACING_2D_THROUGH_PLANE, Geometry, write_segmentation
 from autounet.io.registry import NATURAL_2D_ENDINGS
 from autounet.utils.atomic import check_writable, write_bytes
-from autounet.utils.progress import track
+from autounet.utils.progress import console, track
 
 PROBABILITIES_KEY = "probabilities"
 
@@ -109,6 +109,11 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Path], output: Path, p
     """
     output = Path(output)
     cases = cases_to_predict(inputs, output)
+    renamed = [case for case in cases if not case.output_name().endswith(case.ending)]
+    if renamed:
+        console.print(f"note: {len(renamed)} JPEG input(s): their segmentations are written as PNG "
+                      f"(e.g. {renamed[0].output_name()}), since label maps must be stored losslessly.",
+                      highlight=False, soft_wrap=True)
     summary = FolderSummary()
     summary.failed += [f"{path}: is not an image file autounet reads (unknown ending); skipped, move it out of "
                        f"the input folder." for path in unsupported_files(inputs)]

@@ -14,7 +14,7 @@ import numpy as np
 
 from autounet.dataset.cases import split_channel_name
 from autounet.errors import ImageReadError, UserError
-from autounet.io import Geometry, file_ending, read_volume
+from autounet.io import Geometry, file_ending, read_volume, segmentation_path
 from autounet.io.nifti_check import nonfinite_voxels
 
 
@@ -27,8 +27,9 @@ class InputCase:
     ending: str
 
     def output_name(self) -> str:
-        """The file name of its segmentation: the case identifier with the input's ending."""
-        return f"{self.case_id}{self.ending}"
+        """The file name of its segmentation: the case identifier with the input's ending (PNG for a JPEG input,
+        since label maps are stored losslessly)."""
+        return segmentation_path(f"{self.case_id}{self.ending}").name
 
 
 def _files_of(paths: Sequence[Path]) -> list[Path]:

@@ -23,9 +23,14 @@ def test_predict_jpeg_inputs_writes_png_labels(data_root, tmp_path):
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "predicted 2 case(s)" in result.output
-    assert "written as img_001.png instead" in " ".join(result.output.split())
+    assert "2 JPEG input(s): their segmentations are written as PNG (e.g. img_001.png)" in " ".join(
+        result.output.split())
     assert sorted(p.name for p in out.iterdir() if p.suffix in (".png", ".jpg")) == ["img_001.png", "img_002.png"]
     for case in ("img_001", "img_002"):
         with Image.open(out / f"{case}.png") as written, Image.open(photos / f"{case}_0000.jpg") as source:
             assert written.size == source.size
             assert set(np.unique(np.asarray(written))) <= {0, 1}
+    # --continue finds the PNGs written for JPEG inputs and predicts nothing again
+    again = CliRunner().invoke(app, ["predict", "-i", str(photos), "-o", str(out), "--no-tta", "--continue"],
+                               catch_exceptions=False)
+    assert again.exit_code == 0 and "predicted 0 case(s)" in again.output and "skipped 2" in again.output
