@@ -1,6 +1,6 @@
 """Plans made by autounet and by nnU-Net v2 for the same datasets at an 8 GB budget, side by side.
 
-With ``--preset resenc-m|resenc-l|resenc-xl`` autounet plans with that preset at its memory target (8, 24, 40 GB)
+With ``--preset resenc-m|resenc-l|resenc-xl`` autounet plans with that preset at its memory target (11, 24, 40 GB)
 and nnU-Net with ``nnUNetPlannerResEncM|L|XL`` (its nnUNetResEncUNet{M,L,XL}Plans.json); the table adds the
 residual blocks per encoder stage.
 
@@ -36,10 +36,10 @@ from autounet.planning.memory import estimate_training_memory_gb  # noqa: E402
 from autounet.planning.presets import preset  # noqa: E402
 
 BUDGET_GB = 8
-NNUNET_PLANNERS = {"default": ("ExperimentPlanner", "nnUNetPlans"),
-                   "resenc-m": ("nnUNetPlannerResEncM", "nnUNetResEncUNetMPlans"),
-                   "resenc-l": ("nnUNetPlannerResEncL", "nnUNetResEncUNetLPlans"),
-                   "resenc-xl": ("nnUNetPlannerResEncXL", "nnUNetResEncUNetXLPlans")}
+NNUNET_PLANNERS = {"default": ("ExperimentPlanner", "nnUNetPlans", 8),  # planner, plans file, its nominal GB
+                   "resenc-m": ("nnUNetPlannerResEncM", "nnUNetResEncUNetMPlans", 8),
+                   "resenc-l": ("nnUNetPlannerResEncL", "nnUNetResEncUNetLPlans", 24),
+                   "resenc-xl": ("nnUNetPlannerResEncXL", "nnUNetResEncUNetXLPlans", 40)}
 REAL = [(4, "Dataset004_Hippocampus"), (1, "Dataset001_ISBI2012EM"), (10, "Dataset010_PH2Dermoscopy")]
 SYNTHETIC_CT = (951, "Dataset951_SynthCT")
 
@@ -118,7 +118,7 @@ def nnunet_plans(dataset_id: int, name: str, base: Path, fingerprint: bool = Tru
     "batch by memory alone" column (autounet's, so the two rows compare)."""
     env = nnunet_env(base)
     total = 0.0
-    planner, plans_name = NNUNET_PLANNERS[preset_name]
+    planner, plans_name, _ = NNUNET_PLANNERS[preset_name]
     commands = [[nnunet_bin("nnUNetv2_plan_experiment"), "-d", str(dataset_id), "-pl", planner]]
     if fingerprint:
         commands.insert(0, [nnunet_bin("nnUNetv2_extract_fingerprint"), "-d", str(dataset_id), "-np", "2"])
@@ -203,7 +203,7 @@ def main() -> None:
                              "planner keeps its own target")
     args = parser.parse_args()
     budget_gb = args.gpu_memory or preset(args.preset).memory_target_gb or BUDGET_GB
-    nnunet_gb = preset(args.preset).memory_target_gb or BUDGET_GB
+    nnunet_gb = NNUNET_PLANNERS[args.preset][2]
     against = (f"{args.preset} at {budget_gb:g} GB vs nnU-Net v2 {NNUNET_PLANNERS[args.preset][0]} "
                f"(for {nnunet_gb:g} GB)")
     work = args.work or Path(tempfile.mkdtemp(prefix="plans_vs_nnunet_"))

@@ -57,7 +57,7 @@ def print_plans(plans: Plans) -> None:
 
 PresetOption = Annotated[Optional[str], typer.Option(
     "--preset", help="Network preset: default (nnU-Net's plain U-Net, for the detected GPU), or the residual-encoder "
-                     "U-Nets resenc-m, resenc-l, resenc-xl (planned for 8, 24, 40 GB; --gpu-memory replaces that "
+                     "U-Nets resenc-m, resenc-l, resenc-xl (planned for 11, 24, 40 GB; --gpu-memory replaces that "
                      "target, a smaller GPU caps it).", show_default=False)]
 
 

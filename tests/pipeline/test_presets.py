@@ -22,10 +22,10 @@ def test_resenc_preset_plans_trains_predicts_and_exports(tmp_path):
     name, configuration = raw.name, "3d_fullres"
 
     result = ok(autounet(root, "plan", name, "-c", configuration, "--preset", "resenc-m", "--device", "cpu"))
-    assert "preset resenc-m: planning for its 8 GB target" in result.stdout
+    assert "preset resenc-m: planning for its 11 GB target" in result.stdout
     assert "residual blocks" in result.stdout
     plans = json.loads((root / "preprocessed" / name / "plans.json").read_text())
-    assert plans["preset"] == "resenc-m" and plans["memory_budget_gb"] == 8.0
+    assert plans["preset"] == "resenc-m" and plans["memory_budget_gb"] == 11.0
     network = plans["configurations"][configuration]["network"]
     assert network["architecture"] == "residual_encoder"
     assert network["n_conv_per_stage"][:3] == [1, 3, 4] and set(network["n_conv_per_stage_decoder"]) == {1}

@@ -29,7 +29,7 @@ def resenc_m():
 
 def test_presets_are_chosen_by_name_and_an_unknown_one_is_one_sentence():
     assert preset(None).name == "default" and preset("ResEnc-L").name == "resenc-l"
-    assert [PRESETS[n].memory_target_gb for n in ("resenc-m", "resenc-l", "resenc-xl")] == [8.0, 24.0, 40.0]
+    assert [PRESETS[n].memory_target_gb for n in ("resenc-m", "resenc-l", "resenc-xl")] == [11.0, 24.0, 40.0]
     with pytest.raises(UserError, match="--preset must be one of default, resenc-m, resenc-l, resenc-xl, not 'big'"):
         preset("big")
 
