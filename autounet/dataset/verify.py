@@ -36,6 +36,30 @@ class VerifyReport:
         return not self.errors
 
 
+VERIFY_FILE = "verify.json"
+"""What verification found when the fingerprint was made (beside fingerprint.json; the report shows it)."""
+
+
+def save_verify_report(report: VerifyReport, folder: Path) -> Path:
+    """Write ``report`` to ``folder/verify.json`` (atomically)."""
+    from autounet.utils.atomic import write_json
+    from autounet.utils.serde import to_json_value
+
+    path = Path(folder) / VERIFY_FILE
+    write_json(path, to_json_value(report))
+    return path
+
+
+def load_verify_report(folder: Path) -> VerifyReport | None:
+    """The report :func:`save_verify_report` wrote in ``folder``; None where there is none."""
+    import json
+
+    from autounet.utils.serde import load_dataclass
+
+    path = Path(folder) / VERIFY_FILE
+    return load_dataclass(VerifyReport, json.loads(path.read_text())) if path.is_file() else None
+
+
 def verify_dataset(folder: Path, workers: int | None = None) -> VerifyReport:
     """Check the raw dataset in ``folder`` (nnU-Net v2 format) without modifying anything.
 

@@ -50,7 +50,7 @@ def current_fingerprint(location: DatasetLocation, workers: int | None = None,
         # Fingerprints made before the label detail was measured are made again, once.
         if fingerprint.raw_digest == digest and fingerprint.label_dice_when_coarsened(2) is not None:
             return fingerprint
-    verify_or_raise(location.raw, workers)
+    verify_or_raise(location.raw, workers, save_to=location.preprocessed)
     fingerprint = compute_fingerprint(location.raw, workers=workers)
     save_fingerprint(fingerprint, location.preprocessed)
     if report is not None:
@@ -61,11 +61,14 @@ def current_fingerprint(location: DatasetLocation, workers: int | None = None,
 VERIFY_ERRORS_SHOWN = 3
 
 
-def verify_or_raise(raw_folder: Path, workers: int | None = None) -> None:
-    """Run dataset verification; raise a UserError quoting the first errors and their count if it fails."""
-    from autounet.dataset.verify import verify_dataset
+def verify_or_raise(raw_folder: Path, workers: int | None = None, save_to: Path | None = None) -> None:
+    """Run dataset verification; raise a UserError quoting the first errors and their count if it fails. With
+    ``save_to``, what it found (warnings included) is kept there as verify.json."""
+    from autounet.dataset.verify import save_verify_report, verify_dataset
 
     report = verify_dataset(raw_folder, workers)
+    if save_to is not None:
+        save_verify_report(report, save_to)
     if not report.ok:
         shown = "; ".join(report.errors[:VERIFY_ERRORS_SHOWN])
         hidden = len(report.errors) - VERIFY_ERRORS_SHOWN

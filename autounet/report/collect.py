@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autounet.dataset.verify import VERIFY_FILE, VerifyReport, load_verify_report
 from autounet.dataset.spec import DatasetSpec, load_spec
 from autounet.errors import UserError
 from autounet.evaluation.choice import InferenceChoice, load_inference_choice
@@ -80,6 +81,8 @@ class ReportData:
     """Files that were there but could not be read, each as one sentence (shown in the report)."""
     raw: Path | None = None
     """The raw dataset folder the validation cases were read from (None when it is not on this machine)."""
+    verification: VerifyReport | None = None
+    """What verification found when the fingerprint was made (verify.json), if it was kept."""
 
     def cases(self, configuration: str) -> list[CaseRow]:
         """The validation cases of every fold of ``configuration`` that has a summary."""
@@ -170,6 +173,8 @@ def collect(location: DatasetLocation) -> ReportData:
             break
     data.fingerprint = _optional(data, location.preprocessed / FINGERPRINT_FILE,
                                  lambda: load_fingerprint(location.preprocessed))
+    data.verification = _optional(data, location.preprocessed / VERIFY_FILE,
+                                  lambda: load_verify_report(location.preprocessed))
     data.plans = _optional(data, location.preprocessed / PLANS_FILE, lambda: load_plans(location.preprocessed))
     for configuration in trained_configurations(location.results):
         folders = fold_folders(location.results / configuration)

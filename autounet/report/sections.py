@@ -78,10 +78,30 @@ def dataset_section(data: ReportData) -> str:
         parts.append(image(figures.distributions(spacings[:, axes], shapes[:, axes], names),
                            "spacing and size distributions"))
     parts.append(_label_volumes(data))
+    parts.append(_verification(data))
     if data.problems:
         parts.append(subsection("files that could not be read", "<ul>" + "".join(
             f"<li>{paragraph(p)}</li>" for p in data.problems) + "</ul>"))
     return "\n".join(parts)
+
+
+VERIFY_LINES_SHOWN = 30
+
+
+def _verification(data: ReportData) -> str:
+    """What `verify` found when the fingerprint was made: every error and warning, or that there were none."""
+    found = data.verification
+    if found is None:
+        return subsection("problems verify found", note(
+            "No record of the verification (fingerprints made before verify.json was kept); `autounet verify "
+            f"{data.location.name}` lists every problem."))
+    lines = [f"error: {e}" for e in found.errors] + [f"warning: {w}" for w in found.warnings]
+    if not lines:
+        return subsection("problems verify found", paragraph(f"None: {found.num_cases} training cases checked."))
+    hidden = len(lines) - VERIFY_LINES_SHOWN
+    more = f"<li>{paragraph(f'... and {hidden} more (`autounet verify` lists them all).')}</li>" if hidden > 0 else ""
+    return subsection("problems verify found", "<ul>" + "".join(
+        f"<li>{paragraph(line)}</li>" for line in lines[:VERIFY_LINES_SHOWN]) + more + "</ul>")
 
 
 def _label_volumes(data: ReportData) -> str:

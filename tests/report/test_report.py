@@ -150,3 +150,19 @@ def test_a_time_budget_shows_what_was_timed_and_chosen(tmp_path, nifti_run):
     section = text[text.index('id="plans"'):text.index('id="training"')]
     assert "<h3>time budget</h3>" in section and "30 min<" in section
     assert "networks timed on this machine" in section and "12,000" in section and ">2d<" in section
+
+
+def test_the_problems_verify_found_are_listed(nifti_run):
+    from autounet.dataset.verify import VERIFY_FILE, VerifyReport, load_verify_report, save_verify_report
+
+    kept = load_verify_report(nifti_run.preprocessed)
+    assert kept is not None and kept.errors == []  # planning's verification kept what it found
+    try:
+        save_verify_report(VerifyReport(warnings=["labelsTr/case_002.nii.gz: holds no foreground"], num_cases=5),
+                           nifti_run.preprocessed)
+        text = " ".join(render_report(nifti_run).split())
+        assert "problems verify found" in text and "warning: labelsTr/case_002.nii.gz: holds no foreground" in text
+        (nifti_run.preprocessed / VERIFY_FILE).unlink()
+        assert "No record of the verification" in " ".join(render_report(nifti_run).split())
+    finally:
+        save_verify_report(kept, nifti_run.preprocessed)
