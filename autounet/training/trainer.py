@@ -41,6 +41,7 @@ from autounet.training.pretrained import load_pretrained
 from autounet.training.steps import StepParts, train_step, validation_step
 from autounet.training.tracking import open_tracker
 from autounet.training.workers import BatchStream
+from autounet.utils.locks import exclusive, shared
 from autounet.utils.logs import debug, log_to
 from autounet.utils.progress import console
 from autounet.utils.serde import to_json_value
@@ -219,6 +220,11 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
         setup = prepare_fold(location, config)
         with contextlib.ExitStack() as cleanup:
             if ranks.is_main:
+                # Other folds may train beside this one; a second run of this fold, or preprocess rewriting the
+                # cache under it, is refused naming this process.
+                what = f"autounet train {location.name} -c {config.configuration} --fold {config.fold}"
+                cleanup.enter_context(shared(location.preprocessed, what))
+                cleanup.enter_context(exclusive(setup.fold_dir, what))
                 cleanup.enter_context(log_to(setup.fold_dir / TRAINING_LOG))
             config, point = _resume_point(setup, config, resume)
             if ranks.is_main:

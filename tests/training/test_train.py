@@ -206,3 +206,17 @@ def test_region_based_training(tmp_path):
     fold_dir = train_fold(location, "3d_fullres", 0, TrainingConfig(**TINY))
     header = _log(fold_dir)[0]
     assert "dice_whole" in header and "dice_core" in header
+
+
+def test_a_second_run_of_the_same_fold_is_refused_while_the_first_holds_it(tmp_path):
+    from autounet.errors import LockedError
+    from autounet.utils.locks import exclusive
+
+    location = make_training_root(tmp_path)
+    fold_dir = location.results / "3d_fullres" / "fold_0"
+    with exclusive(fold_dir, "autounet train (the first run)"):
+        with pytest.raises(LockedError, match="the first run"):
+            train_fold(location, "3d_fullres", 0, TrainingConfig(**TINY))
+    assert not (fold_dir / "model_final.safetensors").exists()
+    # once it is free (as when the first process ends, however it ends) the fold trains
+    assert (train_fold(location, "3d_fullres", 0, TrainingConfig(**TINY)) / "model_final.safetensors").is_file()
