@@ -20,7 +20,8 @@ def _voxels(patch_size: list[int], scale: list[int]) -> int:
 
 def sample_cost(network: NetworkConfig, patch_size: list[int], element_weight: float = ELEMENT_WEIGHT) -> float:
     """Relative work of one sample's forward pass through ``network`` at ``patch_size``: convolution
-    multiply-adds plus ``element_weight`` per activation element. Training time grows about in proportion.
+    multiply-adds plus ``element_weight`` per activation element. Training time grows about in proportion. A
+    residual encoder's stage counts blocks of two convolutions each (the 1x1 shortcuts are left out).
 
     Example:
         >>> from autounet.network.config import NetworkConfig
@@ -37,7 +38,7 @@ def sample_cost(network: NetworkConfig, patch_size: list[int], element_weight: f
         scales.append(list(scale))
         voxels = _voxels(patch_size, scale)
         kernel = math.prod(network.kernel_sizes[stage])
-        convs = network.n_conv_per_stage[stage]
+        convs = network.n_conv_per_stage[stage] * (2 if network.architecture == "residual_encoder" else 1)
         multiply_adds += voxels * kernel * features * (in_channels + (convs - 1) * features)
         elements += voxels * features * convs
         in_channels = features

@@ -63,6 +63,13 @@ def narrower(plan: ConfigurationPlan, factor: float = WIDTH_FACTOR) -> Configura
     return smaller
 
 
+def _per_stage(counts: list[int], stages: int) -> list[int]:
+    """``counts`` (convolutions or residual blocks per stage) cut or extended (repeating the last) to ``stages``;
+    a residual encoder's 1, 3, 4, 6, ... keeps its shape."""
+    counts = list(counts) or [2]  # a one-stage network has no decoder counts to repeat: nnU-Net's two
+    return (counts[:stages] + [counts[-1]] * max(0, stages - len(counts))) if stages else []
+
+
 def with_patch(plan: ConfigurationPlan, patch_size: list[int]) -> ConfigurationPlan:
     """``plan`` re-shaped for ``patch_size``: the topology (stages, kernels, strides) that patch allows, the same
     feature progression cut to the new stage count, and a batch scaled up by the voxels the patch frees."""
@@ -73,8 +80,8 @@ def with_patch(plan: ConfigurationPlan, patch_size: list[int]) -> ConfigurationP
     network = smaller.network
     network.features_per_stage = features[:topology.num_stages]
     network.kernel_sizes, network.strides = topology.kernel_sizes, topology.strides
-    network.n_conv_per_stage = list(plan.network.n_conv_per_stage[:1]) * topology.num_stages
-    network.n_conv_per_stage_decoder = list(plan.network.n_conv_per_stage[:1]) * (topology.num_stages - 1)
+    network.n_conv_per_stage = _per_stage(plan.network.n_conv_per_stage, topology.num_stages)
+    network.n_conv_per_stage_decoder = _per_stage(plan.network.n_conv_per_stage_decoder, topology.num_stages - 1)
     smaller.patch_size = list(topology.patch_size)
     ratio = np.prod(plan.patch_size, dtype=float) / np.prod(topology.patch_size, dtype=float)
     smaller.batch_size = max(plan.batch_size, min(MAX_BATCH, math.floor(plan.batch_size * ratio)))
