@@ -1,7 +1,7 @@
-"""The README's first run, timed: ``autounet run examples/Dataset004_Hippocampus --budget B --folds 0``.
+"""The README's first run, timed: ``autounet run examples/Dataset004_Hippocampus --budget B --folds 0 -c 2d``.
 
     python bench/demo.py                       # 3 runs of the README's command, each in a fresh data root
-    python bench/demo.py --budget 2m --runs 1
+    python bench/demo.py --budget 2m --runs 1 -c ''   # planning chooses the configuration (and fits it) itself
 
 Each run starts from nothing (a new ``--root``: fingerprint, plans and cache are made again), as a new user's
 first run does. Printed per run: wall seconds of the whole command (install excluded), the configuration trained,
@@ -28,9 +28,10 @@ from bench.common import autounet_cmd, print_table, run_measured  # noqa: E402
 DATASET = "Dataset004_Hippocampus"
 
 
-def one_run(budget: str, root: Path) -> list:
+def one_run(budget: str, root: Path, configuration: str | None) -> list:
+    chosen = ["-c", configuration] if configuration else []
     measured = run_measured(autounet_cmd("run", str(REPO / "examples" / DATASET), "--budget", budget, "--folds",
-                                         "0", "--root", str(root)), env={"COLUMNS": "200"})
+                                         "0", *chosen, "--root", str(root)), env={"COLUMNS": "200"})
     if measured.returncode != 0:
         raise SystemExit(f"the run failed (exit {measured.returncode}):\n{measured.output[-3000:]}")
     results = root / "results" / DATASET
@@ -46,13 +47,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="2m")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--configuration", "-c", default="2d",
+                        help="the configuration the README's command names (default 2d; '' lets planning choose)")
     args = parser.parse_args()
     rows = []
     for index in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="autounet_demo_") as root:
-            rows.append(one_run(args.budget, Path(root)))
+            rows.append(one_run(args.budget, Path(root), args.configuration or None))
         print(" | ".join(f"{c:.3f}" if isinstance(c, float) else str(c) for c in rows[-1]), flush=True)
-    print_table(f"`autounet run examples/{DATASET} --budget {args.budget} --folds 0`, {args.runs} run(s)",
+    named = f" -c {args.configuration}" if args.configuration else ""
+    print_table(f"`autounet run examples/{DATASET} --budget {args.budget} --folds 0{named}`, {args.runs} run(s)",
                 ["wall s", "configuration", "fold-0 Dice", "after postprocessing", "steps"], rows)
     print(f"\nmedian wall {statistics.median(r[0] for r in rows):.0f} s; median fold-0 validation Dice "
           f"{statistics.median(r[2] for r in rows):.3f} ({statistics.median(r[3] for r in rows):.3f} after "
