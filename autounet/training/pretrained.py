@@ -67,8 +67,8 @@ def _weights_of(source: Path, configuration: str, fold: int | str, scratch: Path
             for folder in source.glob("fold_*")):
         from autounet.inference.nnunet_import import install_nnunet_configuration
 
-        installed = install_nnunet_configuration(source, scratch)
-        source = _configuration_folders(scratch)[0] if installed else source
+        install_nnunet_configuration(source, scratch)
+        source = _configuration_folders(scratch)[0]
     if source.is_dir() and not is_fold_folder(source):
         source = _pick_fold(source, fold)
     weights = source / "model_final.safetensors" if source.is_dir() else source
@@ -103,6 +103,6 @@ def load_pretrained(network: torch.nn.Module, source: Path, configuration: str, 
         raise UserError(f"{weights_path}: its network differs from the plan's beyond the segmentation heads "
                         f"({name} {what}{' network' if name in unexpected else ''}; {len(body)} difference(s)); "
                         f"fine-tuning needs the same input channels, stages, features and kernels.")
-    fresh = sorted(set(missing + unexpected + mismatched))
-    network.load_state_dict({name: value for name, value in weights.items() if name not in fresh}, strict=False)
-    return PretrainedLoad(source, len(own) - len([n for n in fresh if n in own]), [n for n in fresh if n in own])
+    fresh = sorted(name for name in missing + mismatched)  # the new network's heads that keep their start
+    network.load_state_dict({name: weights[name] for name in own if name not in fresh}, strict=False)
+    return PretrainedLoad(source, len(own) - len(fresh), fresh)
