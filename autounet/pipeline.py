@@ -34,6 +34,12 @@ class PipelineResult:
     """The HTML report written at the end (results/DATASET/report.html)."""
     budget_choice: str = ""
     """With a duration budget: what planning measured and chose, and each fold's share."""
+    budget_seconds: float | None = None
+    """The duration budget of the whole run, if one was given."""
+    training_seconds: float = 0.0
+    """Seconds spent in training iterations, summed over the folds trained in this run under a duration budget."""
+    iterations: int = 0
+    """Training iterations run in those seconds."""
 
 
 def default_training_configurations(plans) -> list[str]:
@@ -76,6 +82,19 @@ def folds_to_train(location: DatasetLocation, plans, name: str, names: list[str]
     return every + [fold for fold in folds if fold not in every]
 
 
+def _same_schedule(stored, config) -> bool:
+    """Whether the run stored in a fold folder is the one ``config`` asks for (so it is kept or continued)."""
+    if stored is None:
+        return False
+    if config.run_time_budget_seconds is not None:
+        if stored.run_time_budget_seconds is not None:
+            return stored.run_time_budget_seconds == config.run_time_budget_seconds
+        return stored.time_budget_seconds is not None  # trained by an older autounet under a run's budget
+    if config.time_budget_seconds is not None:
+        return stored.time_budget_seconds == config.time_budget_seconds
+    return (stored.epochs, stored.iterations_per_epoch) == (config.epochs, config.iterations_per_epoch)
+
+
 def _train_or_continue(location: DatasetLocation, configuration: str, fold: int | str, config) -> Path:
     """Train a fold, continue it if it was interrupted, or keep it if it already finished this schedule."""
     from autounet.training import train_fold
@@ -84,11 +103,7 @@ def _train_or_continue(location: DatasetLocation, configuration: str, fold: int 
 
     folder = fold_directory(location, configuration, fold)
     stored = stored_config(folder)
-    if config.time_budget_seconds is not None:
-        same_schedule = stored is not None and stored.time_budget_seconds == config.time_budget_seconds
-    else:
-        same_schedule = stored is not None and (stored.epochs, stored.iterations_per_epoch) == (
-            config.epochs, config.iterations_per_epoch)
+    same_schedule = _same_schedule(stored, config)
     if same_schedule and (folder / "model_final.safetensors").is_file() and (
             folder / "validation" / "summary.json").is_file():
         return folder
@@ -112,9 +127,9 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     along, trained on every fold. When the raw dataset has an
     ``imagesTs/`` folder, its images are segmented with the chosen model into
     ``results/<dataset>/predictions_imagesTs/``. A duration ``budget``
-    (``30m``) covers the training and validation of every fold trained,
-    split equally between them; planning times 2d and 3d_fullres for one
-    fold's share and, unless ``configurations`` are given, trains its choice. ``preset_name`` is planning's
+    (``30m``) covers the whole run up to the report (:mod:`autounet.run_budget`): planning times 2d and
+    3d_fullres for one fold's nominal share and, unless ``configurations`` are given, trains its choice; each
+    fold trains for its share of the time left. ``preset_name`` is planning's
     network preset (``resenc-m``, ...; :mod:`autounet.planning.presets`).
 
     Example:
@@ -130,14 +145,14 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
     from autounet.preprocessing.dataset import preprocess_dataset
     from autounet.training import TrainingConfig
     from autounet.planning.time_budget import format_duration, time_budget_seconds as budget_seconds
+    from autounet.run_budget import RunBudget
 
     folds = folds if folds is not None else [0, 1, 2, 3, 4]
     total_budget = budget_seconds(budget)
-    fold_budget = None
+    run_budget = None
     if total_budget is not None:
-        fold_budget = total_budget / (len(folds) * max(1, len(configurations or [""])))
-        budget = f"{fold_budget:.3f}s"
-    with _budget_shared_by(total_budget, fold_budget):
+        run_budget = RunBudget(total_budget, len(folds) * max(1, len(configurations or [""])))
+    with _budget_shared_by(run_budget):
         clock = {}
         start = time.perf_counter()
         # Verifies the raw data once, unless the fingerprint shows it unchanged since it was verified.
@@ -146,7 +161,9 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
 
         start = time.perf_counter()
         plans = plan_dataset(location, gpu_memory_gb=gpu_memory_gb, device=device, workers=workers,
-                             time_budget_seconds=fold_budget, preset_name=preset_name)
+                             time_budget_seconds=run_budget.nominal_fold_seconds() if run_budget else None,
+                             preset_name=preset_name,
+                             timing_allowance_seconds=run_budget.planning_allowance() if run_budget else None)
         if plans.time_budget is not None:
             from autounet.utils.progress import console
 
@@ -161,16 +178,23 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
             raise UserError(f"{summary.failures[0].message} ({len(summary.failures)} case(s) failed to preprocess).")
         clock["preprocess"] = time.perf_counter() - start
 
-        config = TrainingConfig.from_budget(budget, device=None if device == "auto" else device,
-                                            **(training_overrides or {}))
+        overrides = {"device": None if device == "auto" else device, **(training_overrides or {})}
+        config = TrainingConfig.from_budget(budget, **overrides)
         result = PipelineResult(location.name, names, folds)
-        if plans.time_budget is not None:
-            result.budget_choice = (f"{format_duration(total_budget)} split into {len(folds) * len(names)} fold(s) of "
-                                    f"{format_duration(fold_budget)}; {plans.time_budget.describe()}")
+        trainings = [(name, fold) for name in names for fold in folds_to_train(location, plans, name, names, folds)]
+        if run_budget is not None:
+            run_budget.parts = len(trainings)
+            result.budget_choice = (f"{format_duration(total_budget)} for the whole run, {len(trainings)} fold "
+                                    f"training(s) of about {format_duration(run_budget.nominal_fold_seconds())}; "
+                                    f"{plans.time_budget.describe() if plans.time_budget else ''}")
         start = time.perf_counter()
-        for name in names:
-            for fold in folds_to_train(location, plans, name, names, folds):
-                result.fold_folders.append(_train_or_continue(location, name, fold, config))
+        for index, (name, fold) in enumerate(trainings):
+            if run_budget is not None:
+                share = run_budget.next_fold_seconds(len(trainings) - index)
+                config = TrainingConfig.from_budget(f"{max(share, 1.0):.3f}s", **overrides,
+                                                    run_time_budget_seconds=total_budget)
+            result.fold_folders.append(_train_or_continue(location, name, fold, config))
+            _count_training(result, result.fold_folders[-1])
         clock["train + validate"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -200,11 +224,25 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
         result.report = write_report(location)
         clock["report"] = time.perf_counter() - start
         result.seconds = clock
+        result.budget_seconds = total_budget
         return result
 
 
+def _count_training(result: PipelineResult, folder: Path) -> None:
+    """Add the fold's training iterations and their seconds (as its training_config.json records them)."""
+    from autounet.training.checkpoint import has_training_state, load_training_state
+    from autounet.training.setup import stored_config
+
+    stored = stored_config(folder)
+    if stored is None or stored.budget_timing is None or not stored.budget_timing.spent_seconds:
+        return
+    result.training_seconds += stored.budget_timing.spent_seconds.get("training iterations", 0.0)
+    if has_training_state(folder):
+        result.iterations += sum(record.iterations for record in load_training_state(folder).state.log)
+
+
 @contextlib.contextmanager
-def _budget_shared_by(total_budget: float | None, fold_budget: float | None):
+def _budget_shared_by(run_budget):
     """Restate a fold's too-small budget for the whole --budget that ``run`` shares among its folds."""
     from autounet.planning.time_budget import TimeBudgetTooSmallError as BudgetTooSmallError
     from autounet.planning.time_budget import format_at_least, format_duration
@@ -212,9 +250,10 @@ def _budget_shared_by(total_budget: float | None, fold_budget: float | None):
     try:
         yield
     except BudgetTooSmallError as error:
-        if not total_budget or not fold_budget or round(total_budget / fold_budget) <= 1:
+        if run_budget is None:
             raise
-        parts = round(total_budget / fold_budget)
-        raise UserError(f"a {format_duration(total_budget)} budget shared by {parts} folds "
-                        f"({format_duration(fold_budget)} each) is too small: {error.reason}; give --budget "
-                        f"{format_at_least(error.smallest_seconds * parts)} or more.") from None
+        spent = run_budget.total_seconds - run_budget.left()
+        needed = spent + error.smallest_seconds * run_budget.parts + run_budget.closing_seconds()
+        raise UserError(f"a {format_duration(run_budget.total_seconds)} budget for {run_budget.parts} fold "
+                        f"training(s) is too small: {error.reason}; give --budget {format_at_least(needed)} or "
+                        f"more.") from None

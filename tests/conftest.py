@@ -25,6 +25,13 @@ def shared_dataset(name: str) -> Path:
 REAL_DATASETS = ["Dataset004_Hippocampus", "Dataset001_ISBI2012EM", "Dataset010_PH2Dermoscopy"]
 
 
+@pytest.fixture(autouse=True)
+def own_timing_cache(tmp_path_factory, monkeypatch):
+    """Each test remembers step timings in its own folder (autounet.measure.timing_cache), never the user's, so
+    no test depends on what another measured; the CLI's subprocesses inherit it through the environment."""
+    monkeypatch.setenv("AUTOUNET_CACHE_DIR", str(tmp_path_factory.mktemp("timing-cache")))
+
+
 def write_dataset_json(folder: Path, channels: dict, labels: dict, n: int, ending: str, **extra) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     data = {"channel_names": channels, "labels": labels, "numTraining": n, "file_ending": ending, **extra}

@@ -37,7 +37,7 @@ MAY_IMPORT: dict[str, set[str]] = {
 layer) may import anything and nothing may import them. Training sits above inference and evaluation because a
 fold ends by predicting and scoring its validation cases; inference and evaluation never import training."""
 
-APPLICATION = {"cli", "pipeline", "model_loading", "__main__"}
+APPLICATION = {"cli", "pipeline", "run_budget", "model_loading", "__main__"}
 
 
 def module_name(path: Path) -> str:

@@ -61,8 +61,23 @@ def run(
         out.print(table)
         out.print(f"postprocessing: {result.postprocessing}")
         out.print("time: " + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in result.seconds.items()))
+        if result.budget_seconds:
+            out.print(budget_line(result), highlight=False)
         for line in closing_lines(result, location, dataset, budget, fold_list, root):
             out.print(line, highlight=False, soft_wrap=True)
+
+
+def budget_line(result) -> str:
+    """How the run kept to its duration budget: the whole run's time and the share that trained."""
+    from autounet.planning.time_budget import format_duration
+
+    budget = result.budget_seconds
+    total = sum(seconds for step, seconds in result.seconds.items() if step != "predict imagesTs")
+    trained = (f"; training iterations {result.training_seconds:.0f} s ({100 * result.training_seconds / budget:.0f} "
+               f"% of the budget, {result.iterations} iterations)" if result.training_seconds else "")
+    after = " (segmenting imagesTs/ came after it)" if "predict imagesTs" in result.seconds else ""
+    return (f"budget {format_duration(budget)}: the run took {format_duration(total)} ({100 * total / budget:.0f} "
+            f"%){after}{trained}")
 
 
 def closing_lines(result, location, dataset: str, budget: str, folds: list, root=None) -> list[str]:

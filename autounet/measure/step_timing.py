@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Callable
 
 import torch
 
+from autounet.measure import timing_cache
 from autounet.measure.settings import TIMER, TimerSettings
 from autounet.network import NetworkConfig, build_network
 from autounet.network.cpu_speed import speed_up_for_cpu
@@ -28,14 +30,34 @@ class StepSeconds:
 
 def measure_step_seconds(network: NetworkConfig, patch_size: list[int], batch_size: int, device: torch.device,
                          fast_cpu: bool = True, window_seconds: float | None = None,
-                         settings: TimerSettings = TIMER) -> StepSeconds:
+                         settings: TimerSettings = TIMER, remembered: bool = True) -> StepSeconds:
     """Median wall time of real training iterations and of inference forward passes of a fresh network.
 
     After a warm-up step, steps are timed for at least ``window_seconds`` and until the last few agree within
     ``settings.settled_ratio`` (or 3 windows have passed): on a shared CPU a fresh process's first steps and
     single steps vary many-fold, and the median of settled steps is what a long run sees. The network is a
-    throwaway built from ``network``: the run's own weights are not touched.
+    throwaway built from ``network``: the run's own weights are not touched. With ``remembered``, a timing this
+    machine already measured (:mod:`.timing_cache`) is returned without measuring, and a new one is stored.
     """
+    key = timing_key(network, patch_size, batch_size, device, fast_cpu)
+    if remembered and (known := timing_cache.remembered(key)) is not None:
+        return StepSeconds(*known)
+    steps = _measure(network, patch_size, batch_size, device, fast_cpu, window_seconds, settings)
+    if remembered:
+        timing_cache.remember(key, [steps.training_iteration, steps.forward])
+    return steps
+
+
+def timing_key(network: NetworkConfig, patch_size: list[int], batch_size: int, device: torch.device,
+               fast_cpu: bool) -> str:
+    """The :mod:`.timing_cache` key of a step timing: the network, patch, batch, kernels and CPU threads."""
+    return timing_cache.timing_key(device, network=dataclasses.asdict(network), patch=list(patch_size),
+                                   batch=batch_size, fast_cpu=fast_cpu and device.type == "cpu",
+                                   threads=torch.get_num_threads() if device.type == "cpu" else None)
+
+
+def _measure(network: NetworkConfig, patch_size: list[int], batch_size: int, device: torch.device, fast_cpu: bool,
+             window_seconds: float | None, settings: TimerSettings) -> StepSeconds:
     window = settings.window_seconds if window_seconds is None else window_seconds
     torch.manual_seed(0)
     net = build_network(network).to(device)

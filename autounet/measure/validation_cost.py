@@ -31,7 +31,7 @@ class ValidationCost:
     """What predicting the fold's validation cases costs: tiles, and the measured seconds of one tile."""
 
     seconds_per_tile: float
-    """Seconds per sliding-window tile, measured by predicting one real validation case without mirroring."""
+    """Seconds per sliding-window tile, measured by predicting part of a real validation case without mirroring."""
     tiles: int
     cases: int
     mirrorings: int
@@ -49,19 +49,19 @@ class ValidationCost:
                      + allowance.fixed_seconds, 1)
 
 
-def time_validation(tiles_per_case: dict[str, int], prepare: Callable[[str], Callable[[], object]], mirrorings: int,
-                    device: torch.device) -> ValidationCost:
-    """Time the prediction of the median case by tiles and scale it to all of ``tiles_per_case``.
+def time_validation(tiles_per_case: dict[str, int], prepare: Callable[[str], tuple[int, Callable[[], object]]],
+                    mirrorings: int, device: torch.device) -> ValidationCost:
+    """Time the prediction of part of the median case and scale it by tiles to all of ``tiles_per_case``.
 
-    ``prepare(case_id)`` loads a case and returns the call that predicts it (only that call is timed).
+    ``prepare(case_id)`` loads (part of) a case and returns how many tiles it holds and the call that predicts it
+    (only that call is timed).
     """
     if not tiles_per_case:
         return ValidationCost(0.0, 0, 0, mirrorings)
     cases = sorted(tiles_per_case, key=tiles_per_case.get)
-    median_case = cases[len(cases) // 2]
-    predict = prepare(median_case)
+    timed_tiles, predict = prepare(cases[len(cases) // 2])
     start = time.perf_counter()
     predict()
     synchronize(device)
-    per_tile = (time.perf_counter() - start) / max(1, tiles_per_case[median_case])
+    per_tile = (time.perf_counter() - start) / max(1, timed_tiles)
     return ValidationCost(per_tile, sum(tiles_per_case.values()), len(tiles_per_case), mirrorings)

@@ -22,6 +22,7 @@ from autounet.measure.threads import fastest_threads
 from autounet.network.cost import sample_cost
 from autounet.planning.time_budget import MIN_TRAINING_ITERATIONS, TimeBudgetTooSmallError
 from autounet.planning.time_plan import TIME_PLANNING, ConfigurationTiming, TimeBudgetPlan, TimePlanningSettings
+from autounet.planning.timing_allowance import TimingAllowance
 
 if TYPE_CHECKING:
     from autounet.planning.plans import ConfigurationPlan
@@ -121,14 +122,21 @@ def predicted_timing(plan: ConfigurationPlan, budget_seconds: float, reference_p
 
 def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
                  timings: list[ConfigurationTiming], label_dice=None,
-                 settings: TimePlanningSettings = TIME_PLANNING) -> ConfigurationPlan:
+                 settings: TimePlanningSettings = TIME_PLANNING, allowance: TimingAllowance | None = None,
+                 shared_by: int = 1) -> ConfigurationPlan:
     """The first of :func:`~autounet.planning.variants.cheaper_variants` that buys ``settings.target_iterations``
     and has no coarser grid below it on the ladder (the cheapest when none does), timed thoroughly; the rejected
     variants' timings (quick, or predicted when far too slow, ``settings.skip_share``, or above a coarser grid)
     and then the selected one's are appended to ``timings``. ``label_dice`` is passed on to the ladder (coarser
-    grids)."""
+    grids).
+
+    With an ``allowance`` (shared with ``shared_by - 1`` configurations still to plan), a network is measured only
+    when the allowance covers it; otherwise its predicted timing stands. The cheapest network is always measured
+    (it is the others' reference), and a remembered timing (:mod:`~autounet.measure.timing_cache`) costs nothing.
+    """
     from autounet.planning.variants import cheaper_variants, grid_factor
 
+    allowance = allowance or TimingAllowance()
     ladder = cheaper_variants(plan, label_dice)
     coarsest_grid = max(range(len(ladder)), key=lambda i: (grid_factor(plan, ladder[i]), -i))
     def counted(timing: ConfigurationTiming) -> ConfigurationTiming:
@@ -145,13 +153,19 @@ def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
         if index < coarsest_grid or predicted.iterations < settings.skip_share * target:
             timings.append(predicted)
             continue
-        quick = counted(quick_timing(variant, budget_seconds, torch_device))
+        if allowance.affords(predicted.seconds_per_iteration, shared_by):
+            quick = counted(quick_timing(variant, budget_seconds, torch_device))
+        else:
+            quick = predicted
         if quick.iterations >= target:
             break
         timings.append(quick)
-    selected = counted(time_configuration(variant, budget_seconds, torch_device, quick.batch_size))
+    if not quick.estimated and allowance.affords(quick.seconds_per_iteration, shared_by):
+        selected = counted(time_configuration(variant, budget_seconds, torch_device, quick.batch_size))
+        selected.batch_seconds = quick.batch_seconds
+    else:
+        selected = quick
     selected.selected = True
-    selected.batch_seconds = quick.batch_seconds
     timings.append(selected)
     return variant
 
@@ -163,12 +177,15 @@ def halved_patches(planned: dict[str, ConfigurationPlan], fitted: dict[str, Conf
 
 def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_seconds: float, device: str = "cpu",
                      label_dice=None, settings: TimePlanningSettings = TIME_PLANNING,
+                     allowance: TimingAllowance | None = None,
                      ) -> tuple[TimeBudgetPlan, dict[str, ConfigurationPlan]]:
     """Time each candidate configuration and its cheaper variants on ``device``; fit each to the budget and
     choose one. Returns the record for plans.json and the time-fitted plans of the candidates.
 
     ``label_dice(factor)``, the labels' Dice on an in-plane grid ``factor`` times coarser
-    (``Fingerprint.label_dice_when_coarsened``), lets a 2d network trade resolution for context."""
+    (``Fingerprint.label_dice_when_coarsened``), lets a 2d network trade resolution for context. ``allowance``
+    limits the time spent measuring (``run --budget`` counts planning inside its budget); the configurations
+    share it equally."""
     import torch
 
     from autounet.utils.progress import track
@@ -178,8 +195,10 @@ def plan_time_budget(configurations: dict[str, ConfigurationPlan], budget_second
         raise UserError(f"a time budget plans among {', '.join(CANDIDATES)}; none of them was planned.")
     torch_device = torch.device("cuda" if device == "cuda" else device)
     timings: list[ConfigurationTiming] = []
-    fitted = {name: fit_for_time(configurations[name], budget_seconds, torch_device, timings, label_dice, settings)
-              for name in track(names, description="timing training iterations")}
+    allowance = allowance or TimingAllowance()
+    fitted = {name: fit_for_time(configurations[name], budget_seconds, torch_device, timings, label_dice, settings,
+                                 allowance, shared_by=len(names) - index)
+              for index, name in enumerate(track(names, description="timing training iterations"))}
     chosen = choose_configuration([t for t in timings if t.selected], halved_patches(configurations, fitted),
                                   settings)
     return TimeBudgetPlan(budget_seconds, device, timings, chosen, settings.rule(), settings), fitted

@@ -12,6 +12,7 @@ from autounet.fingerprint.model import FINGERPRINT_FILE
 from autounet.paths import DatasetLocation
 from autounet.planning.memory_budget import MemoryBudget, memory_budget
 from autounet.planning.plan_for_time import plan_time_budget
+from autounet.planning.timing_allowance import TimingAllowance
 from autounet.planning.configurations import plan_configurations
 from autounet.planning.memory import estimate_training_memory_gb, memory_model_settings
 from autounet.planning.plans import ConfigurationPlan, Plans, save_plans
@@ -112,7 +113,7 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
                  configurations: list[str] | None = None, workers: int | None = None,
                  report: PlanningReport | None = None, budget: MemoryBudget | None = None,
                  verify: bool = False, time_budget_seconds: float | None = None,
-                 preset_name: str | None = None) -> Plans:
+                 preset_name: str | None = None, timing_allowance_seconds: float | None = None) -> Plans:
     """Plan the dataset at ``location`` for the detected GPU (or ``gpu_memory_gb``) and write plans.json.
 
     Runs verification and fingerprinting first when the fingerprint is
@@ -122,7 +123,8 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     ``time_budget_seconds`` (one fold's training and validation) the 2d and
     3d_fullres training iterations are timed here, each is made cheaper
     (narrower, smaller patch) until the budget buys it enough iterations, and
-    one is chosen (``plans.time_budget``). A network made cheaper is stored under its own name
+    one is chosen (``plans.time_budget``); ``timing_allowance_seconds`` caps the time spent measuring (networks
+    beyond it are predicted, see :mod:`autounet.planning.timing_allowance`). A network made cheaper is stored under its own name
     (:func:`fitted_name`, e.g. ``2d_fitted_30m``) beside the unchanged memory plan. ``preset_name``
     (``resenc-m``, ``resenc-l``, ``resenc-xl``; default: the plain U-Net) chooses the network rules and the memory
     target (:mod:`autounet.planning.presets`); the configurations keep nnU-Net's names and plans.json records it.
@@ -154,7 +156,8 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
                   extra={"memory_model": memory_model_settings()})
     if time_budget_seconds is not None:
         plans.time_budget, fitted = plan_time_budget(planned, time_budget_seconds, budget.hardware.device,
-                                                      fingerprint.label_dice_when_coarsened)
+                                                      fingerprint.label_dice_when_coarsened,
+                                                      allowance=TimingAllowance(timing_allowance_seconds))
         for name, plan in fitted.items():
             if plan is not planned[name]:
                 plan.estimated_memory_gb = round(estimate_training_memory_gb(plan.network, plan.patch_size,

@@ -8,9 +8,10 @@ from pathlib import Path
 from autounet.errors import UserError
 from autounet.paths import DatasetLocation
 from autounet.training import distributed
+from autounet.training.budget_split import describe_split, spent_seconds
 from autounet.training.config import TrainingConfig, parse_fold
 from autounet.training.final_validation import validate_fold
-from autounet.training.setup import fold_directory, stored_config
+from autounet.training.setup import fold_directory, stored_config, write_config
 from autounet.training.splits import validation_case_ids
 from autounet.training.run_log import TRAINING_LOG
 from autounet.utils.logs import debug, log_to
@@ -53,8 +54,9 @@ def train_fold(location: DatasetLocation, configuration: str, fold: int | str, c
     config = config.with_overrides(configuration=configuration, fold=parse_fold(fold))
     config.check()
     ranks = distributed.ranks_from_env()
+    started, run = time.perf_counter(), None
     if ranks.distributed or config.gpus == 1:
-        train_rank(location, config, resume, ranks)
+        run = train_rank(location, config, resume, ranks)
     else:
         try:
             torch.multiprocessing.spawn(_spawned_rank, args=(location, config, resume, distributed.free_port()),
@@ -66,13 +68,21 @@ def train_fold(location: DatasetLocation, configuration: str, fold: int | str, c
     fold_dir = fold_directory(location, configuration, config.fold)
     if ranks.is_main and config.fold != "all":
         trained = stored_config(fold_dir) or config
-        started = time.perf_counter()
+        training_wall = time.perf_counter() - started
         with log_to(fold_dir / TRAINING_LOG, head=False):
             summary = validate_fold(location, fold_dir, validation_case_ids(location.preprocessed, config.fold),
                                     config.save_probabilities, config.device, tta=trained.validation_tta)
-            if trained.budget_timing is not None:
-                console.print(f"validation took {time.perf_counter() - started:.1f} s (estimated "
-                              f"{trained.budget_timing.validation_seconds:.1f} s)", highlight=False)
+            timing = trained.budget_timing
+            if timing is not None:
+                validation = time.perf_counter() - started - training_wall
+                console.print(f"validation took {validation:.1f} s (estimated {timing.validation_seconds:.1f} s)",
+                              highlight=False)
+                if run is not None and not resume:  # a resumed run's setup and first epochs were another process's
+                    timing.spent_seconds = spent_seconds(timing.setup_seconds, run.state.log, training_wall,
+                                                         validation)
+                    write_config(fold_dir, trained)
+                    console.print(describe_split(timing.budget_seconds, timing.spent_seconds,
+                                                 sum(r.iterations for r in run.state.log)), highlight=False)
             if summary is not None:
                 debug("validation: mean foreground Dice " + _format_score(summary.foreground_mean.dice) + "; " +
                       ", ".join(f"{c.name} {_format_score(c.dice.mean)}" for c in summary.per_class))

@@ -40,6 +40,11 @@ class EpochRecord:
     """Share of the training iterations' time spent waiting for the next batch."""
     completed: bool = True
     """False when a time budget stopped the epoch before all its iterations (it is then the run's last)."""
+    training_seconds: float = 0.0
+    """Wall time of the epoch's training iterations alone (``seconds`` adds its pseudo-Dice validation); 0 in
+    logs written before it was recorded."""
+    iterations: int = 0
+    """Training iterations the epoch ran (fewer than the schedule's when cut short); 0 in older logs."""
 
 
 @dataclass

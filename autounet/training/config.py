@@ -98,6 +98,9 @@ class TrainingConfig:
     """Where each epoch's metrics also go: ``none``, ``tensorboard`` or ``mlflow`` (optional packages)."""
     time_budget_seconds: float | None = None
     """A time budget (``--budget 30m``): the schedule is fitted to this machine when the run starts."""
+    run_time_budget_seconds: float | None = None
+    """The whole ``run --budget`` that ``time_budget_seconds`` is this fold's share of (None when the fold was
+    trained on its own); a rerun of the same ``run`` continues the fold whatever share it would get now."""
     validation_tta: bool = True
     """Mirror the final validation predictions (a time budget turns it off when it would cost too much)."""
     time_schedule: TimeScheduleSettings = field(default_factory=TimeScheduleSettings)

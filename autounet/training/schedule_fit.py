@@ -82,14 +82,23 @@ class TimeBudgetTiming:
     last_epoch_unplanned: bool = False
     """True when the deadline came before the planned last epoch (an epoch cut short, or one that ran slower than
     projected left no time for the next): the run stopped with its rate short of the schedule's end."""
+    setup_parts: dict[str, float] = field(default_factory=dict)
+    """What ``setup_seconds`` went to: loading the fold, choosing the batch, timing steps, timing validation."""
+    spent_seconds: dict[str, float] = field(default_factory=dict)
+    """How the fold's wall time was spent, once it has ended (:mod:`autounet.training.budget_split`)."""
 
     def describe(self) -> str:
         return (f"budget {format_duration(self.budget_seconds)}: {self.seconds_per_iteration:.3f} s per training "
                 f"iteration, {self.seconds_per_forward:.3f} s per forward pass, validation ~"
                 f"{self.validation_seconds:.0f} s ({'with' if self.validation_tta else 'without'} mirroring TTA), "
-                f"setup {self.setup_seconds:.0f} s{f', {self.threads} CPU thread(s)' if self.threads else ''} -> "
+                f"setup {self.setup_seconds:.1f} s{self._setup_parts()}"
+                f"{f', {self.threads} CPU thread(s)' if self.threads else ''} -> "
                 f"{self.epochs} epochs x {self.iterations_per_epoch} "
                 f"iterations ({self.val_iterations} validation iterations per epoch)")
+
+    def _setup_parts(self) -> str:
+        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.setup_parts.items())
+        return f" ({parts})" if parts else ""
 
 
 def seconds_per_epoch(schedule: Schedule, seconds_per_iteration: float, seconds_per_val_iteration: float,

@@ -6,6 +6,8 @@ the :class:`TimeSchedule` it returns answers the trainer's questions from the :c
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from autounet.measure.batch_search import time_batch_size
@@ -92,18 +94,24 @@ def time_budget_batch(setup: FoldSetup, config: TrainingConfig, device: torch.de
 def start_time_schedule(setup: FoldSetup, config: TrainingConfig, device: torch.device,
                         started: float) -> tuple[TrainingConfig, TimeSchedule]:
     """Choose the batch (unless the config has one), measure this machine at it, fit the schedule to the time
-    budget left since ``started`` (a ``time.perf_counter()``) and print it; the config as it trains, and its
-    schedule."""
+    budget left since ``started`` (a ``time.perf_counter()``) and print it with what the setup went to; the config
+    as it trains, and its schedule."""
     plan = setup.plan
     fast_cpu = config.cpu_fast_kernels and device.type == "cpu"
+    parts = {"loading": time.perf_counter() - started}
+    mark = time.perf_counter()
     if config.batch_size is None:
         config = config.with_overrides(batch_size=time_budget_batch(setup, config, device, fast_cpu))
+        parts["choosing the batch"], mark = time.perf_counter() - mark, time.perf_counter()
     clock = TimeBudgetClock(config.time_budget_seconds, started, config.time_schedule)
     steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), config.batch_size,
                                                          device, fast_cpu=fast_cpu), device)
+    parts["timing steps"], mark = time.perf_counter() - mark, time.perf_counter()
     validation = measure_validation_cost(plan, CaseStore(setup.store_folder), list(setup.split.val), device)
+    parts["timing validation"] = time.perf_counter() - mark
     timing = clock.fit(steps, config.batch_size, validation)
     timing.threads = torch.get_num_threads() if device.type == "cpu" else None
+    timing.setup_parts = {name: round(seconds, 1) for name, seconds in parts.items()}
     console.print(timing.describe(), highlight=False)
     schedule = TimeSchedule(clock, config)
     return schedule.recorded(config), schedule

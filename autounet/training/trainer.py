@@ -176,7 +176,7 @@ def run_epoch(run: Run, stream: BatchStream, epoch: int, schedule: TrainingSched
     ema = update_ema(run.state.ema_pseudo_dice, mean_dice, config.pseudo_dice_ema)
     return EpochRecord(epoch, _mean_across(losses, run.ranks), _mean_across(val_losses, run.ranks), dice, ema,
                        lr, time.perf_counter() - start, waited / train_seconds if train_seconds > 0 else 0.0,
-                       completed=not cut)
+                       completed=not cut, training_seconds=train_seconds, iterations=len(losses))
 
 
 def finish_epoch(run: Run, record: EpochRecord, epochs: int) -> None:

@@ -209,3 +209,38 @@ def test_a_long_budget_still_takes_the_coarsest_grid_the_labels_survive(monkeypa
     assert fitted.spacing == ladder[-1].spacing and timings[-1].selected
     assert all(variant.spacing == ladder[-1].spacing for variant in timed)
     assert [t.estimated for t in timings] == [True] * (len(ladder) - 1) + [False]
+
+
+def test_an_exhausted_measuring_allowance_times_only_the_cheapest_network(monkeypatch):
+    """run --budget counts planning inside its budget: beyond the allowance, predictions stand in for timings."""
+    from autounet.network.cost import sample_cost
+    from autounet.planning import plan_for_time
+    from autounet.planning.configurations import plan_configurations
+    from autounet.planning.timing_allowance import TimingAllowance
+    from autounet.planning.variants import cheaper_variants
+    from tests.planning.fingerprints import image_2d
+
+    plan = plan_configurations(image_2d(), num_classes=2, budget_gb=8.0)["2d"]
+    ladder = cheaper_variants(plan)
+    cheapest_cost = sample_cost(ladder[-1].network, ladder[-1].patch_size)
+    timed = _use_work_proportional_timer(monkeypatch, 0.01 / cheapest_cost)
+    unlimited, limited = [], []
+    fitted = plan_for_time.fit_for_time(plan, 1800.0, "cpu", unlimited)
+    timed_unlimited = len(timed)
+    timed.clear()
+    fitted_limited = plan_for_time.fit_for_time(plan, 1800.0, "cpu", limited, allowance=TimingAllowance(0.0))
+    assert timed_unlimited > 1 and len(timed) == 1 and timed[0].patch_size == ladder[-1].patch_size
+    # the predictions are exact for a timer proportional to the work, so the choice is the same
+    assert fitted_limited.patch_size == fitted.patch_size
+    assert fitted_limited.network.features_per_stage == fitted.network.features_per_stage
+    assert limited[-1].selected and (limited[-1].estimated or fitted_limited is ladder[-1])
+
+
+def test_the_allowance_is_judged_on_the_predicted_time_of_measuring():
+    from autounet.planning.timing_allowance import TimingAllowance, measuring_seconds
+
+    assert measuring_seconds(0.5) < measuring_seconds(1.0) < measuring_seconds(10.0)
+    allowance = TimingAllowance(10.0)
+    assert allowance.affords(0.1) and not allowance.affords(5.0)
+    assert allowance.affords(0.5, shared_by=1) and not allowance.affords(1.0, shared_by=2)
+    assert TimingAllowance().left() == float("inf")
