@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -52,20 +53,24 @@ def plateau_batch(timings: list[BatchTiming], settings: BatchSearchSettings = BA
 
 
 def time_batch_size(network: NetworkConfig, patch_size: list[int], max_batch: int, device: torch.device,
-                    fast_cpu: bool = True,
-                    settings: BatchSearchSettings = BATCH_SEARCH) -> tuple[int, list[BatchTiming]]:
+                    fast_cpu: bool = True, settings: BatchSearchSettings = BATCH_SEARCH,
+                    deadline: float | None = None) -> tuple[int, list[BatchTiming]]:
     """The batch a time budget trains with, at most ``max_batch`` (the plan's, sized for memory).
 
     Batches double from the smallest until samples per second stop improving by more than the tolerance (or
     ``max_batch`` is reached); the smallest batch on the plateau wins. On a CPU that is a small batch (more,
-    cheaper updates in the same time); on a GPU the plateau usually reaches the plan's batch.
+    cheaper updates in the same time); on a GPU the plateau usually reaches the plan's batch. Past ``deadline``
+    (a ``time.perf_counter()``) no larger batch is tried, and the one being timed stops after one timed step.
     """
     timings: list[BatchTiming] = []
     window = step_timing.TIMER.window_seconds / 2
     for batch in candidate_batches(max_batch, settings):
-        steps = step_timing.measure_step_seconds(network, patch_size, batch, device, fast_cpu, window_seconds=window)
+        steps = step_timing.measure_step_seconds(network, patch_size, batch, device, fast_cpu, window_seconds=window,
+                                                 deadline=deadline)
         timings.append(BatchTiming(batch, steps.training_iteration))
         best = min(t.seconds_per_sample for t in timings)
         if timings[-1].seconds_per_sample > settings.throughput_tolerance * best:
             break  # past the plateau: larger batches only get slower per sample
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
     return plateau_batch(timings, settings), timings

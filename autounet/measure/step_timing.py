@@ -30,7 +30,8 @@ class StepSeconds:
 
 def measure_step_seconds(network: NetworkConfig, patch_size: list[int], batch_size: int, device: torch.device,
                          fast_cpu: bool = True, window_seconds: float | None = None,
-                         settings: TimerSettings = TIMER, remembered: bool = True) -> StepSeconds:
+                         settings: TimerSettings = TIMER, remembered: bool = True,
+                         deadline: float | None = None) -> StepSeconds:
     """Median wall time of real training iterations and of inference forward passes of a fresh network.
 
     After a warm-up step, steps are timed for at least ``window_seconds`` and until the last few agree within
@@ -38,11 +39,12 @@ def measure_step_seconds(network: NetworkConfig, patch_size: list[int], batch_si
     single steps vary many-fold, and the median of settled steps is what a long run sees. The network is a
     throwaway built from ``network``: the run's own weights are not touched. With ``remembered``, a timing this
     machine already measured (:mod:`.timing_cache`) is returned without measuring, and a new one is stored.
+    Past ``deadline`` (a ``time.perf_counter()``) timing stops after one timed step, settled or not.
     """
     key = timing_key(network, patch_size, batch_size, device, fast_cpu)
     if remembered and (known := timing_cache.remembered(key)) is not None:
         return StepSeconds(*known)
-    steps = _measure(network, patch_size, batch_size, device, fast_cpu, window_seconds, settings)
+    steps = _measure(network, patch_size, batch_size, device, fast_cpu, window_seconds, settings, deadline)
     if remembered:
         timing_cache.remember(key, [steps.training_iteration, steps.forward])
     return steps
@@ -57,7 +59,7 @@ def timing_key(network: NetworkConfig, patch_size: list[int], batch_size: int, d
 
 
 def _measure(network: NetworkConfig, patch_size: list[int], batch_size: int, device: torch.device, fast_cpu: bool,
-             window_seconds: float | None, settings: TimerSettings) -> StepSeconds:
+             window_seconds: float | None, settings: TimerSettings, deadline: float | None = None) -> StepSeconds:
     window = settings.window_seconds if window_seconds is None else window_seconds
     torch.manual_seed(0)
     net = build_network(network).to(device)
@@ -71,17 +73,18 @@ def _measure(network: NetworkConfig, patch_size: list[int], batch_size: int, dev
         optimisation_step(net, loss, images, targets, optimizer, GRAD_CLIP)
 
     net.train()
-    iteration = settled_median(train_once, device, window, settings)
+    iteration = settled_median(train_once, device, window, settings, deadline)
     net.eval()
     x = torch.zeros([1, network.in_channels, *patch_size], device=device)
     with torch.no_grad():
-        forward = settled_median(lambda: net(x), device, window / 2, settings)
+        forward = settled_median(lambda: net(x), device, window / 2, settings, deadline)
     return StepSeconds(iteration, forward)
 
 
 def settled_median(step: Callable[[], object], device: torch.device, window_seconds: float,
-                   settings: TimerSettings = TIMER) -> float:
-    """Median of the last few step times, once they have settled (a fresh process runs its first steps slowly)."""
+                   settings: TimerSettings = TIMER, deadline: float | None = None) -> float:
+    """Median of the last few step times, once they have settled (a fresh process runs its first steps slowly),
+    or of those timed by ``deadline`` (at least one)."""
     seconds: list[float] = []
     warm_up = time.perf_counter()
     step()  # warm-up: first calls build kernels and allocate
@@ -97,6 +100,8 @@ def settled_median(step: Callable[[], object], device: torch.device, window_seco
         settled = len(recent) == needed and max(recent) <= settings.settled_ratio * min(recent)
         elapsed = time.perf_counter() - began
         if (settled and elapsed >= window_seconds) or (len(recent) == needed and elapsed >= 3 * window_seconds):
+            break
+        if deadline is not None and time.perf_counter() >= deadline:
             break
     return statistics.median(seconds[-needed:])
 

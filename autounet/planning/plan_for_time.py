@@ -87,22 +87,25 @@ def _timing(plan: ConfigurationPlan, budget_seconds: float, seconds_per_iteratio
 
 
 def time_configuration(plan: ConfigurationPlan, budget_seconds: float, torch_device,
-                       batch: int) -> ConfigurationTiming:
+                       batch: int, deadline: float | None = None) -> ConfigurationTiming:
     """Seconds per training iteration and per forward pass of ``plan`` at ``batch``, measured here with the
-    faster of one and all CPU threads."""
+    faster of one and all CPU threads (cut short at ``deadline``, a ``time.perf_counter()``)."""
     import torch
 
     threads = torch.get_num_threads()
-    steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch, torch_device),
-                            torch_device)
+    steps = fastest_threads(lambda: measure_step_seconds(plan.network, list(plan.patch_size), batch, torch_device,
+                                                         deadline=deadline), torch_device)
     torch.set_num_threads(threads)
     return _timing(plan, budget_seconds, steps.training_iteration, batch, steps.forward)
 
 
-def quick_timing(plan: ConfigurationPlan, budget_seconds: float, torch_device) -> ConfigurationTiming:
+def quick_timing(plan: ConfigurationPlan, budget_seconds: float, torch_device,
+                 deadline: float | None = None) -> ConfigurationTiming:
     """The batch search's own timing of ``plan`` (all threads, no forward pass: ``seconds_per_forward`` 0), enough
-    to reject a network that buys far too few iterations without timing it thoroughly."""
-    batch, batch_timings = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device)
+    to reject a network that buys far too few iterations without timing it thoroughly (cut short at
+    ``deadline``)."""
+    batch, batch_timings = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, torch_device,
+                                           deadline=deadline)
     timed = {t.batch_size: t.seconds_per_iteration for t in batch_timings}
     return _timing(plan, budget_seconds, timed[batch], batch, batch_seconds=timed)
 
@@ -144,7 +147,8 @@ def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
         return timing
 
     target = settings.target_iterations
-    cheapest = counted(quick_timing(ladder[-1], budget_seconds, torch_device))
+    deadline = allowance.deadline()
+    cheapest = counted(quick_timing(ladder[-1], budget_seconds, torch_device, deadline=deadline))
     for index, variant in enumerate(ladder):
         if index == len(ladder) - 1:
             quick = cheapest
@@ -154,14 +158,15 @@ def fit_for_time(plan: ConfigurationPlan, budget_seconds: float, torch_device,
             timings.append(predicted)
             continue
         if allowance.affords(predicted.seconds_per_iteration, shared_by):
-            quick = counted(quick_timing(variant, budget_seconds, torch_device))
+            quick = counted(quick_timing(variant, budget_seconds, torch_device, deadline=deadline))
         else:
             quick = predicted
         if quick.iterations >= target:
             break
         timings.append(quick)
     if not quick.estimated and allowance.affords(quick.seconds_per_iteration, shared_by):
-        selected = counted(time_configuration(variant, budget_seconds, torch_device, quick.batch_size))
+        selected = counted(time_configuration(variant, budget_seconds, torch_device, quick.batch_size,
+                                              deadline=deadline))
         selected.batch_seconds = quick.batch_seconds
     else:
         selected = quick

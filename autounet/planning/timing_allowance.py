@@ -42,6 +42,10 @@ class TimingAllowance:
             return float("inf")
         return self.seconds - (time.perf_counter() - self.started)
 
+    def deadline(self) -> float | None:
+        """The ``time.perf_counter()`` at which measuring must stop (None: no limit)."""
+        return None if self.seconds is None else self.started + self.seconds
+
     def affords(self, seconds_per_iteration: float, shared_by: int = 1) -> bool:
         """Whether measuring a network predicted at ``seconds_per_iteration`` fits this allowance's remaining time
         divided among ``shared_by`` configurations still to plan.

@@ -75,13 +75,15 @@ def time_budget_batch(setup: FoldSetup, config: TrainingConfig, device: torch.de
     plan, timed_plan = setup.plan, setup.plans.time_budget
     timed = timed_plan.selected(plan.name) if timed_plan is not None else None
     if timed is not None and 0 < timed.batch_size <= plan.batch_size:
-        batch, source = timed.batch_size, "as `autounet plan --budget` timed it"
+        batch = timed.batch_size
+        source = f"as `autounet plan --budget` {'predicted' if timed.estimated else 'timed'} it"
     else:
         batch, timings = time_batch_size(plan.network, list(plan.patch_size), plan.batch_size, device,
                                          fast_cpu=fast_cpu, settings=config.batch_search)
         source = "timed: " + ", ".join(f"{t.batch_size} -> {1000 * t.seconds_per_sample:.1f} ms/sample"
                                        for t in timings)
-    if timed_plan is None or round(timed_plan.budget_seconds) != round(config.time_budget_seconds or 0):
+    planned_for = config.time_budget_seconds if config.run_time_budget_seconds is None else None
+    if timed_plan is None or (planned_for is not None and round(timed_plan.budget_seconds) != round(planned_for)):
         console.print(f"budget: the network is the one planned for memory; `autounet plan {setup.plans.dataset_name} "
                       f"--budget {format_duration(config.time_budget_seconds or 0)}` fits it to this budget "
                       f"(narrower or smaller patches when the planned one buys too few iterations).",

@@ -62,6 +62,10 @@ def measure_validation_cost(plan: ConfigurationPlan, store: CaseStore, case_ids:
         planes = timing_slab(tuple(case.data.shape[1:]), settings)
         first = max(0, min(middle - planes // 2, case.data.shape[1] - planes))
         slab = np.array(case.data[:, first:first + planes])  # a writable copy for torch
+        tile = tile_shape(tuple(slab.shape[1:]), settings)
+        # untimed: the first pass builds kernels and allocates, which the whole validation pays once
+        predict_logits(network, slab[(slice(None), *(slice(0, t) for t in tile))], plan.network.num_classes,
+                       settings, device)
         timed_tiles = case_tiles(tuple(slab.shape[1:]), settings)
         return timed_tiles, lambda: predict_logits(network, slab, plan.network.num_classes, settings, device)
 

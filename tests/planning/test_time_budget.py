@@ -101,7 +101,7 @@ def test_plan_time_budget_measures_real_iterations(tmp_path):
 
 def _fake_timer(seconds_by_patch: dict[int, float]):
     """Stands in for the measurement: seconds per iteration by the variant's first patch edge and width."""
-    def timer(plan, budget_seconds, device, batch=None):
+    def timer(plan, budget_seconds, device, batch=None, deadline=None):
         seconds = seconds_by_patch[(plan.patch_size[0], plan.network.features_per_stage[0])]
         return ConfigurationTiming(plan.name, seconds, seconds / 3, iterations_bought(budget_seconds, seconds),
                                    batch or 2, list(plan.patch_size), list(plan.network.features_per_stage),
@@ -148,7 +148,7 @@ def _use_work_proportional_timer(monkeypatch, seconds_per_cost: float) -> list:
 
     timed = []
 
-    def timer(variant, budget_seconds, device, batch=None):
+    def timer(variant, budget_seconds, device, batch=None, deadline=None):
         timed.append(variant)
         seconds = seconds_per_cost * sample_cost(variant.network, variant.patch_size)
         return ConfigurationTiming(variant.name, seconds, seconds / 3, iterations_bought(budget_seconds, seconds),

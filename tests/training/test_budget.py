@@ -232,7 +232,7 @@ def test_time_batch_size_stops_past_the_plateau(monkeypatch):
     per_sample = {2: 0.05, 4: 0.03, 8: 0.02, 16: 0.021, 32: 0.04, 64: 0.04, 100: 0.04}
     asked = []
 
-    def fake_measure(network, patch, batch, device, fast_cpu=True, window_seconds=1.0):
+    def fake_measure(network, patch, batch, device, fast_cpu=True, window_seconds=1.0, deadline=None):
         asked.append(batch)
         return StepSeconds(per_sample[batch] * batch, 0.01)
 
@@ -241,6 +241,21 @@ def test_time_batch_size_stops_past_the_plateau(monkeypatch):
     assert batch == 8
     assert asked == [2, 4, 8, 16, 32]  # 32 is past the plateau: 64 and 100 are not measured
     assert [t.batch_size for t in timings] == asked
+    asked.clear()  # past its deadline the search tries no larger batch
+    assert batch_search.time_batch_size(None, [8, 8], 100, None, deadline=0.0) == (2, [batch_search.BatchTiming(2, 0.1)])
+    assert asked == [2]
+
+
+def test_timing_past_its_deadline_stops_after_one_timed_step():
+    import time
+
+    import torch
+
+    from autounet.measure.step_timing import settled_median
+
+    calls = []
+    settled_median(lambda: calls.append(1), torch.device("cpu"), window_seconds=10.0, deadline=time.perf_counter())
+    assert len(calls) == 2  # the warm-up and one timed step
 
 
 def test_short_schedules_train_with_adamw_and_long_presets_with_nnunets_sgd():
