@@ -32,6 +32,7 @@ def one_run(dataset: Path, budget: str, configuration: str | None, root: Path) -
     measured = run_measured(autounet_cmd("run", str(dataset), "--budget", budget, "--folds", "0", "--no-predict",
                                          *chosen, "--root", str(root)),
                             env={"COLUMNS": "200", "AUTOUNET_CACHE_DIR": str(root / "timing-cache")})
+    (root / "output.txt").write_text(measured.output)
     if measured.returncode != 0:
         raise SystemExit(f"the run failed (exit {measured.returncode}):\n{measured.output[-3000:]}")
     results = root / "results" / dataset.name
@@ -45,7 +46,7 @@ def one_run(dataset: Path, budget: str, configuration: str | None, root: Path) -
     printed = re.search(r"training iterations \d+ s \(\d+ %, (\d+) iterations\)", " ".join(measured.output.split()))
     iterations = int(printed.group(1)) if printed else 0
     return {"wall": measured.wall_s, "configuration": configuration, "steps": steps, "timing": timing,
-            "iterations": iterations, "dice": summary["foreground_mean"]["Dice"], "output": measured.output}
+            "iterations": iterations, "dice": summary["foreground_mean"]["dice"], "output": measured.output}
 
 
 def main() -> None:
@@ -53,10 +54,15 @@ def main() -> None:
     parser.add_argument("dataset", type=Path, help="a raw dataset folder (DatasetXXX_Name)")
     parser.add_argument("--budget", default="10m")
     parser.add_argument("-c", "--configuration", default=None, help="train this configuration (default: planning's)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a new folder to run in and keep (the data root and the run's output, output.txt)")
     args = parser.parse_args()
     budget = parse_duration(args.budget)
     with tempfile.TemporaryDirectory(prefix="autounet-budget-") as folder:
-        run = one_run(args.dataset.resolve(), args.budget, args.configuration, Path(folder))
+        root = args.keep or Path(folder)
+        if args.keep:
+            root.mkdir(parents=True)  # a new folder: an old run's root would not be a first run
+        run = one_run(args.dataset.resolve(), args.budget, args.configuration, root)
     timing = run["timing"]
     spent = timing.get("spent_seconds", {})
     print(f"{args.dataset.name}, run --budget {args.budget} --folds 0 ({run['configuration']}):")

@@ -85,6 +85,11 @@ class TimeScheduleSettings:
     refit_early_share: float = 0.25
     """While fewer than this share of the epochs are done, the epoch total may also grow (a slow start, e.g.
     another job on the machine, is not held against the whole run)."""
+    regrow_until_share: float = 0.75
+    """After the first ``refit_early_share`` and until this share of the epochs is done, the total may grow back
+    by one epoch at a time when the slowest recent epoch leaves room for two more after the planned ones (time
+    freed after a slow stretch is trained); later it only shrinks, keeping the slack that covers a slowdown
+    near the end."""
     last_epochs_caution: int = 2
     """When this many epochs or fewer are left, they are projected at the slowest recent epoch, not the median."""
     calibration_iterations: int = 5

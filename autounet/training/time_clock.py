@@ -81,7 +81,8 @@ class TimeBudgetClock:
         self._epoch_start = time.perf_counter()
 
     def iteration_done(self, iteration: int) -> bool:
-        """After training iteration ``iteration`` (1-based) of an epoch: False when the epoch must stop now."""
+        """After training iteration ``iteration`` (1-based) of an epoch: False when the epoch must stop now (after
+        its last iteration: when its pseudo-Dice would not fit before the final validation)."""
         timing = self.timing
         assert timing is not None, "fit() first"
         now = time.perf_counter()
@@ -93,7 +94,20 @@ class TimeBudgetClock:
             last_calibrating = min(self.settings.calibration_iterations + 1, timing.iterations_per_epoch)
             if iteration == last_calibrating and iteration > 1:
                 self._calibrate(statistics.median(self._iteration_seconds), iteration)
-        return self.remaining() > timing.validation_seconds
+        needed = timing.validation_seconds
+        if iteration >= timing.iterations_per_epoch:  # the epoch's pseudo-Dice follows: skipped when it would not fit
+            needed += self._pseudo_dice_seconds(now, iteration)
+        return self.remaining() > needed
+
+    def _pseudo_dice_seconds(self, now: float, iteration: int) -> float:
+        """The epoch's pseudo-Dice iterations and end-of-epoch overhead, at the speed this epoch ran so far (a
+        machine that slowed down slows them too)."""
+        timing = self.timing
+        planned = timing.measured_seconds_per_iteration or timing.seconds_per_iteration
+        observed = (now - self._epoch_start) / iteration if self._epoch_start is not None else planned
+        slowdown = max(1.0, observed / planned) if planned > 0 else 1.0
+        return (timing.val_iterations * timing.seconds_per_forward * self._batch * slowdown
+                + timing.epoch_overhead_seconds)
 
     def _calibrate(self, seconds_per_iteration: float, iteration: int) -> None:
         """Re-fit the epoch count to the real seconds per iteration (either way: the rate is still at its start)."""
@@ -113,7 +127,8 @@ class TimeBudgetClock:
         Epochs are projected at the median of the last few epochs' times (the first, which waits for the data
         workers to start, left out once there are others), so one slow epoch does not cut the schedule. While
         fewer than ``settings.refit_early_share`` of the epochs are done the total is re-fitted both ways (the rate has
-        barely decayed); after that it can only shrink.
+        barely decayed); after that it shrinks to what fits, or, until ``settings.regrow_until_share`` of the epochs,
+        grows by one epoch when the slowest recent epoch still leaves room for two more after the planned ones.
         """
         timing = self.timing
         assert timing is not None and self._epoch_start is not None, "fit() and epoch_started() first"
@@ -135,6 +150,14 @@ class TimeBudgetClock:
             kept = shortened_epochs(done, timing.epochs, left, typical)
             if done < self.settings.refit_early_share * timing.epochs and typical > 0:
                 kept = max(kept, done + int(max(0.0, left) // typical))
+        if (completed and kept == timing.epochs
+                and self.settings.refit_early_share * kept <= done < self.settings.regrow_until_share * kept):
+            # on schedule in mid-run: when even the slowest recent epoch leaves room for two more epochs after the
+            # planned ones, add one (one at a time: the rate of a longer schedule is only slightly higher), so time
+            # freed after a slow stretch is trained rather than left idle
+            slowest = max(recent) * self.settings.epoch_safety
+            if left - (kept - done) * slowest >= 2 * slowest:  # the added epoch and one more to spare
+                kept += 1
         if completed and done < kept <= done + self.settings.last_epochs_caution:
             # the last epochs are projected at the slowest recent epoch: one slower than the median must not find
             # the next epoch unaffordable after it ran with the rate of a longer schedule

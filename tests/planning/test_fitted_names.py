@@ -13,7 +13,7 @@ from autounet.planning.variants import narrower
 NNUNET_NAMES = ("2d", "3d_fullres", "3d_lowres")
 
 
-def _fake_time_planning(configurations, budget_seconds, device, label_dice=None):
+def _fake_time_planning(configurations, budget_seconds, device, label_dice=None, allowance=None):
     """What plan_time_budget returns when 2d had to be made narrower and 3d_fullres bought enough as planned."""
     fitted = {"2d": narrower(configurations["2d"]), "3d_fullres": configurations["3d_fullres"]}
     timings = [ConfigurationTiming("2d", 0.2, 0.01, 100, selected=False),

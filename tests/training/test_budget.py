@@ -107,7 +107,7 @@ class FakeTime:
 
 
 def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_after_epoch: int | None = None,
-              outlier_epoch: int | None = None, jitter: float = 0.0, seed: int = 0):
+              outlier_epoch: int | None = None, jitter: float = 0.0, seed: int = 0, slow_epochs: range = range(0)):
     """Run the clock through a whole simulated training whose iterations take ``real`` seconds.
 
     ``jitter`` varies each epoch's speed at random by up to that share. Returns the clock, the seconds used, the
@@ -124,6 +124,7 @@ def _simulate(monkeypatch, budget: float, measured: float, real: float, slow_aft
         clock.epoch_started()
         per_iteration = real * (3 if slow_after_epoch is not None and epoch >= slow_after_epoch else 1)
         per_iteration *= 1.6 if epoch == outlier_epoch else 1
+        per_iteration *= 1.5 if epoch in slow_epochs else 1
         per_iteration *= rng.uniform(1 - jitter, 1 + jitter)
         completed = True
         for iteration in range(timing.iterations_per_epoch):
@@ -163,6 +164,18 @@ def test_early_epochs_faster_than_measured_grow_the_schedule(monkeypatch):
     clock, used, epochs, _ = _simulate(monkeypatch, budget=600.0, measured=0.4, real=0.2)
     assert epochs == clock.timing.epochs and used + clock.timing.validation_seconds <= 600.0
     assert used > 0.8 * 600  # the time the slow measurement set aside is trained, not left idle
+
+
+def test_time_freed_after_a_slow_stretch_is_trained(monkeypatch):
+    """The machine runs 1.5x slower for epochs 15-24 (another job), then as fast as measured again: the epochs cut
+    during the slow stretch come back one by one instead of leaving the end of the budget idle."""
+    clock, used, epochs, totals = _simulate(monkeypatch, budget=600.0, measured=0.2, real=0.2,
+                                            slow_epochs=range(15, 25))
+    timing = clock.timing
+    assert timing.shortened_to and timing.extended_to and epochs == timing.epochs
+    assert used + timing.validation_seconds <= 600.0
+    assert used + timing.validation_seconds > 0.93 * 600.0
+    assert not timing.last_epoch_unplanned
 
 
 def test_clock_cuts_the_schedule_when_the_machine_slows_down(monkeypatch):
