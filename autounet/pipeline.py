@@ -95,8 +95,9 @@ def _same_schedule(stored, config) -> bool:
     return (stored.epochs, stored.iterations_per_epoch) == (config.epochs, config.iterations_per_epoch)
 
 
-def _train_or_continue(location: DatasetLocation, configuration: str, fold: int | str, config) -> Path:
-    """Train a fold, continue it if it was interrupted, or keep it if it already finished this schedule."""
+def _train_or_continue(location: DatasetLocation, configuration: str, fold: int | str, config) -> tuple[Path, bool]:
+    """Train a fold, continue it if it was interrupted, or keep it if it already finished this schedule; the fold
+    folder, and whether it trained now."""
     from autounet.training import train_fold
     from autounet.training.checkpoint import has_training_state
     from autounet.training.setup import fold_directory, stored_config
@@ -106,14 +107,14 @@ def _train_or_continue(location: DatasetLocation, configuration: str, fold: int 
     same_schedule = _same_schedule(stored, config)
     if same_schedule and (folder / "model_final.safetensors").is_file() and (
             folder / "validation" / "summary.json").is_file():
-        return folder
+        return folder, False
     if same_schedule and has_training_state(folder):
-        return train_fold(location, configuration, fold, config, resume=True)
+        return train_fold(location, configuration, fold, config, resume=True), True
     if stored is not None:
         raise UserError(f"{folder}: holds a run with another schedule ({stored.epochs} x "
                         f"{stored.iterations_per_epoch} iterations); continue it with `autounet train "
                         f"{location.name} -c {configuration} --fold {fold} --resume`, or remove the folder.")
-    return train_fold(location, configuration, fold, config)
+    return train_fold(location, configuration, fold, config), True
 
 
 def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[int | str] | None = None,
@@ -193,8 +194,10 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
                 share = run_budget.next_fold_seconds(len(trainings) - index)
                 config = TrainingConfig.from_budget(f"{max(share, 1.0):.3f}s", **overrides,
                                                     run_time_budget_seconds=total_budget)
-            result.fold_folders.append(_train_or_continue(location, name, fold, config))
-            _count_training(result, result.fold_folders[-1])
+            folder, trained = _train_or_continue(location, name, fold, config)
+            result.fold_folders.append(folder)
+            if trained:
+                _count_training(result, folder)
         clock["train + validate"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -229,7 +232,8 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
 
 
 def _count_training(result: PipelineResult, folder: Path) -> None:
-    """Add the fold's training iterations and their seconds (as its training_config.json records them)."""
+    """Add the fold's training iterations and their seconds, as its training_config.json records them for a fold
+    trained from its start under a duration budget (a continued fold records none)."""
     from autounet.training.checkpoint import has_training_state, load_training_state
     from autounet.training.setup import stored_config
 

@@ -4,7 +4,7 @@
     python bench/demo.py --budget 2m --runs 1 -c ''   # planning chooses the configuration (and fits it) itself
 
 Each run starts from nothing (a new ``--root``: fingerprint, plans and cache are made again), as a new user's
-first run does. Printed per run: wall seconds of the whole command (install excluded), the configuration trained,
+first run does (no remembered step timings either). Printed per run: wall seconds of the whole command (install excluded), the configuration trained,
 fold 0's validation mean foreground Dice as training wrote it (validation/summary.json) and after find-best's
 postprocessing (inference.json), and each step's seconds as `run` printed them; then the medians.
 Run it on an otherwise idle machine: a duration budget depends on the load.
@@ -31,7 +31,8 @@ DATASET = "Dataset004_Hippocampus"
 def one_run(budget: str, root: Path, configuration: str | None) -> list:
     chosen = ["-c", configuration] if configuration else []
     measured = run_measured(autounet_cmd("run", str(REPO / "examples" / DATASET), "--budget", budget, "--folds",
-                                         "0", *chosen, "--root", str(root)), env={"COLUMNS": "200"})
+                                         "0", *chosen, "--root", str(root)),
+                            env={"COLUMNS": "200", "AUTOUNET_CACHE_DIR": str(root / "timing-cache")})
     if measured.returncode != 0:
         raise SystemExit(f"the run failed (exit {measured.returncode}):\n{measured.output[-3000:]}")
     results = root / "results" / DATASET

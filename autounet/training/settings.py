@@ -89,7 +89,8 @@ class TimeScheduleSettings:
     """After the first ``refit_early_share`` and until this share of the epochs is done, the total may grow back
     by one epoch at a time when the slowest recent epoch leaves room for two more after the planned ones (time
     freed after a slow stretch is trained); later it only shrinks, keeping the slack that covers a slowdown
-    near the end."""
+    near the end. Chosen on the clock's simulation (tests/training/test_budget.py: 30 % jitter per epoch and a 3x
+    slowdown in the last epochs must not overrun), not on the datasets whose runs docs/benchmarks.md reports."""
     last_epochs_caution: int = 2
     """When this many epochs or fewer are left, they are projected at the slowest recent epoch, not the median."""
     calibration_iterations: int = 5
