@@ -153,7 +153,8 @@ def run_autounet(dataset: str, budget: str, work: Path, data: Path, folds: list[
     """autounet plan/preprocess/train --budget on each fold (one fold's budget each); scores over their cases."""
     root = work / "autounet"
     link_dataset(data / dataset, root / "raw")
-    env = {"AUTOUNET_HOME": str(root), "PYTHONPATH": str(REPO)}
+    # each run measures the machine itself (no step timings remembered from an earlier run or repeat)
+    env = {"AUTOUNET_HOME": str(root), "PYTHONPATH": str(REPO), "AUTOUNET_CACHE_DIR": str(root / "timing-cache")}
     for args in (("plan", dataset, "--budget", budget), ("preprocess", dataset, "-c", "CHOSEN")):
         if args[-1] == "CHOSEN":
             args = args[:-1] + (_chosen(root, dataset),)
