@@ -13,6 +13,7 @@ from autounet.paths import DatasetLocation
 from autounet.planning.memory_budget import MemoryBudget, memory_budget
 from autounet.planning.plan_for_time import plan_time_budget
 from autounet.planning.timing_allowance import TimingAllowance
+from autounet.utils.locks import exclusive
 from autounet.planning.configurations import plan_configurations
 from autounet.planning.memory import estimate_training_memory_gb, memory_model_settings
 from autounet.planning.plans import ConfigurationPlan, Plans, save_plans
@@ -128,12 +129,24 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     (:func:`fitted_name`, e.g. ``2d_fitted_30m``) beside the unchanged memory plan. ``preset_name``
     (``resenc-m``, ``resenc-l``, ``resenc-xl``; default: the plain U-Net) chooses the network rules and the memory
     target (:mod:`autounet.planning.presets`); the configurations keep nnU-Net's names and plans.json records it.
+    The dataset's preprocessed folder is locked meanwhile: planning while a training or preprocess uses it is
+    refused naming that command (``utils/locks.py``).
 
     Example:
         >>> plans = plan_dataset(locate_dataset("4", resolve_root()))  # doctest: +SKIP
         >>> plans.configuration("3d_fullres").patch_size
         [40, 56, 40]
     """
+    # plans.json (and the fingerprint) are rewritten: not while a training reads them or preprocess writes the cache
+    with exclusive(location.preprocessed, f"autounet plan {location.name}"):
+        return _plan_dataset(location, gpu_memory_gb, device, configurations, workers, report, budget, verify,
+                             time_budget_seconds, preset_name, timing_allowance_seconds)
+
+
+def _plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None, device: str,
+                  configurations: list[str] | None, workers: int | None, report: PlanningReport | None,
+                  budget: MemoryBudget | None, verify: bool, time_budget_seconds: float | None,
+                  preset_name: str | None, timing_allowance_seconds: float | None) -> Plans:
     report = report if report is not None else PlanningReport()
     if verify:
         require_cuda_for_verify()

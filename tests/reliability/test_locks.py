@@ -145,3 +145,18 @@ def test_without_flock_a_lock_whose_process_is_dead_is_taken_over(tmp_path, monk
     with pytest.raises(LockedError, match="on another-machine"):  # its process cannot be checked from here
         with locks.exclusive(tmp_path, "autounet predict"):
             pass
+
+
+def test_planning_while_a_training_reads_the_cache_is_refused_and_leaves_plans_json_alone(slow_dataset):
+    before = (slow_dataset / "plans.json").read_bytes()
+    reader = _holder("shared", slow_dataset, "autounet train Dataset100 --fold 0")
+    try:
+        result = runner.invoke(app, ["plan", "Dataset100"])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        printed = " ".join(result.output.split())
+        assert "another autounet command" in printed and "so autounet plan Dataset100_Tiny cannot start now" in printed
+        assert (slow_dataset / "plans.json").read_bytes() == before
+    finally:
+        _kill(reader)
+    result = runner.invoke(app, ["plan", "Dataset100"])
+    assert result.exit_code == 0, result.output
