@@ -14,8 +14,9 @@ def run(
     dataset: DatasetArgument,
     budget: Annotated[str, typer.Option("--budget", help="Training schedule per fold: quick (5 x 20 iterations, "
                                         "minutes), standard (250 x 250) or full (1000 x 250, nnU-Net's); or a "
-                                        "duration for all folds' training and validation together (30m, 2h), "
-                                        "which also chooses the configuration.")] = "quick",
+                                        "duration for the whole run up to the report (planning, preprocessing, "
+                                        "every fold's training and validation; 30m, 2h), which also chooses the "
+                                        "configuration.")] = "quick",
     folds: Annotated[str, typer.Option("--folds", "-f", help="Cross-validation folds to train, comma-separated.")
                      ] = "0,1,2,3,4",
     configurations: Annotated[Optional[list[str]], typer.Option(
