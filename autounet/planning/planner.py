@@ -125,8 +125,8 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     3d_fullres training iterations are timed here, each is made cheaper
     (narrower, smaller patch) until the budget buys it enough iterations, and
     one is chosen (``plans.time_budget``); ``timing_allowance_seconds`` caps the time spent measuring (networks
-    beyond it are predicted, see :mod:`autounet.planning.timing_allowance`). A network made cheaper is stored under its own name
-    (:func:`fitted_name`, e.g. ``2d_fitted_30m``) beside the unchanged memory plan. ``preset_name``
+    beyond it are predicted, see :mod:`autounet.planning.timing_allowance`). A network made cheaper is stored
+    under its own name (:func:`fitted_name`, e.g. ``2d_fitted_30m``) beside the unchanged memory plan. ``preset_name``
     (``resenc-m``, ``resenc-l``, ``resenc-xl``; default: the plain U-Net) chooses the network rules and the memory
     target (:mod:`autounet.planning.presets`); the configurations keep nnU-Net's names and plans.json records it.
     The dataset's preprocessed folder is locked meanwhile: planning while a training or preprocess uses it is
@@ -139,45 +139,37 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     """
     # plans.json (and the fingerprint) are rewritten: not while a training reads them or preprocess writes the cache
     with exclusive(location.preprocessed, f"autounet plan {location.name}"):
-        return _plan_dataset(location, gpu_memory_gb, device, configurations, workers, report, budget, verify,
-                             time_budget_seconds, preset_name, timing_allowance_seconds)
-
-
-def _plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None, device: str,
-                  configurations: list[str] | None, workers: int | None, report: PlanningReport | None,
-                  budget: MemoryBudget | None, verify: bool, time_budget_seconds: float | None,
-                  preset_name: str | None, timing_allowance_seconds: float | None) -> Plans:
-    report = report if report is not None else PlanningReport()
-    if verify:
-        require_cuda_for_verify()
-    chosen = preset(preset_name)
-    budget = apply_preset(budget or memory_budget(device, gpu_memory_gb), chosen.name, gpu_memory_gb is not None)
-    report.notes.extend(budget.notes)
-    fingerprint = current_fingerprint(location, workers, report)
-    num_classes, previous_channels = _label_counts(location, fingerprint)
-    planned = plan_configurations(fingerprint, num_classes, budget.gb, configurations, notes=report.notes,
-                                  previous_stage_channels=previous_channels, preset_name=chosen.name)
-    if verify:
-        planned = verify_configurations(planned, budget.gb,
-                                        lambda name, gb: replan_one(fingerprint, num_classes, name, gb,
-                                                                    previous_channels, chosen.name))
-    if budget.hardware.device == "cpu" and gpu_memory_gb is None and any(not p.is_2d for p in planned.values()):
-        report.warnings.extend(budget.warnings)
-    plans = Plans(dataset_name=location.name, hardware=budget.hardware, memory_budget_gb=budget.gb,
-                  configurations=planned, intensity_stats=list(fingerprint.channels),
-                  raw_digest=fingerprint.raw_digest, preset=chosen.name,
-                  extra={"memory_model": memory_model_settings()})
-    if time_budget_seconds is not None:
-        plans.time_budget, fitted = plan_time_budget(planned, time_budget_seconds, budget.hardware.device,
-                                                      fingerprint.label_dice_when_coarsened,
-                                                      allowance=TimingAllowance(timing_allowance_seconds))
-        for name, plan in fitted.items():
-            if plan is not planned[name]:
-                plan.estimated_memory_gb = round(estimate_training_memory_gb(plan.network, plan.patch_size,
-                                                                             plan.batch_size), 3)
-                add_fitted_configuration(plans, name, plan, time_budget_seconds)
-    save_plans(plans, location.preprocessed)
-    return plans
+        report = report if report is not None else PlanningReport()
+        if verify:
+            require_cuda_for_verify()
+        chosen = preset(preset_name)
+        budget = apply_preset(budget or memory_budget(device, gpu_memory_gb), chosen.name, gpu_memory_gb is not None)
+        report.notes.extend(budget.notes)
+        fingerprint = current_fingerprint(location, workers, report)
+        num_classes, previous_channels = _label_counts(location, fingerprint)
+        planned = plan_configurations(fingerprint, num_classes, budget.gb, configurations, notes=report.notes,
+                                      previous_stage_channels=previous_channels, preset_name=chosen.name)
+        if verify:
+            planned = verify_configurations(planned, budget.gb,
+                                            lambda name, gb: replan_one(fingerprint, num_classes, name, gb,
+                                                                        previous_channels, chosen.name))
+        if budget.hardware.device == "cpu" and gpu_memory_gb is None and any(not p.is_2d for p in planned.values()):
+            report.warnings.extend(budget.warnings)
+        plans = Plans(dataset_name=location.name, hardware=budget.hardware, memory_budget_gb=budget.gb,
+                      configurations=planned, intensity_stats=list(fingerprint.channels),
+                      raw_digest=fingerprint.raw_digest, preset=chosen.name,
+                      extra={"memory_model": memory_model_settings()})
+        if time_budget_seconds is not None:
+            plans.time_budget, fitted = plan_time_budget(planned, time_budget_seconds, budget.hardware.device,
+                                                          fingerprint.label_dice_when_coarsened,
+                                                          allowance=TimingAllowance(timing_allowance_seconds))
+            for name, plan in fitted.items():
+                if plan is not planned[name]:
+                    plan.estimated_memory_gb = round(estimate_training_memory_gb(plan.network, plan.patch_size,
+                                                                                 plan.batch_size), 3)
+                    add_fitted_configuration(plans, name, plan, time_budget_seconds)
+        save_plans(plans, location.preprocessed)
+        return plans
 
 
 def fitted_name(name: str, budget_seconds: float) -> str:
