@@ -234,15 +234,13 @@ def run_pipeline(location: DatasetLocation, budget: str = "quick", folds: list[i
 def _count_training(result: PipelineResult, folder: Path) -> None:
     """Add the fold's training iterations and their seconds, as its training_config.json records them for a fold
     trained from its start under a duration budget (a continued fold records none)."""
-    from autounet.training.checkpoint import has_training_state, load_training_state
     from autounet.training.setup import stored_config
 
     stored = stored_config(folder)
     if stored is None or stored.budget_timing is None or not stored.budget_timing.spent_seconds:
         return
     result.training_seconds += stored.budget_timing.spent_seconds.get("training iterations", 0.0)
-    if has_training_state(folder):
-        result.iterations += sum(record.iterations for record in load_training_state(folder).state.log)
+    result.iterations += stored.budget_timing.iterations_run
 
 
 @contextlib.contextmanager

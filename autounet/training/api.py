@@ -80,9 +80,10 @@ def train_fold(location: DatasetLocation, configuration: str, fold: int | str, c
                 if run is not None and not resume:  # a resumed run's setup and first epochs were another process's
                     timing.spent_seconds = spent_seconds(timing.setup_seconds, run.state.log, training_wall,
                                                          validation)
+                    timing.iterations_run = sum(r.iterations for r in run.state.log)
                     write_config(fold_dir, trained)
-                    console.print(describe_split(timing.budget_seconds, timing.spent_seconds,
-                                                 sum(r.iterations for r in run.state.log)), highlight=False)
+                    console.print(describe_split(timing.budget_seconds, timing.spent_seconds, timing.iterations_run),
+                                  highlight=False)
             if summary is not None:
                 debug("validation: mean foreground Dice " + _format_score(summary.foreground_mean.dice) + "; " +
                       ", ".join(f"{c.name} {_format_score(c.dice.mean)}" for c in summary.per_class))

@@ -86,6 +86,8 @@ class TimeBudgetTiming:
     """What ``setup_seconds`` went to: loading the fold, choosing the batch, timing steps, timing validation."""
     spent_seconds: dict[str, float] = field(default_factory=dict)
     """How the fold's wall time was spent, once it has ended (:mod:`autounet.training.budget_split`)."""
+    iterations_run: int = 0
+    """Training iterations the fold ran in ``spent_seconds["training iterations"]`` (0 until it has ended)."""
 
     def describe(self) -> str:
         return (f"budget {format_duration(self.budget_seconds)}: {self.seconds_per_iteration:.3f} s per training "
