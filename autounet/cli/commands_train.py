@@ -67,6 +67,10 @@ def train(
                          help="Gradient norm clipped to this \\[default: 12].")] = None,
     settings: Annotated[Optional[list[str]], typer.Option("--set", show_default=False, help=SET_HELP)] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without data augmentation.")] = False,
+    augment_on: Annotated[Optional[str], typer.Option(
+        "--augment-on", show_default=False, help="Where augmentation runs: gpu (batched on the training device; the "
+        "data workers only crop), cpu (in the data workers) or auto \\[default: auto: gpu when training on CUDA].")
+                          ] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile.")] = False,
     no_amp: Annotated[bool, typer.Option("--no-amp", help="Train in float32 on CUDA (AMP is on by default).")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=0, show_default=False,
@@ -107,8 +111,8 @@ def train(
     explicit = {"epochs": epochs, "iterations_per_epoch": iterations_per_epoch, "val_iterations": val_iterations,
                 "learning_rate": lr, "optimizer": optimizer, "batch_size": batch_size,
                 "oversample_foreground": oversample, "weight_decay": weight_decay, "momentum": momentum,
-                "poly_exponent": poly_exponent, "grad_clip": grad_clip,
-                "augment": False if no_augment else None, "compile": True if compile_model else None,
+                "poly_exponent": poly_exponent, "grad_clip": grad_clip, "augment": False if no_augment else None,
+                "augment_on": augment_on, "compile": True if compile_model else None,
                 "amp": False if no_amp else None, "num_workers": workers, "seed": seed, "device": device,
                 "gpus": gpus, "save_probabilities": True if save_probabilities else None, "tracker": tracker,
                 "pretrained": str(pretrained.resolve()) if pretrained else None}

@@ -41,6 +41,9 @@ class Batch:
     images: np.ndarray
     labels: np.ndarray
     case_ids: list[str]
+    augment_seed: int | None = None
+    """Set when the batch is still to be augmented on the training device: images and labels are then read at
+    the sampling patch size, and this seeds :class:`~autounet.training.device_augment.DeviceAugmentation`."""
 
 
 def batch_keys(start_epoch: int, iterations: int, val_iterations: int) -> Iterator[BatchKey]:
@@ -70,6 +73,8 @@ class BatchRecipe:
     previous_stage_values: list[int] | None = None
     """For a cascade: the values of the previous stage's label map, one extra input channel each, in order."""
     augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
+    augment_on_device: bool = False
+    """Leave the augmentation of training batches to the training device: only read (larger) patches here."""
 
 
 @dataclass
@@ -100,6 +105,9 @@ class BatchMaker:
         read_size = sampling_patch_size(r.patch_size, r.augmentation) if augment else r.patch_size
         images, labels, chosen = sample_batch(self._case_map(ids), ids, r.batch_size, read_size,
                                               r.oversample_foreground, rng)
+        if augment and r.augment_on_device:
+            labels[labels < 0] = 0
+            return Batch(key, np.ascontiguousarray(images), labels, chosen, int(rng.integers(2**63)))
         if augment:
             if self._transform is None:
                 self._transform = build_augmentation(r.patch_size, r.augmentation)

@@ -78,6 +78,10 @@ class TrainingConfig:
     augment: bool = True
     augmentation: AugmentationSettings = field(default_factory=AugmentationSettings)
     """Probabilities and ranges of each augmentation transform (used when ``augment``)."""
+    augment_on: str = "auto"
+    """Where the augmentation runs: ``cpu`` (the data workers, batchgenerators), ``gpu`` (batched tensor operations
+    on the training device, :mod:`~autounet.training.device_augment`; the workers only crop) or ``auto`` (``gpu``
+    when training on CUDA without a cascade, else ``cpu``); a run records the choice it made."""
     loss_weights: LossWeights = field(default_factory=LossWeights)
     batch_dice: bool | None = None
     dice_smooth: float = 1e-5
@@ -160,6 +164,8 @@ class TrainingConfig:
             problems.append(f"optimizer must be sgd or adamw, not '{self.optimizer}'")
         if self.device not in ("auto", "cuda", "mps", "cpu"):
             problems.append("device must be auto, cuda, mps or cpu")
+        if self.augment_on not in AUGMENT_ON:
+            problems.append(f"augment_on must be {', '.join(AUGMENT_ON[:-1])} or {AUGMENT_ON[-1]}")
         problems += self.augmentation.problems()
         if min(self.loss_weights.cross_entropy, self.loss_weights.dice) < 0 or (
                 self.loss_weights.cross_entropy + self.loss_weights.dice <= 0):
@@ -169,6 +175,23 @@ class TrainingConfig:
         if problems:
             raise UserError("training config: " + "; ".join(problems) + ".")
 
+    def resolved_augment_on(self, device_type: str, cascade: bool) -> str:
+        """``cpu`` or ``gpu``: where this run augments on ``device_type`` (``auto`` resolved).
+
+        Example:
+            >>> [TrainingConfig().resolved_augment_on(d, False) for d in ("cuda", "cpu")]
+            ['gpu', 'cpu']
+        """
+        if self.augment_on == "gpu" and cascade:
+            raise UserError("--augment-on gpu does not augment a cascade's previous-stage input yet; use "
+                            "--augment-on cpu (the default for cascades).")
+        if self.augment_on != "auto":
+            return self.augment_on
+        return "gpu" if device_type == "cuda" and not cascade else "cpu"
+
+
+AUGMENT_ON = ("auto", "gpu", "cpu")
+"""Where augmentation may run (see :attr:`TrainingConfig.augment_on`)."""
 
 RUNTIME_FIELDS = ("epochs", "num_workers", "device", "gpus", "compile", "cpu_fast_kernels", "save_probabilities",
                   "tracker")

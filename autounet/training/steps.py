@@ -10,6 +10,7 @@ import torch
 
 from autounet.errors import UserError
 from autounet.training.batches import Batch
+from autounet.training.device_augment import DeviceAugmentation
 from autounet.network.cpu_speed import channels_last_format
 from autounet.network.loss import DeepSupervisionLoss, downsample_labels
 from autounet.network.step import optimisation_step
@@ -43,12 +44,18 @@ class StepParts:
     output_scales: list[list[float]]
     grad_clip: float
     channels_last: bool = False
+    augmentation: DeviceAugmentation | None = None
+    """Augments the training batches that come unaugmented (``augment_on`` gpu)."""
 
     def inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.from_numpy(batch.images).to(self.device, non_blocking=True)
+        labels = torch.from_numpy(batch.labels.astype(np.int64, copy=False)).to(self.device, non_blocking=True)
+        if batch.augment_seed is not None:
+            if self.augmentation is None:
+                raise ValueError("a batch left to device augmentation reached a step without one")
+            images, labels = self.augmentation(images, labels, batch.augment_seed)
         if self.channels_last:
             images = images.contiguous(memory_format=channels_last_format(images.ndim))
-        labels = torch.from_numpy(batch.labels.astype(np.int64, copy=False)).to(self.device, non_blocking=True)
         return images, labels
 
     def autocast(self):

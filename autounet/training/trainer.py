@@ -29,6 +29,7 @@ from autounet.training.batches import BatchRecipe
 from autounet.training.checkpoint import (EpochRecord, ResumePoint, TrainingState, has_training_state,
                                           load_training_state, restore_rng, save_training_state, save_weights)
 from autounet.training.config import RUNTIME_FIELDS, TrainingConfig
+from autounet.training.device_augment import DeviceAugmentation
 from autounet.training.console import EpochProgress
 from autounet.training.distributed import Ranks
 from autounet.training.optim import make_optimizer, set_lr
@@ -129,8 +130,10 @@ def build_run(setup: FoldSetup, config: TrainingConfig, ranks: Ranks, device: to
         model = torch.compile(model)
     # the loss terms of the config this run trains with (a resumed run's stored one)
     loss = DeepSupervisionLoss(with_loss_terms(setup.loss, config), len(setup.plan.network.output_scales()))
+    augmentation = (DeviceAugmentation(list(setup.plan.patch_size), config.augmentation)
+                    if config.augment and config.augment_on == "gpu" else None)
     parts = StepParts(model, loss, optimizer, scaler, device, setup.plan.network.output_scales(), config.grad_clip,
-                      channels_last=fast_cpu)
+                      channels_last=fast_cpu, augmentation=augmentation)
     return Run(setup, config, ranks, net, parts, state)
 
 
@@ -239,6 +242,8 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
                                   f"with a larger number to extend it.")
                 return build_run(setup, config, ranks, device, point)
             config, schedule = schedule_for(setup, config, device, point is not None, started)
+            config = config.with_overrides(augment_on=config.resolved_augment_on(
+                device.type, cascade=setup.previous_stage_values is not None))
             if ranks.is_main:
                 write_config(setup.fold_dir, config)
                 debug(f"device {device}, {torch.get_num_threads()} CPU thread(s); resolved training config: "
@@ -251,7 +256,8 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
             run = build_run(setup, config, ranks, device, point)
             recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
                                  batch, config.oversample_foreground, config.augment, config.seed, ranks.rank,
-                                 setup.previous_stage_values, config.augmentation)
+                                 setup.previous_stage_values, config.augmentation,
+                                 augment_on_device=config.augment_on == "gpu")
             workers = config.num_workers if config.num_workers is not None else default_data_workers(device.type, ranks)
             tracker = open_tracker(config.tracker if ranks.is_main else "none", setup.fold_dir,
                                    to_json_value(config))
