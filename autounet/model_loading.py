@@ -13,6 +13,7 @@ from pathlib import Path
 from autounet.dataset.spec import DatasetSpec
 from autounet.errors import UserError
 from autounet.evaluation.choice import load_inference_choice
+from autounet.inference.memory import MemoryPolicy
 from autounet.inference.model_folder import load_trained_configuration
 from autounet.inference.postprocessing import PostprocessingChoice, apply_postprocessing
 from autounet.inference.predictor import LabelTransform, Predictor
@@ -34,6 +35,10 @@ class ModelRequest:
     tta: bool = True
     step: float = 0.5
     precision: str = "auto"
+    max_memory_bytes: int | None = None
+    """Per-class outputs beyond this go to disk (None: 80 % of the available RAM; see inference/memory.py)."""
+    scratch_root: Path | None = None
+    """Where the scratch folder for per-class outputs on disk is made (``predict``: the output folder)."""
 
 
 def postprocessor(choice: PostprocessingChoice, spec: DatasetSpec) -> LabelTransform | None:
@@ -75,7 +80,8 @@ def load_predictor(request: ModelRequest) -> tuple[Predictor, str]:
                         f"give the dataset's results folder with -m to choose configurations.")
     transform = postprocessor(choice.postprocessing, trained[0].spec) if choice else None
     predictor = Predictor.from_trained(trained, request.device, request.tta, request.step, request.checkpoint,
-                                       transform, precision=request.precision)
+                                       transform, precision=request.precision,
+                                       memory=MemoryPolicy(request.max_memory_bytes, request.scratch_root))
     parts = [f"{t.name} (folds {', '.join(f.fold for f in t.folds)})" for t in trained]
     skipped = [str(folder) for t in trained for folder in t.unfinished]
     if skipped:

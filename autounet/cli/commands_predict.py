@@ -90,6 +90,10 @@ def predict(
     precision: Annotated[str, typer.Option("--precision", help="Network arithmetic: auto (float16 on CUDA, "
                                            "bfloat16 on CPUs with native bfloat16, else float32), float32, "
                                            "bfloat16 or float16.")] = "auto",
+    max_memory: Annotated[Optional[str], typer.Option(
+        "--max-memory", show_default=False, help="Memory a case may take, e.g. 8G: beyond it the per-class outputs "
+        "are kept in a file in the output folder (slower, bounded; see docs/predict.md) \\[default: 80%% of the "
+        "RAM available].")] = None,
     root: RootOption = None,
 ) -> None:
     """Segment images with a trained model and write label maps in the images' own geometry and format.
@@ -105,6 +109,7 @@ def predict(
     # idle. It must be set before torch loads its OpenMP runtime.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from autounet.inference.folder import cases_to_predict, predict_folder
+    from autounet.inference.memory import parse_memory
     from autounet.model_loading import ModelRequest, load_predictor
 
     from autounet.utils.locks import exclusive
@@ -112,7 +117,7 @@ def predict(
     cases_to_predict(inputs, output)  # bad inputs and an unwritable output fail before the model loads
 
     request = ModelRequest(root, dataset, model_dir, _split(configurations), _split(folds), checkpoint, device,
-                           not no_tta, step, precision)
+                           not no_tta, step, precision, parse_memory(max_memory) if max_memory else None, output)
     with exclusive(output, "autounet predict"):  # two predictions into one folder would overwrite each other
         predictor, description = load_predictor(request)
         err.print(f"model: {description}", highlight=False, soft_wrap=True)

@@ -12,10 +12,11 @@ import numpy as np
 
 from autounet.errors import UserError
 from autounet.inference.inputs import InputCase, collect_cases, read_case, unsupported_files
+from autounet.inference.memory import remove_scratch_leftovers
 from autounet.inference.predictor import Predictor
 from autounet.io import SPACING_2D_THROUGH_PLANE, Geometry, write_segmentation
 from autounet.io.registry import NATURAL_2D_ENDINGS
-from autounet.utils.atomic import check_writable, write_bytes
+from autounet.utils.atomic import check_writable, remove_abandoned_temporaries, write_bytes
 from autounet.utils.progress import console, track
 
 PROBABILITIES_KEY = "probabilities"
@@ -101,6 +102,7 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Path], output: Path, p
 
     A case that cannot be read, has the wrong channels or dimensionality, or holds NaN/Inf intensities is
     reported in ``failed`` (as is a file in an input folder that is not an image) and the others go on.
+    Temporary files and scratch folders a killed prediction left in ``output`` are removed.
 
     Example:
         >>> summary = predict_folder(predictor, [Path("imagesTs")], Path("predictions"))  # doctest: +SKIP
@@ -109,6 +111,8 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Path], output: Path, p
     """
     output = Path(output)
     cases = cases_to_predict(inputs, output)
+    remove_abandoned_temporaries(output)  # what a killed prediction was writing
+    remove_scratch_leftovers(output)
     renamed = [case for case in cases if not case.output_name().endswith(case.ending)]
     if renamed:
         console.print(f"note: {len(renamed)} JPEG input(s): their segmentations are written as PNG "

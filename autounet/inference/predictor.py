@@ -10,9 +10,10 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,11 +22,13 @@ from autounet.dataset.spec import DatasetSpec
 from autounet.errors import UserError
 from autounet.inference.model_folder import (TrainedConfiguration, is_fold_folder, load_network,
                                              load_trained_configuration, trained_configurations)
-from autounet.inference.probabilities import to_labels, to_probabilities
+from autounet.inference.memory import MemoryPolicy, memory_of
+from autounet.inference.probabilities import to_labels, to_probabilities_
 from autounet.inference.restore import restore_all_probabilities, restore_labels_of
 from autounet.inference.sliding_window import WindowSettings, predict_logits
 from autounet.io.geometry import Geometry
 from autounet.preprocessing.store import CaseProperties
+from autounet.utils.progress import console
 
 LabelTransform = Callable[[np.ndarray], np.ndarray]
 
@@ -123,11 +126,13 @@ class ConfigurationModel:
     """One trained configuration on a device: its fold networks, how it tiles, and its cascade's first stage."""
 
     def __init__(self, trained: TrainedConfiguration, device: torch.device, mirror: bool, step: float,
-                 previous: "ConfigurationModel | None" = None, compute_dtype: torch.dtype = torch.float32):
+                 previous: "ConfigurationModel | None" = None, compute_dtype: torch.dtype = torch.float32,
+                 memory: MemoryPolicy | None = None):
         plan = trained.plan
         self.trained = trained
         self.device = device
         self.previous = previous
+        self.memory = memory or MemoryPolicy()
         self.networks = [load_network(fold, plan, device) for fold in trained.folds]
         patch = tuple(plan.patch_size)
         self.settings = WindowSettings(patch, tuple(plan.network.total_downsampling()), step, mirror,
@@ -155,23 +160,38 @@ class ConfigurationModel:
                             f"{data.shape[0]} plus one per foreground label of '{plan.previous_stage}').")
         return np.concatenate([data, one_hot_labels(seg[0], foreground)]), properties
 
-    def probabilities_of_preprocessed(self, data: np.ndarray) -> torch.Tensor:
-        """Fold-averaged probabilities ``(K, z, y, x)`` of an already preprocessed image ``(C, z, y, x)``."""
+    def probabilities_of_preprocessed(self, data: np.ndarray, scratch: Path | None = None) -> torch.Tensor:
+        """Fold-averaged probabilities ``(K, z, y, x)`` of an already preprocessed image ``(C, z, y, x)``; with
+        ``scratch`` they are memory-mapped files in that folder (see :mod:`autounet.inference.memory`)."""
         outputs = self.trained.plan.network.num_classes
         regions = self.trained.spec.has_regions
         of_logits = fold_average(self.trained.plans) == "logits"
         total = None
         for network in self.networks:
-            logits = predict_logits(network, data, outputs, self.settings, self.device)
-            part = logits if of_logits else to_probabilities(logits, regions)
+            part = predict_logits(network, data, outputs, self.settings, self.device, scratch)
+            if not of_logits:
+                to_probabilities_(part, regions)
             total = part if total is None else total.add_(part)
+            del part
         total.div_(len(self.networks))
-        return to_probabilities(total, regions) if of_logits else total
+        return to_probabilities_(total, regions) if of_logits else total
 
-    def preprocessed_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str):
-        """Fold-averaged probabilities on the preprocessed grid ``(K, z, y, x)`` and the case's properties."""
-        data, properties = self._preprocess(image, geometry, case_id)
-        return self.probabilities_of_preprocessed(data), properties
+    @contextlib.contextmanager
+    def output_space(self, data: np.ndarray, properties: CaseProperties) -> Iterator[Path | None]:
+        """None when this case's per-class outputs fit the memory limit, else a scratch folder for them (removed
+        afterwards); says which it chose when it is the folder."""
+        memory = memory_of(properties.original_shape, properties.shape_after_crop, data,
+                           self.trained.plan.network.num_classes, len(self.networks))
+        del data  # held by this generator's frame otherwise, for as long as the folder is in use
+        if not self.memory.needs_disk(memory):
+            yield None
+            return
+        with self.memory.scratch() as folder:
+            console.print(f"{properties.case_id}: its {memory.outputs} per-class outputs need "
+                          f"{memory.per_class_bytes() / 2**30:.1f} GiB, more than the memory limit "
+                          f"({self.memory.limit() / 2**30:.1f} GiB) leaves; keeping them on disk in {folder} "
+                          f"(removed afterwards).", highlight=False, soft_wrap=True)
+            yield folder
 
     def restore(self, probabilities: torch.Tensor, properties: CaseProperties, with_probabilities: bool) -> Prediction:
         """Preprocessed-grid probabilities brought back to the original image: labels, and probabilities if asked.
@@ -184,15 +204,21 @@ class ConfigurationModel:
         restored = restore_all_probabilities(probabilities, properties, plan, spec)
         return Prediction(to_labels(restored, spec), restored)
 
+    def predict_case(self, image: np.ndarray, geometry: Geometry, case_id: str, with_probabilities: bool) -> Prediction:
+        """Preprocess, predict and restore one image; per-class outputs go to disk when memory asks for it."""
+        data, properties = self._preprocess(image, geometry, case_id)
+        with self.output_space(data, properties) as scratch:
+            probabilities = self.probabilities_of_preprocessed(data, scratch)
+            del data  # the preprocessed image is not needed for restoring
+            return self.restore(probabilities, properties, with_probabilities)
+
     def predict_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
         """Probabilities ``(K, Z, Y, X)`` in the image's original geometry."""
-        probabilities, properties = self.preprocessed_probabilities(image, geometry, case_id)
-        return self.restore(probabilities, properties, True).probabilities
+        return self.predict_case(image, geometry, case_id, True).probabilities
 
     def predict_labels(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
         """Labels ``(Z, Y, X)`` in the original geometry (without keeping K full-size probability arrays)."""
-        probabilities, properties = self.preprocessed_probabilities(image, geometry, case_id)
-        return self.restore(probabilities, properties, False).labels
+        return self.predict_case(image, geometry, case_id, False).labels
 
 
 class Predictor:
@@ -212,10 +238,13 @@ class Predictor:
     def from_trained(cls, trained: Sequence[TrainedConfiguration], device: str = "auto", tta: bool = True,
                      step: float = 0.5, checkpoint: str = "final",
                      postprocess: LabelTransform | None = None, threads: int | None = None,
-                     precision: str = "auto", previous_folds: list[int | str] | None = None) -> "Predictor":
+                     precision: str = "auto", previous_folds: list[int | str] | None = None,
+                     memory: MemoryPolicy | None = None) -> "Predictor":
         """A predictor for already located trained configurations (their cascades' first stages are loaded
         from the sibling configuration folders: all their folds, or ``previous_folds``).
-        ``precision``: see :func:`resolve_precision`."""
+        ``precision``: see :func:`resolve_precision`; ``memory``: the limit under which per-class outputs stay
+        in RAM (:class:`~autounet.inference.memory.MemoryPolicy`)."""
+        memory = memory or MemoryPolicy()
         if not 0 < step <= 1:
             raise UserError(f"--step must be in (0, 1], got {step}.")
         torch_device = resolve_device(device, threads)
@@ -226,8 +255,8 @@ class Predictor:
             if configuration.plan.previous_stage:
                 sibling = configuration.folds[0].folder.parent.parent / configuration.plan.previous_stage
                 first = load_trained_configuration(sibling, previous_folds, checkpoint)
-                previous = ConfigurationModel(first, torch_device, tta, step, None, dtype)
-            models.append(ConfigurationModel(configuration, torch_device, tta, step, previous, dtype))
+                previous = ConfigurationModel(first, torch_device, tta, step, None, dtype, memory)
+            models.append(ConfigurationModel(configuration, torch_device, tta, step, previous, dtype, memory))
         return cls(models, postprocess)
 
     @classmethod
@@ -235,7 +264,8 @@ class Predictor:
                           device: str = "auto", tta: bool = True, step: float = 0.5,
                           configurations: list[str] | None = None,
                           postprocess: LabelTransform | None = None, precision: str = "auto",
-                          previous_folds: list[int | str] | None = None) -> "Predictor":
+                          previous_folds: list[int | str] | None = None,
+                          memory: MemoryPolicy | None = None) -> "Predictor":
         """A predictor from a fold folder, a configuration folder (all its folds, or ``folds``), or a dataset's
         results folder together with ``configurations`` (several make an ensemble). A cascade's first stage
         uses all its folds, or ``previous_folds``.
@@ -255,7 +285,7 @@ class Predictor:
                             f" choose with -c.")
         trained = [load_trained_configuration(folder, folds, checkpoint) for folder in folders]
         return cls.from_trained(trained, device, tta, step, checkpoint, postprocess, precision=precision,
-                                previous_folds=previous_folds)
+                                previous_folds=previous_folds, memory=memory)
 
     @property
     def spec(self) -> DatasetSpec:
@@ -306,7 +336,8 @@ class Predictor:
                             "the raw image instead.")
         model = self.models[0]
         self.check_channels(data.shape[0], properties.case_id)
-        prediction = model.restore(model.probabilities_of_preprocessed(data), properties, probabilities)
+        with model.output_space(data, properties) as scratch:
+            prediction = model.restore(model.probabilities_of_preprocessed(data, scratch), properties, probabilities)
         if self.postprocess is not None:
             prediction.labels = self.postprocess(prediction.labels)
         return prediction

@@ -7,15 +7,44 @@ probability above 0.5 is written with its value from ``regions_class_order``, la
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import torch
 
 from autounet.dataset.spec import DatasetSpec
 
 
+CHUNK_VOXELS = 2 ** 22
+"""Voxels per step of the in-place conversions: their temporary arrays stay K x 16 MiB."""
+
+
+def _chunks(shape: tuple[int, ...]) -> Iterator[slice]:
+    """Slices along the first spatial axis of a ``(K, Z, ...)`` array, each about :data:`CHUNK_VOXELS` voxels."""
+    plane = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
+    step = max(1, CHUNK_VOXELS // max(plane, 1))
+    for start in range(0, shape[1] if len(shape) > 1 else 1, step):
+        yield slice(start, start + step)
+
+
 def to_probabilities(logits: torch.Tensor, regions: bool) -> torch.Tensor:
     """Probabilities ``(K, ...)`` from logits ``(K, ...)``: sigmoid per region, or softmax over the K labels."""
     return torch.sigmoid(logits) if regions else torch.softmax(logits, dim=0)
+
+
+def to_probabilities_(logits: torch.Tensor, regions: bool) -> torch.Tensor:
+    """:func:`to_probabilities` in place, a slab at a time (no second ``K x N`` array); returns ``logits``.
+
+    Example:
+        >>> logits = torch.tensor([[0.0, 2.0], [0.0, 0.0]])
+        >>> torch.allclose(to_probabilities_(logits.clone(), False), to_probabilities(logits, False))
+        True
+    """
+    if logits.ndim < 2:
+        return logits.copy_(to_probabilities(logits, regions))
+    for part in _chunks(tuple(logits.shape)):
+        logits[:, part] = to_probabilities(logits[:, part], regions)
+    return logits
 
 
 def output_label_values(spec: DatasetSpec) -> list[int]:
@@ -47,6 +76,10 @@ def to_labels(probabilities: np.ndarray | torch.Tensor, spec: DatasetSpec) -> np
         for channel, value in enumerate(values):
             labels[probabilities[channel] > 0.5] = value
         return labels.numpy().astype(dtype)
-    index = probabilities.argmax(dim=0).numpy()
     lookup = np.asarray(values, dtype=dtype)
-    return lookup[index]
+    if probabilities.ndim < 2:
+        return lookup[probabilities.argmax(dim=0).numpy()]
+    labels = np.empty(probabilities.shape[1:], dtype=dtype)
+    for part in _chunks(tuple(probabilities.shape)):  # argmax's int64 indices a slab at a time
+        labels[part] = lookup[probabilities[:, part].argmax(dim=0).numpy()]
+    return labels

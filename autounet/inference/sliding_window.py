@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import tempfile
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -157,10 +160,19 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 
 class _Accumulator:
-    """Weighted sums of tile logits and of the weights, on the device when it has room, else in CPU memory."""
+    """Weighted sums of tile logits and of the weights, on the device when it has room, else in CPU memory; with
+    ``scratch``, the logits are a memory-mapped file in that folder (see :mod:`autounet.inference.memory`)."""
 
-    def __init__(self, channels: int, shape: Sequence[int], device: torch.device):
+    def __init__(self, channels: int, shape: Sequence[int], device: torch.device, scratch: Path | None = None):
         self.device = device
+        if scratch is not None:
+            self.device = torch.device("cpu")
+            handle, name = tempfile.mkstemp(prefix="logits-", suffix=".f32", dir=scratch)
+            os.close(handle)
+            mapped = np.memmap(name, dtype=np.float32, mode="w+", shape=(channels, *shape))
+            self.logits = torch.from_numpy(mapped)
+            self.weights = torch.zeros(tuple(shape), dtype=torch.float32)
+            return
         try:
             self.logits = torch.zeros((channels, *shape), dtype=torch.float32, device=device)
             self.weights = torch.zeros(tuple(shape), dtype=torch.float32, device=device)
@@ -213,11 +225,13 @@ def _forward_fitting(network: torch.nn.Module, tiles: torch.Tensor,
 
 
 def predict_logits(network: torch.nn.Module, data: np.ndarray | torch.Tensor, num_outputs: int,
-                   settings: WindowSettings, device: torch.device | str = "cpu") -> torch.Tensor:
+                   settings: WindowSettings, device: torch.device | str = "cpu",
+                   scratch: Path | None = None) -> torch.Tensor:
     """Sliding-window logits ``(num_outputs, Z, Y, X)`` (float32, CPU) of a preprocessed image ``(C, Z, Y, X)``.
 
     ``network`` must already be on ``device`` and in eval mode; it maps ``(B, C, *tile)`` to
-    ``(B, num_outputs, *tile)``.
+    ``(B, num_outputs, *tile)``. With ``scratch`` (a folder), the logits are summed in a memory-mapped file
+    there and the result is a view of it (tiles go slab by slab along Z, so the pages in use stay few).
 
     Example:
         >>> settings = WindowSettings(patch_size=(8, 8, 8), divisor=(4, 4, 4))
@@ -239,7 +253,7 @@ def predict_logits(network: torch.nn.Module, data: np.ndarray | torch.Tensor, nu
     if settings.is_2d:
         importance = importance.unsqueeze(0)
     importance = importance.to(device)
-    accumulator = _Accumulator(num_outputs, padded_shape, device)
+    accumulator = _Accumulator(num_outputs, padded_shape, device, scratch)
     boxes = tile_boxes(padded_shape, tile, settings.step)
     mirrorings = 2 ** len(settings.patch_size) if settings.mirror else 1
     tiles_per_batch = max(1, settings.tiles_per_pass // mirrorings)
@@ -252,4 +266,5 @@ def predict_logits(network: torch.nn.Module, data: np.ndarray | torch.Tensor, nu
                 accumulator.add(box, tile_logits, importance)
         result = accumulator.average()
     crop = tuple(slice(before, before + size) for (before, _), size in zip(pads, spatial))
-    return result[(slice(None), *crop)].to("cpu").contiguous()
+    cropped = result[(slice(None), *crop)].to("cpu")
+    return cropped if scratch is not None else cropped.contiguous()

@@ -182,3 +182,18 @@ def test_a_list_of_files_after_one_flag(trained_nifti, tmp_path):
     result = _run("predict", "-i", *files, "-o", str(out), "--no-tta", "--folds", "0", "1")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["case_001.nii.gz", "case_002.nii.gz"]
+
+
+def test_max_memory_keeps_outputs_on_disk_with_the_same_segmentations(trained_nifti, tmp_path):
+    plain, bounded = tmp_path / "plain", tmp_path / "bounded"
+    assert _run("predict", "-i", str(trained_nifti / "imagesTs"), "-o", str(plain), "--no-tta").exit_code == 0
+    result = _run("predict", "-i", str(trained_nifti / "imagesTs"), "-o", str(bounded), "--no-tta",
+                  "--max-memory", "1K")
+    assert result.exit_code == 0, result.output
+    assert "keeping them on disk" in result.output
+    for case in ("case_001", "case_002"):
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(bounded / f"{case}.nii.gz"))),
+                                      sitk.GetArrayFromImage(sitk.ReadImage(str(plain / f"{case}.nii.gz"))))
+    assert sorted(p.name for p in bounded.iterdir()) == ["case_001.nii.gz", "case_002.nii.gz"]
+    result = _run("predict", "-i", str(trained_nifti / "imagesTs"), "-o", str(bounded), "--max-memory", "lots")
+    assert result.exit_code != 0 and "--max-memory 'lots' is not a size" in result.output
