@@ -112,7 +112,8 @@ def build_augmentation(patch_size: list[int], settings: AugmentationSettings = D
     transforms = [SlicesAsChannels()] if by_slice else []
     transforms += [
         SpatialTransform(
-            spatial_patch, patch_center_dist_from_border=None, do_elastic_deform=False,
+            spatial_patch, patch_center_dist_from_border=None, do_elastic_deform=a.p_deformation > 0,
+            alpha=a.deformation_alpha, sigma=a.deformation_sigma, p_el_per_sample=a.p_deformation,
             do_rotation=True, angle_x=rotation, angle_y=rotation if is_3d else no_rotation,
             angle_z=rotation if is_3d else no_rotation, p_rot_per_axis=1.0, p_rot_per_sample=a.p_rotation,
             do_scale=True, scale=a.scale_range, p_scale_per_sample=a.p_scale,

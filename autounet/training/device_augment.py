@@ -1,8 +1,8 @@
 """The augmentation recipe as batched tensor operations on the training device (``--augment-on gpu``).
 
 The data workers then only crop patches of :func:`~autounet.training.augment.sampling_patch_size` from the
-memory-mapped cache; this module does the rest on the batch where the network is: rotation and scaling through one
-``grid_sample`` per batch (which also cuts the centre patch), Gaussian noise, Gaussian blur, multiplicative
+memory-mapped cache; this module does the rest on the batch where the network is: elastic deformation (off in the
+default recipe), rotation and scaling through one ``grid_sample`` per batch (which also cuts the centre patch), Gaussian noise, Gaussian blur, multiplicative
 brightness, contrast, simulated low resolution, gamma (inverted and not) and mirroring, in that order, with the
 probabilities and ranges of :class:`~autounet.training.settings.AugmentationSettings`, the same recipe the CPU path
 (:mod:`autounet.training.augment`, batchgenerators) applies.
@@ -38,7 +38,11 @@ class AugmentationDraw:
     spatial: np.ndarray
     """(B, D, D): maps an output voxel's offset from the patch centre to its offset in the read patch."""
     spatial_on: np.ndarray
-    """(B,) bool: whether the sample is rotated or scaled (otherwise its centre is cut out unchanged)."""
+    """(B,) bool: whether the sample is deformed, rotated or scaled (otherwise its centre is cut out unchanged)."""
+    deformation_alpha: np.ndarray
+    """(B,) magnitude of the elastic deformation, 0 for none."""
+    deformation_sigma: np.ndarray
+    """(B,) smoothness (voxels) of the elastic deformation."""
     noise_std: np.ndarray
     """(B,) standard deviation of the added noise (batchgenerators' "variance" is used as one)."""
     blur_sigma: np.ndarray
@@ -57,6 +61,8 @@ class AugmentationDraw:
     """(B, D) bool: flip along each spatial axis."""
     noise_seed: int
     """Seeds the device generator of the noise itself."""
+    deformation_seed: int = 0
+    """Seeds the device generator of the deformation fields."""
 
 
 def _factor(rng: np.random.Generator, value_range: tuple[float, float]) -> float:
@@ -100,7 +106,10 @@ def draw_augmentation(rng: np.random.Generator, batch: int, channels: int, patch
     plane = dims - 1 if by_slice else dims  # axes the spatial transform moves (the last ones)
     angle = max_rotation(list(patch_size[dims - plane:]), s)
     spatial, spatial_on = np.tile(np.eye(dims), (batch, 1, 1)), np.zeros(batch, bool)
+    alpha, sigma = np.zeros(batch), np.ones(batch)
     for b in range(batch):
+        if s.p_deformation > 0 and rng.random() < s.p_deformation:  # no draw at all when off: batches unchanged
+            alpha[b], sigma[b] = rng.uniform(*s.deformation_alpha), rng.uniform(*s.deformation_sigma)
         rotate, scale = rng.random() < s.p_rotation, rng.random() < s.p_scale
         matrix = np.eye(plane)
         if rotate:
@@ -108,7 +117,7 @@ def draw_augmentation(rng: np.random.Generator, batch: int, channels: int, patch
         if scale:
             matrix = _factor(rng, s.scale_range) * matrix
         spatial[b, dims - plane:, dims - plane:] = matrix
-        spatial_on[b] = rotate or scale
+        spatial_on[b] = rotate or scale or alpha[b] > 0
 
     def per_sample(p: float) -> np.ndarray:
         return rng.random(batch) < p
@@ -130,8 +139,12 @@ def draw_augmentation(rng: np.random.Generator, batch: int, channels: int, patch
     gamma_inverted = per_channel(s.p_gamma_inverted, 1.0, lambda: _factor(rng, s.gamma_range), 1.0)
     gamma = per_channel(s.p_gamma, 1.0, lambda: _factor(rng, s.gamma_range), 1.0)
     mirror = rng.random((batch, dims)) < 0.5 if s.mirror else np.zeros((batch, dims), bool)
-    return AugmentationDraw(spatial, spatial_on, noise_std, blur, brightness, contrast, low_resolution,
-                            gamma_inverted, gamma, mirror, int(rng.integers(2**63)))
+    noise_seed = int(rng.integers(2**63))
+    deformation_seed = int(rng.integers(2**63)) if (alpha > 0).any() else 0
+    return AugmentationDraw(spatial, spatial_on, alpha, sigma, noise_seed=noise_seed, blur_sigma=blur,
+                            noise_std=noise_std, brightness=brightness, contrast=contrast,
+                            low_resolution=low_resolution, gamma_inverted=gamma_inverted, gamma=gamma, mirror=mirror,
+                            deformation_seed=deformation_seed)
 
 
 def _expand(values: torch.Tensor, dims: int) -> torch.Tensor:
@@ -143,26 +156,65 @@ def _centre_crop(tensor: torch.Tensor, size: list[int]) -> torch.Tensor:
     return tensor[(slice(None), slice(None), *(slice(a, a + p) for a, p in zip(starts, size)))]
 
 
-def _sampling_grid(matrices: torch.Tensor, read_size: list[int], size: list[int]) -> torch.Tensor:
+def _smoothed_noise(size: list[int], sigma: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Uniform noise in [-1, 1] of ``size``, Gaussian-smoothed with zero padding (scipy's ``mode="constant"``)."""
+    field = torch.rand(size, generator=generator, device=device) * 2 - 1
+    kernel, radius = _gaussian_kernels(torch.tensor([sigma], device=device))
+    dims = len(size)
+    convolve = F.conv3d if dims == 3 else F.conv2d
+    out = field[None, None]
+    for axis in range(dims):
+        shape = [1, 1] + [1] * dims
+        shape[2 + axis] = 2 * radius + 1
+        padding = [0] * dims
+        padding[axis] = radius
+        out = convolve(out, kernel.reshape(shape), padding=tuple(padding))
+    return out[0, 0]
+
+
+def _deformation(draw: AugmentationDraw, samples: np.ndarray, size: list[int], plane: int,
+                 device: torch.device) -> torch.Tensor:
+    """Displacements (voxels) ``(len(samples), *size, D)`` of the drawn elastic deformations; an anisotropic
+    patch's field moves its last ``plane`` axes alike in every slice."""
+    generator = torch.Generator(device=device).manual_seed(draw.deformation_seed)
+    dims = len(size)
+    fields = torch.zeros((len(samples), *size, dims), device=device)
+    for index, b in enumerate(samples):
+        if draw.deformation_alpha[b] <= 0:
+            continue
+        for axis in range(dims - plane, dims):
+            moved = _smoothed_noise(size[dims - plane:], float(draw.deformation_sigma[b]), generator, device)
+            fields[index, ..., axis] = moved * float(draw.deformation_alpha[b])  # broadcasts over a slice axis
+    return fields
+
+
+def _sampling_grid(matrices: torch.Tensor, read_size: list[int], size: list[int],
+                   displacement: torch.Tensor | None = None) -> torch.Tensor:
     """``grid_sample``'s grid (align_corners=True) for output patches of ``size`` centred where
-    :func:`_centre_crop` would cut them, each output offset mapped through its sample's matrix."""
+    :func:`_centre_crop` would cut them, each output offset (moved by ``displacement``, voxels) mapped through its
+    sample's matrix."""
     device = matrices.device
     offsets = torch.stack(torch.meshgrid(*[torch.arange(p, device=device, dtype=torch.float32) - (p - 1) / 2
                                            for p in size], indexing="ij"), dim=-1)
+    offsets = offsets.expand(len(matrices), *offsets.shape) if displacement is None else offsets + displacement
     centre = torch.tensor([(n - p) // 2 + (p - 1) / 2 for n, p in zip(read_size, size)], device=device)
-    coordinates = torch.einsum("bij,...j->b...i", matrices, offsets) + centre
+    coordinates = torch.einsum("bij,b...j->b...i", matrices, offsets) + centre
     scale = torch.tensor([2 / max(n - 1, 1) for n in read_size], device=device)
     return (coordinates * scale - 1).flip(-1)  # grid_sample wants the last axis first
 
 
-def _spatial(images: torch.Tensor, labels: torch.Tensor, draw: AugmentationDraw,
-             size: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut each sample's patch of ``size`` from the centre of the read patch, rotated and scaled where drawn."""
+def _spatial(images: torch.Tensor, labels: torch.Tensor, draw: AugmentationDraw, size: list[int],
+             plane: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut each sample's patch of ``size`` from the centre of the read patch, deformed, rotated and scaled where
+    drawn (``plane``: how many of the last axes the transforms move)."""
     out_images, out_labels = _centre_crop(images, size).clone(), _centre_crop(labels, size).clone()
-    moved = torch.from_numpy(np.flatnonzero(draw.spatial_on)).to(images.device)
+    samples = np.flatnonzero(draw.spatial_on)
+    moved = torch.from_numpy(samples).to(images.device)
     if len(moved):
         matrices = torch.from_numpy(draw.spatial[draw.spatial_on]).to(images.device, torch.float32)
-        grid = _sampling_grid(matrices, list(images.shape[2:]), size)
+        displacement = (_deformation(draw, samples, size, plane, images.device)
+                        if (draw.deformation_alpha[samples] > 0).any() else None)
+        grid = _sampling_grid(matrices, list(images.shape[2:]), size, displacement)
         out_images[moved] = F.grid_sample(images[moved], grid, mode="bilinear", padding_mode="zeros",
                                           align_corners=True)
         out_labels[moved] = F.grid_sample(labels[moved].float(), grid, mode="nearest", padding_mode="zeros",
@@ -226,7 +278,8 @@ def apply_augmentation(images: torch.Tensor, labels: torch.Tensor, draw: Augment
     size, as drawn. Labels keep their values (nearest neighbour); voxels rotated in from beyond the read patch get
     image 0 and label 0 (background)."""
     dims = len(patch_size)
-    images, labels = _spatial(images.float(), labels, draw, list(patch_size))
+    by_slice = slice_by_slice(patch_size, settings)
+    images, labels = _spatial(images.float(), labels, draw, list(patch_size), dims - 1 if by_slice else dims)
     device = images.device
     noisy = np.flatnonzero(draw.noise_std > 0)
     if len(noisy):
@@ -247,7 +300,7 @@ def apply_augmentation(images: torch.Tensor, labels: torch.Tensor, draw: Augment
         factors = torch.tensor(draw.contrast[samples, channels], device=device, dtype=torch.float32)[:, None]
         changed = torch.maximum(torch.minimum((picked - mean) * factors + mean, high), low)
         images[samples, channels] = changed.reshape(len(samples), *images.shape[2:])
-    keep_axes = (0,) if slice_by_slice(patch_size, settings) else ()
+    keep_axes = (0,) if by_slice else ()
     for b, c in zip(*_selected(draw.low_resolution, 1.0)):
         images[b, c] = _low_resolution(images[b, c], float(draw.low_resolution[b, c]), keep_axes)
     for values, inverted in ((draw.gamma_inverted, True), (draw.gamma, False)):

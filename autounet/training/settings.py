@@ -23,6 +23,12 @@ class AugmentationSettings:
     p_rotation: float = 0.2
     scale_range: tuple[float, float] = (0.7, 1.4)
     p_scale: float = 0.2
+    p_deformation: float = 0.0
+    """Chance per sample of an elastic deformation before rotation and scaling: every output voxel moved by a
+    random field (uniform noise in [-1, 1] per axis, Gaussian-smoothed with ``deformation_sigma`` voxels, times
+    ``deformation_alpha``). nnU-Net's default recipe does not deform (its v1 ranges are the defaults below)."""
+    deformation_alpha: tuple[float, float] = (0.0, 200.0)
+    deformation_sigma: tuple[float, float] = (9.0, 13.0)
     sampling_enlargement: float = 1 / 0.85
     """Extra margin of the sampled patch beyond the rotated patch's bounding box, for zooming out."""
     noise_variance: tuple[float, float] = (0.0, 0.1)

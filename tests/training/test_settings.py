@@ -23,6 +23,7 @@ from autounet.utils.serde import load_dataclass, to_json_value
 def test_defaults_are_the_measured_recipe():
     assert AugmentationSettings() == AugmentationSettings(
         rotation_3d_degrees=30.0, rotation_2d_degrees=180.0, anisotropy_threshold=3.0, p_rotation=0.2, scale_range=(0.7, 1.4), p_scale=0.2,
+        p_deformation=0.0, deformation_alpha=(0.0, 200.0), deformation_sigma=(9.0, 13.0),
         sampling_enlargement=1 / 0.85, noise_variance=(0.0, 0.1), p_noise=0.1, blur_sigma=(0.5, 1.0), p_blur=0.2,
         p_blur_per_channel=0.5, brightness_range=(0.75, 1.25), p_brightness=0.15, contrast_range=(0.75, 1.25),
         p_contrast=0.15, low_resolution_zoom=(0.5, 1.0), p_low_resolution=0.25, p_low_resolution_per_channel=0.5,
