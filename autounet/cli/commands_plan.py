@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -82,6 +83,10 @@ def plan(
         "--budget", help="Time budget for training and validating one fold (30m, 2h, 1h30m): time a few real "
                          "training iterations of 2d and 3d_fullres here and choose one. Schedule presets (quick, "
                          "standard, full) fix the schedule and measure nothing.", show_default=False)] = None,
+    pretrained_plans: Annotated[Optional[Path], typer.Option(
+        "--pretrained-plans", show_default=False, help="Also add a trained model's configuration (a fold or "
+        "configuration folder, a model zip or an nnU-Net results folder) as CONFIG_from_DatasetNNN: its spacing, "
+        "patch, network and batch, for fine-tuning it here with train --pretrained.")] = None,
     workers: WorkersOption = None,
     root: RootOption = None,
 ) -> None:
@@ -92,6 +97,7 @@ def plan(
 
     Example: autounet plan Dataset004 --gpu-memory 11 --budget 30m
     Example: autounet plan Dataset004 --preset resenc-l
+    Example: autounet plan Dataset005 --pretrained-plans results/Dataset004_Hippocampus/3d_fullres
     """
     from autounet.planning.planner import PlanningReport, plan_dataset
     from autounet.planning.plans import plans_path
@@ -103,9 +109,14 @@ def plan(
         seconds = time_budget_seconds(budget)
         start = time.perf_counter()
         report = PlanningReport()
+        inherit = None
+        if pretrained_plans is not None:
+            from autounet.training.pretrained import pretrained_plan
+
+            inherit = [pretrained_plan(pretrained_plans)]
         plans = plan_dataset(location, gpu_memory_gb=gpu_memory, device=device, configurations=configurations,
                              workers=workers, report=report, verify=verify, time_budget_seconds=seconds,
-                             preset_name=preset)
+                             preset_name=preset, inherit=inherit)
         for note in report.notes:
             out.print(note)
         for message in report.warnings:

@@ -17,6 +17,7 @@ from autounet.utils.locks import exclusive
 from autounet.planning.configurations import plan_configurations
 from autounet.planning.memory import estimate_training_memory_gb, memory_model_settings
 from autounet.planning.plans import ConfigurationPlan, Plans, save_plans
+from autounet.planning.inherited import inherit_configuration
 from autounet.planning.presets import preset, preset_memory_budget
 from autounet.planning.time_budget import format_duration
 from autounet.planning.verify_step import require_cuda_for_verify, verify_configurations
@@ -114,7 +115,8 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
                  configurations: list[str] | None = None, workers: int | None = None,
                  report: PlanningReport | None = None, budget: MemoryBudget | None = None,
                  verify: bool = False, time_budget_seconds: float | None = None,
-                 preset_name: str | None = None, timing_allowance_seconds: float | None = None) -> Plans:
+                 preset_name: str | None = None, timing_allowance_seconds: float | None = None,
+                 inherit: list[tuple[ConfigurationPlan, str]] | None = None) -> Plans:
     """Plan the dataset at ``location`` for the detected GPU (or ``gpu_memory_gb``) and write plans.json.
 
     Runs verification and fingerprinting first when the fingerprint is
@@ -129,7 +131,9 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     under its own name (:func:`fitted_name`, e.g. ``2d_fitted_30m``) beside the unchanged memory plan. ``preset_name``
     (``resenc-m``, ``resenc-l``, ``resenc-xl``; default: the plain U-Net) chooses the network rules and the memory
     target (:mod:`autounet.planning.presets`); the configurations keep nnU-Net's names and plans.json records it.
-    The dataset's preprocessed folder is locked meanwhile: planning while a training or preprocess uses it is
+    ``inherit`` lists trained models' configurations with their datasets' names, each added under its own name
+    with its spacing, patch and network (:mod:`autounet.planning.inherited`, for fine-tuning with ``train
+    --pretrained``). The dataset's preprocessed folder is locked meanwhile: planning while a training or preprocess uses it is
     refused naming that command (``utils/locks.py``).
 
     Example:
@@ -168,6 +172,11 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
                     plan.estimated_memory_gb = round(estimate_training_memory_gb(plan.network, plan.patch_size,
                                                                                  plan.batch_size), 3)
                     add_fitted_configuration(plans, name, plan, time_budget_seconds)
+        for source, source_dataset in inherit or []:
+            name = inherit_configuration(plans, source, source_dataset, fingerprint, num_classes, fingerprint.is_2d)
+            report.notes.append(f"{name}: {source.name} of {source_dataset} (spacing, patch, network and batch of "
+                                f"the model; fine-tune with: autounet train {location.name} -c {name} "
+                                f"--pretrained MODEL)")
         save_plans(plans, location.preprocessed)
         return plans
 

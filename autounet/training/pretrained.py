@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from autounet.errors import UserError
 from autounet.inference.model_folder import fold_folders, is_fold_folder
+from autounet.planning.plans import ConfigurationPlan
 
 HEAD_PREFIX = "heads."
 """The segmentation heads (one per deep-supervision output): the only weights that may differ in shape."""
@@ -51,8 +52,9 @@ def _configuration_folders(results: Path) -> list[Path]:
     return sorted(p.parent for p in results.glob("*/*/fold_*") if is_fold_folder(p))
 
 
-def _weights_of(source: Path, configuration: str, fold: int | str, scratch: Path) -> Path:
-    """The safetensors file of the fold ``source`` names (unpacking a zip or translating nnU-Net into ``scratch``)."""
+def _fold_of(source: Path, configuration: str, fold: int | str, scratch: Path) -> Path:
+    """The fold folder ``source`` names (unpacking a zip or translating nnU-Net into ``scratch``), or ``source``
+    itself when it is a weights file."""
     if source.is_file() and zipfile.is_zipfile(source):
         from autounet.inference.export import install_model
 
@@ -71,6 +73,12 @@ def _weights_of(source: Path, configuration: str, fold: int | str, scratch: Path
         source = _configuration_folders(scratch)[0]
     if source.is_dir() and not is_fold_folder(source):
         source = _pick_fold(source, fold)
+    return source
+
+
+def _weights_of(source: Path, configuration: str, fold: int | str, scratch: Path) -> Path:
+    """The safetensors file of the fold ``source`` names (see :func:`_fold_of`)."""
+    source = _fold_of(source, configuration, fold, scratch)
     weights = source / "model_final.safetensors" if source.is_dir() else source
     if not weights.is_file():
         raise UserError(f"{source}: no model_final.safetensors to fine-tune from (a fold folder, a configuration "
@@ -102,7 +110,32 @@ def load_pretrained(network: torch.nn.Module, source: Path, configuration: str, 
                 if name in mismatched else "is missing there" if name in missing else "has no place in the plan's")
         raise UserError(f"{weights_path}: its network differs from the plan's beyond the segmentation heads "
                         f"({name} {what}{' network' if name in unexpected else ''}; {len(body)} difference(s)); "
-                        f"fine-tuning needs the same input channels, stages, features and kernels.")
+                        f"fine-tuning needs the same input channels, stages, features and kernels: plan the dataset "
+                        f"with the model's network (autounet plan DATASET --pretrained-plans {source}), preprocess "
+                        f"and train the configuration it adds.")
     fresh = sorted(name for name in missing + mismatched)  # the new network's heads that keep their start
     network.load_state_dict({name: weights[name] for name in own if name not in fresh}, strict=False)
     return PretrainedLoad(source, len(own) - len(fresh), fresh)
+
+
+def pretrained_plan(source: Path, configuration: str | None = None) -> tuple[ConfigurationPlan, str]:
+    """The plan of the trained model at ``source`` (any form :func:`load_pretrained` takes; ``configuration``
+    chooses among several) and the name of the dataset it was trained on, for ``plan --pretrained-plans``.
+
+    Example:
+        >>> plan, dataset = pretrained_plan(Path("results/Dataset004_Hippocampus/3d_fullres"))  # doctest: +SKIP
+        >>> plan.name, dataset
+        ('3d_fullres', 'Dataset004_Hippocampus')
+    """
+    from autounet.planning.plans import load_plans
+
+    source = Path(source)
+    if not source.exists():
+        raise UserError(f"{source}: no such model to take the plan of.")
+    with tempfile.TemporaryDirectory(prefix="autounet_pretrained_") as scratch:
+        folder = _fold_of(source, configuration or "", 0, Path(scratch))
+        if not (folder.is_dir() and (folder / "plans.json").is_file()):
+            raise UserError(f"{source}: holds no plans.json beside its weights (a fold or configuration folder, a "
+                            f"model zip or an nnU-Net results folder is expected).")
+        plans = load_plans(folder / "plans.json")
+        return plans.configuration(folder.parent.name), plans.dataset_name
