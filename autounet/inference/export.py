@@ -8,15 +8,16 @@ training_config.json and the chosen checkpoint's safetensors weights, the datase
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from autounet.errors import UserError
-from autounet.inference.model_folder import (CHECKPOINTS, TRAINING_CONFIG_FILE, fold_folders,
+from autounet.inference.model_folder import (CHECKPOINTS, TRAINING_CONFIG_FILE, fold_folders, is_fold_folder,
                                              trained_configurations, trained_fold, weights_file)
-from autounet.utils.atomic import atomic_path, write_bytes
+from autounet.utils.atomic import atomic_path, remove_abandoned_temporaries, write_bytes
 from autounet.utils.serde import load_dataclass, to_json_value
 
 MANIFEST_FILE = "autounet_model.json"
@@ -99,14 +100,24 @@ def export_model(dataset_results: Path, target: Path, configurations: Sequence[s
         if (dataset_results / name).is_file():
             entries[f"{dataset}/{name}"] = dataset_results / name
     manifest = ModelManifest(dataset, chosen, fold_labels, checkpoint, sorted(entries))
+    # The manifest is dated like the newest file it lists (not now), so exporting the same model twice, or again
+    # after an interrupted export, writes the same bytes.
+    newest = max(path.stat().st_mtime for path in entries.values())
+    manifest_entry = zipfile.ZipInfo(MANIFEST_FILE, date_time=_zip_time(newest))
+    manifest_entry.compress_type, manifest_entry.external_attr = zipfile.ZIP_DEFLATED, 0o600 << 16  # as writestr
+    remove_abandoned_temporaries(Path(target).parent, Path(target).name)  # the rest of a killed export
     with atomic_path(target) as tmp:
         with zipfile.ZipFile(tmp, "w") as archive:
-            archive.writestr(MANIFEST_FILE, json.dumps(to_json_value(manifest), indent=2),
-                             compress_type=zipfile.ZIP_DEFLATED)
+            archive.writestr(manifest_entry, json.dumps(to_json_value(manifest), indent=2))
             for name, path in entries.items():
                 method = zipfile.ZIP_STORED if name.endswith(".safetensors") else zipfile.ZIP_DEFLATED
                 archive.write(path, name, compress_type=method)
     return manifest
+
+
+def _zip_time(timestamp: float) -> tuple[int, int, int, int, int, int]:
+    """A file time as a zip entry's local date and time (a zip cannot hold times before 1980)."""
+    return max(time.localtime(timestamp)[:6], (1980, 1, 1, 0, 0, 0))
 
 
 def _checked_member(name: str, archive_path: Path, dataset: str) -> PurePosixPath:
@@ -134,7 +145,10 @@ def read_manifest(archive_path: Path) -> ModelManifest:
 def install_model(archive_path: Path, results_folder: Path, overwrite: bool = False) -> ModelManifest:
     """Unpack a model zip into ``results_folder/<DatasetXXX_Name>/``; returns its manifest.
 
-    Every entry is checked before anything is written; existing fold folders are kept unless ``overwrite``.
+    Every entry is checked before anything is written. A fold already installed (its folder complete: it has
+    training_config.json) with other files than the zip's is kept unless ``overwrite``; one installed with the
+    same files is left as it is, so installing again, or after an install that was killed, completes. A fold
+    folder without training_config.json is the rest of an interrupted install and is written again.
     """
     archive_path = Path(archive_path)
     manifest = read_manifest(archive_path)
@@ -144,16 +158,37 @@ def install_model(archive_path: Path, results_folder: Path, overwrite: bool = Fa
         members = [m for m in archive.infolist() if not m.is_dir()]
         paths = {m.filename: _checked_member(m.filename, archive_path, manifest.dataset) for m in members}
         target_root = Path(results_folder)
-        if not overwrite:
-            for configuration, labels in manifest.folds.items():
-                for label in labels:
-                    existing = weights_file(target_root / manifest.dataset / configuration / f"fold_{label}",
-                                            manifest.checkpoint)
-                    if existing.exists():
-                        raise UserError(f"{existing}: already installed; pass --overwrite to replace it.")
+        targets = {m.filename: target_root.joinpath(*paths[m.filename].parts) for m in members
+                   if m.filename != MANIFEST_FILE}
+        unchanged = [name for name, target in targets.items() if _holds(target, archive, name)]
+        replaced = []
+        for configuration, labels in manifest.folds.items():
+            for label in labels:
+                folder = target_root / manifest.dataset / configuration / f"fold_{label}"
+                differing = [name for name, target in targets.items()
+                             if target.parent == folder and name not in unchanged]
+                if not differing or not is_fold_folder(folder):
+                    continue
+                if not overwrite:
+                    raise UserError(f"{weights_file(folder, manifest.checkpoint)}: another model is already "
+                                    f"installed there; pass --overwrite to replace it.")
+                replaced.append(folder)
+        for folder in replaced:
+            # Marked incomplete first, so a replacement cut short never looks like a whole fold of mixed files.
+            (folder / TRAINING_CONFIG_FILE).unlink()
+            unchanged = [name for name in unchanged if targets[name] != folder / TRAINING_CONFIG_FILE]
+        for folder in {target.parent for target in targets.values()}:
+            remove_abandoned_temporaries(folder)  # the rest of a killed install
         # training_config.json marks a fold folder as complete, so it is written after the weights.
-        ordered = sorted((m for m in members if m.filename != MANIFEST_FILE),
-                         key=lambda m: paths[m.filename].name == TRAINING_CONFIG_FILE)
-        for member in ordered:
-            write_bytes(target_root.joinpath(*paths[member.filename].parts), archive.read(member))
+        ordered = sorted((name for name in targets if name not in unchanged),
+                         key=lambda name: targets[name].name == TRAINING_CONFIG_FILE)
+        for name in ordered:
+            write_bytes(targets[name], archive.read(name))
     return manifest
+
+
+def _holds(target: Path, archive: zipfile.ZipFile, name: str) -> bool:
+    """Whether ``target`` exists with exactly the bytes of the archive's entry ``name``."""
+    if not target.is_file() or target.stat().st_size != archive.getinfo(name).file_size:
+        return False
+    return target.read_bytes() == archive.read(name)

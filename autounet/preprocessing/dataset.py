@@ -27,7 +27,7 @@ from autounet.preprocessing.resample import new_shape_for
 from autounet.preprocessing.runner import run_bounded
 from autounet.preprocessing.settings import prepare_folder
 from autounet.preprocessing.store import CaseStore
-from autounet.utils.atomic import write_bytes
+from autounet.utils.atomic import remove_abandoned_temporaries, write_bytes
 from autounet.utils.locks import exclusive
 from autounet.utils.progress import console
 
@@ -161,6 +161,7 @@ def _preprocess_dataset(location: DatasetLocation, configurations: list[str] | N
     if plans.raw_digest and plans.raw_digest != raw_digest(location.raw):
         notes.append(f"the raw data changed since {plans_path(location.preprocessed)} was made; consider "
                      f"re-running `autounet fingerprint` and `autounet plan`.")
+    remove_abandoned_temporaries(location.preprocessed)  # of dataset.json, say, from a killed run
     write_bytes(location.preprocessed / "dataset.json", (location.raw / "dataset.json").read_bytes())
 
     summaries: dict[str, ConfigurationSummary] = {}

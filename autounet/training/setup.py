@@ -16,7 +16,7 @@ from autounet.training.cascade import prepare_previous_stage
 from autounet.training.config import TrainingConfig, fold_name
 from autounet.network.loss import LossSettings
 from autounet.training.splits import FoldSplit, fold_cases, load_or_create_splits
-from autounet.utils.atomic import write_bytes, write_json
+from autounet.utils.atomic import remove_abandoned_temporaries, write_bytes, write_json
 from autounet.utils.progress import track
 from autounet.utils.serde import load_dataclass, to_json_value
 
@@ -123,8 +123,10 @@ def prepare_fold(location: DatasetLocation, config: TrainingConfig) -> FoldSetup
 
 
 def write_run_files(setup: FoldSetup, config: TrainingConfig) -> None:
-    """Copy plans.json and dataset.json into the fold folder and save the training config (rank 0 only)."""
+    """Copy plans.json and dataset.json into the fold folder and save the training config (rank 0 only); remove
+    the temporary files a killed run left there."""
     setup.fold_dir.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temporaries(setup.fold_dir)
     save_plans(setup.plans, setup.fold_dir)
     write_bytes(setup.fold_dir / "dataset.json", (setup.spec_folder / "dataset.json").read_bytes())
     write_config(setup.fold_dir, config)

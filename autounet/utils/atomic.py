@@ -4,14 +4,20 @@ A crash at any moment leaves either the old file or the new one, never a
 half-written file that looks whole. A write that fails because the disk is full
 or the folder is not writable becomes a :class:`~autounet.errors.StorageError`:
 one sentence naming the folder and what to do, with the temporary file removed.
+
+A writer holds a ``flock`` on its temporary file while it writes; the kernel drops it when the writer dies,
+however it dies. So the temporary file of a killed write (SIGKILL leaves it behind) is told from one still being
+written, and the next run removes it (:func:`remove_abandoned_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -43,12 +49,9 @@ def atomic_path(target: str | os.PathLike, size: int | None = None) -> Iterator[
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + "".join(target.suffixes),
-                                        dir=target.parent)
+        fd, tmp = _locked_temporary(target)
     except OSError as error:
         raise _converted(error, target, size) from error
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
         # mkstemp creates files readable by the owner alone; give the result the usual permissions.
@@ -63,6 +66,74 @@ def atomic_path(target: str | os.PathLike, size: int | None = None) -> Iterator[
             if converted is not error:
                 raise converted from error
         raise
+    finally:
+        os.close(fd)
+
+
+TEMPORARY_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp")
+"""The name of a temporary file of :func:`atomic_path`: ``.NAME.`` mkstemp's 8 random characters ``.tmp...``."""
+_NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def _locked_temporary(target: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``target`` and its open descriptor, holding the file's ``flock`` (where the
+    file system has flock) so that no cleaner takes it for the rest of a killed write."""
+    while True:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + "".join(target.suffixes),
+                                    dir=target.parent)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # a cleaner is looking at it and will remove it
+            continue
+        except OSError as error:
+            if error.errno not in _NO_FLOCK:
+                os.close(fd)
+                raise
+            return fd, Path(name)
+        # A cleaner may have removed it between its creation and the lock: then make another.
+        try:
+            if os.stat(name).st_ino == os.fstat(fd).st_ino:
+                return fd, Path(name)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def remove_abandoned_temporaries(folder: str | os.PathLike, name: str | None = None) -> int:
+    """Delete the temporary files in ``folder`` (of target ``name`` alone, if given) whose writer is gone: a
+    write killed mid-way leaves one behind. One still being written is locked by its writer and kept; on a file
+    system without ``flock`` none is removed. Returns how many were removed.
+
+    Example:
+        >>> remove_abandoned_temporaries(Path("predictions"))  # doctest: +SKIP
+        1
+    """
+    folder = Path(folder)
+    removed = 0
+    try:
+        candidates = [entry.path for entry in os.scandir(folder) if TEMPORARY_NAME.match(entry.name)
+                      and (name is None or entry.name.startswith(f".{name}.")) and entry.is_file(follow_symlinks=False)]
+    except FileNotFoundError:
+        return 0
+    for path in candidates:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # renamed into place or removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                os.unlink(path)
+                removed += 1
+        except BlockingIOError:
+            continue  # its writer is alive
+        except OSError as error:
+            if error.errno in _NO_FLOCK:
+                return removed
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _flush_to_disk(path: Path) -> None:

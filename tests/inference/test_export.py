@@ -54,7 +54,16 @@ def test_export_install_predict_gives_identical_labels(tmp_path, monkeypatch):
     for name in expected:
         np.testing.assert_array_equal(found[name], expected[name])
     again = runner.invoke(app, ["install-model", str(archive), "--root", str(target_root)])
-    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert again.exit_code == 0, again.output  # the same model again: nothing to replace
+    weights = target_root / "results" / "Dataset100_Tiny" / "3d_fullres" / "fold_1" / "model_final.safetensors"
+    installed = weights.read_bytes()
+    weights.write_bytes(installed[:-4] + b"    ")  # another model's weights (a fold trained there, say)
+    again = runner.invoke(app, ["install-model", str(archive), "--root", str(target_root)])
+    assert again.exit_code == 1 and f"{weights}: another model is already installed" in again.output
+    assert "--overwrite" in again.output and weights.read_bytes() != installed
+    again = runner.invoke(app, ["install-model", str(archive), "--root", str(target_root), "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert weights.read_bytes() == installed
 
 
 def _zip_with(tmp_path: Path, entry: str) -> Path:
@@ -82,3 +91,24 @@ def test_install_refuses_a_file_that_is_not_a_model_zip(tmp_path):
     bogus.write_bytes(b"PK not really")
     with pytest.raises(UserError, match="not an autounet model zip"):
         install_model(bogus, tmp_path / "results")
+
+
+def test_the_same_model_exports_to_the_same_bytes_and_an_interrupted_install_completes(tmp_path, monkeypatch):
+    root = tmp_path / "source"
+    raw = make_nifti_dataset(root / "raw" / "Dataset100_Tiny", n_cases=1, n_test=0)
+    make_trained(root, raw, [configuration()], folds=(0, 1))
+    monkeypatch.setenv("AUTOUNET_HOME", str(root))
+    first, second = tmp_path / "first.zip", tmp_path / "second.zip"
+    assert runner.invoke(app, ["export-model", "Dataset100", "-o", str(first)]).exit_code == 0
+    assert runner.invoke(app, ["export-model", "Dataset100", "-o", str(second)]).exit_code == 0
+    assert first.read_bytes() == second.read_bytes()  # the manifest is dated by the model's files, not the clock
+    results = tmp_path / "results"
+    install_model(first, results)
+    fold = results / "Dataset100_Tiny" / "3d_fullres" / "fold_1"
+    complete = {p.name: p.read_bytes() for p in fold.iterdir()}
+    # An install killed after fold 1's weights, before its training_config.json (written last, it marks the fold
+    # complete): the fold is not installed yet, so installing again (without --overwrite) writes it.
+    (fold / "training_config.json").unlink()
+    (fold / "plans.json").write_bytes(b"{")
+    install_model(first, results)
+    assert {p.name: p.read_bytes() for p in fold.iterdir()} == complete
