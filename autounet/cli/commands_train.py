@@ -90,6 +90,9 @@ def train(
         "--pretrained", show_default=False, help="Fine-tune: start from this trained model (a fold or configuration "
         "folder, a model zip, or an nnU-Net results folder); the heads start afresh when the classes differ.")
                           ] = None,
+    head_warmup: Annotated[Optional[int], typer.Option(
+        "--head-warmup", min=0, show_default=False, help="With --pretrained: train only the segmentation heads for "
+        "the first N iterations, the loaded weights frozen \\[default: 0].")] = None,
     tracker: TrackerOption = None,
     root: RootOption = None,
 ) -> None:
@@ -115,7 +118,8 @@ def train(
                 "augment_on": augment_on, "compile": True if compile_model else None,
                 "amp": False if no_amp else None, "num_workers": workers, "seed": seed, "device": device,
                 "gpus": gpus, "save_probabilities": True if save_probabilities else None, "tracker": tracker,
-                "pretrained": str(pretrained.resolve()) if pretrained else None}
+                "pretrained": str(pretrained.resolve()) if pretrained else None,
+                "head_warmup_iterations": head_warmup}
     if time_budget_seconds(budget) is not None and any(explicit[name] is not None for name in SCHEDULE_FIELDS):
         raise UserError(f"--budget {budget} fits the epochs and iterations to the time; leave out --epochs, "
                         f"--iterations-per-epoch and --val-iterations (or give a preset).")

@@ -98,6 +98,9 @@ class TrainingConfig:
     pretrained: str | None = None
     """A trained model to start from (fine-tuning): a fold or configuration folder, a model zip or an nnU-Net
     results folder (see :mod:`autounet.training.pretrained`)."""
+    head_warmup_iterations: int = 0
+    """With ``pretrained``: the first this many training iterations update only the segmentation heads (the loaded
+    weights stay frozen), so that fresh heads' first large gradients do not disturb what the model had learned."""
     tracker: str = "none"
     """Where each epoch's metrics also go: ``none``, ``tensorboard`` or ``mlflow`` (optional packages)."""
     time_budget_seconds: float | None = None
@@ -164,6 +167,10 @@ class TrainingConfig:
             problems.append(f"optimizer must be sgd or adamw, not '{self.optimizer}'")
         if self.device not in ("auto", "cuda", "mps", "cpu"):
             problems.append("device must be auto, cuda, mps or cpu")
+        if self.head_warmup_iterations < 0:
+            problems.append("head_warmup_iterations must be 0 or more")
+        elif self.head_warmup_iterations and not self.pretrained:
+            problems.append("head_warmup_iterations (--head-warmup) needs a pretrained model (--pretrained)")
         if self.augment_on not in AUGMENT_ON:
             problems.append(f"augment_on must be {', '.join(AUGMENT_ON[:-1])} or {AUGMENT_ON[-1]}")
         problems += self.augmentation.problems()

@@ -118,6 +118,14 @@ def load_pretrained(network: torch.nn.Module, source: Path, configuration: str, 
     return PretrainedLoad(source, len(own) - len(fresh), fresh)
 
 
+def freeze_all_but_heads(network: torch.nn.Module, frozen: bool) -> None:
+    """Stop (or resume) training every weight but the segmentation heads': they get no gradient, so the optimiser
+    leaves them, their momentum and their weight decay alone."""
+    for name, parameter in network.named_parameters():
+        if not name.startswith(HEAD_PREFIX):
+            parameter.requires_grad_(not frozen)
+
+
 def pretrained_plan(source: Path, configuration: str | None = None) -> tuple[ConfigurationPlan, str]:
     """The plan of the trained model at ``source`` (any form :func:`load_pretrained` takes; ``configuration``
     chooses among several) and the name of the dataset it was trained on, for ``plan --pretrained-plans``.

@@ -38,7 +38,7 @@ from autounet.training.run_log import TRAINING_LOG, plot_progress, summary_line,
 from autounet.training.schedule import TrainingSchedule, schedule_for
 from autounet.training.setup import (FoldSetup, check_resumable, prepare_fold, stored_config, with_loss_terms,
                                      write_config, write_run_files)
-from autounet.training.pretrained import load_pretrained
+from autounet.training.pretrained import freeze_all_but_heads, load_pretrained
 from autounet.training.steps import StepParts, train_step, validation_step
 from autounet.training.tracking import open_tracker
 from autounet.training.workers import BatchStream
@@ -152,10 +152,13 @@ def run_epoch(run: Run, stream: BatchStream, epoch: int, schedule: TrainingSched
     set_lr(parts.optimizer, lr)
     start, waited, losses, cut = time.perf_counter(), 0.0, [], False
     run.net.train()
+    done_before = sum(record.iterations or 0 for record in run.state.log)  # the run's iterations, resume-proof
     seconds_per_epoch = run.state.log[-1].seconds if run.state.log else None
     with EpochProgress(epoch, schedule.epochs, schedule.iterations_per_epoch, seconds_per_epoch,
                        enabled=run.ranks.is_main) as bar:
         for iteration in range(schedule.iterations_per_epoch):
+            if config.head_warmup_iterations:
+                freeze_all_but_heads(run.net, done_before + iteration < config.head_warmup_iterations)
             before = time.perf_counter()
             batch = next(stream)
             waited += time.perf_counter() - before
@@ -211,6 +214,9 @@ def finish_epoch(run: Run, record: EpochRecord, epochs: int) -> None:
 def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, ranks: Ranks) -> Run:
     """Everything one training process does, from setup to ``model_final``; returns the finished run."""
     started = time.perf_counter()  # a time budget counts from here
+    if config.head_warmup_iterations and ranks.distributed:
+        raise UserError("--head-warmup trains in one process (DistributedDataParallel needs every weight to get "
+                        "a gradient); leave it out with --gpus > 1.")
     if config.time_budget_seconds is not None and ranks.distributed:
         raise UserError("a time budget (--budget 30m) trains in one process; use a schedule preset (quick, "
                         "standard, full) or --epochs with --gpus > 1.")

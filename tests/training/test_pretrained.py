@@ -69,3 +69,23 @@ def test_train_starts_from_the_pretrained_weights(tmp_path, capsys):
     tuned = load_file(str(fold / "model_final.safetensors"))
     assert tuned["heads.0.weight"].shape[0] == 4
     assert '"pretrained": "' in (fold / "training_config.json").read_text()
+
+
+def test_head_warmup_trains_the_heads_alone_for_its_iterations(tmp_path):
+    first = make_training_root(tmp_path / "a")
+    source = train_fold(first, "3d_fullres", 0, TrainingConfig(**TINY))
+    start = load_file(str(source / "model_final.safetensors"))
+    runs = {}
+    for warmup in (0, 1, 2):  # TINY trains 2 iterations: none, the first, both of them
+        second = make_training_root(tmp_path / f"b{warmup}", labels={"background": 0, "a": 1, "b": 2, "c": 3},
+                                    seed=3)
+        config = TrainingConfig(**TINY, pretrained=str(source), head_warmup_iterations=warmup)
+        runs[warmup] = load_file(str(train_fold(second, "3d_fullres", 0, config) / "model_final.safetensors"))
+    body = [k for k in start if not k.startswith("heads.") and start[k].is_floating_point()]
+    assert all(torch.equal(runs[2][k], start[k]) for k in body), "a frozen weight moved"
+    assert not all(torch.equal(runs[0][k], start[k]) for k in body), "without warm-up the body trains"
+    assert not all(torch.equal(runs[1][k], start[k]) for k in body), "after the warm-up the body trains"
+    assert not all(torch.equal(runs[1][k], runs[0][k]) for k in body)  # ... one step fewer than without
+    assert not torch.equal(runs[2]["heads.0.weight"], runs[0]["heads.0.weight"])
+    with pytest.raises(UserError, match="needs a pretrained model"):
+        train_fold(first, "3d_fullres", 1, TrainingConfig(**TINY, head_warmup_iterations=5))
