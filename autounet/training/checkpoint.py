@@ -126,6 +126,16 @@ def save_training_state(folder: Path, state: TrainingState, model_state: dict[st
     write_json(Path(folder) / f"{STATE_NAME}.json", record)
 
 
+def restore_state_record(folder: Path) -> None:
+    """Rewrite ``state_latest.json`` from the resume point's own copy of it (the safetensors metadata), for a run
+    killed between writing the two."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(folder) / f"{STATE_NAME}.safetensors"), framework="pt") as handle:
+        record = json.loads(handle.metadata()[_META_KEY])
+    write_json(Path(folder) / f"{STATE_NAME}.json", record)
+
+
 @dataclass
 class ResumePoint:
     """What :func:`load_training_state` gives back."""

@@ -27,7 +27,8 @@ from autounet.paths import DatasetLocation
 from autounet.training import distributed
 from autounet.training.batches import BatchRecipe
 from autounet.training.checkpoint import (EpochRecord, ResumePoint, TrainingState, has_training_state,
-                                          load_training_state, restore_rng, save_training_state, save_weights)
+                                          load_training_state, restore_rng, restore_state_record,
+                                          save_training_state, save_weights)
 from autounet.training.config import RUNTIME_FIELDS, TrainingConfig
 from autounet.training.device_augment import DeviceAugmentation
 from autounet.training.console import EpochProgress
@@ -211,6 +212,24 @@ def finish_epoch(run: Run, record: EpochRecord, epochs: int) -> None:
                   markup=False, soft_wrap=True)
 
 
+def complete_finished_run(run: Run) -> None:
+    """A run whose resume point holds every epoch: write what a kill after its last checkpoint may have left
+    missing or one epoch behind (``model_final``, ``state_latest.json``, ``log.csv``, ``progress.png``), all from
+    that checkpoint, so resuming it finishes exactly as the uninterrupted run did."""
+    folder, state = run.setup.fold_dir, run.state
+    if (folder / "model_final.safetensors").is_file():
+        console.print(f"{folder}: already trained {state.epochs_done} epochs; pass --epochs with a larger number to "
+                      f"extend it.")
+    else:
+        console.print(f"{folder}: all {state.epochs_done} epochs were trained before the run stopped; writing its "
+                      f"final weights.")
+    restore_state_record(folder)
+    write_log_csv(state.log, run.setup.class_names, folder / "log.csv")
+    plot_progress(state.log, run.setup.class_names, folder / "progress.png")
+    if not (folder / "model_final.safetensors").is_file():
+        save_weights(run.net.state_dict(), folder / "model_final.safetensors")
+
+
 def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, ranks: Ranks) -> Run:
     """Everything one training process does, from setup to ``model_final``; returns the finished run."""
     started = time.perf_counter()  # a time budget counts from here
@@ -243,10 +262,10 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
                                   f"slow; a GPU is many times faster.")
             distributed.barrier(ranks)
             if point is not None and point.state.epochs_done >= config.epochs:
+                run = build_run(setup, config, ranks, device, point)
                 if ranks.is_main:
-                    console.print(f"{setup.fold_dir}: already trained {point.state.epochs_done} epochs; pass --epochs "
-                                  f"with a larger number to extend it.")
-                return build_run(setup, config, ranks, device, point)
+                    complete_finished_run(run)
+                return run
             config, schedule = schedule_for(setup, config, device, point is not None, started)
             config = config.with_overrides(augment_on=config.resolved_augment_on(
                 device.type, cascade=setup.previous_stage_values is not None))

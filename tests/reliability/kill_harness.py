@@ -135,8 +135,6 @@ class ChainReport:
     reference_seconds: float
     outcomes: list[Outcome] = field(default_factory=list)
     chains: int = 0
-    known: list[str] = field(default_factory=list)
-    """Chains that ended with a known defect (the failure's message each); the run went on with a fresh chain."""
 
     @property
     def kills(self) -> int:
@@ -158,14 +156,11 @@ class ChainReport:
 def kill_anywhere(command: Command, reference_seconds: float, seed: int, count: int,
                   reset: Callable[[], None], check_whole: Callable[[], list[str]],
                   check_complete: Callable[[], list[str]],
-                  progress: Callable[[], str] = lambda: "",
-                  known: Callable[[ChainFailure], bool] = lambda failure: False) -> ChainReport:
+                  progress: Callable[[], str] = lambda: "") -> ChainReport:
     """Kill ``command`` at ``count`` moments drawn from ``seed``; after each kill ``check_whole()`` lists the
     files that look complete but are not; after each chain's last run ``check_complete()`` lists how the outputs
     differ from the uninterrupted run's. ``reset()`` empties the outputs before a fresh start; ``progress()`` says
-    how far each invocation got (for the timeline). Fails with the seed and the moment on the first problem, except
-    for a chain whose outcome ``known()`` recognises as a known defect: that is recorded in the report's ``known``
-    and the kills go on with a fresh chain, so the rest of the command is still tested."""
+    how far each invocation got (for the timeline). Fails with the seed and the moment on the first problem."""
     report = ChainReport(seed, reference_seconds)
     fractions = kill_fractions(seed, count)
     duration = reference_seconds
@@ -184,11 +179,8 @@ def kill_anywhere(command: Command, reference_seconds: float, seed: int, count: 
     def finish_chain(outcome: Outcome, fraction: float | None) -> None:
         problems = check_complete() + check_whole()
         if problems:
-            failure = ChainFailure(f"{where(outcome, fraction)}after the chain completed:\n" + "\n".join(problems),
-                                   problems)
-            if not known(failure):
-                raise failure
-            report.known.append(str(failure))
+            raise ChainFailure(f"{where(outcome, fraction)}after the chain completed:\n" + "\n".join(problems),
+                               problems)
 
     while index < count:
         fraction = fractions[index]
