@@ -191,7 +191,10 @@ def main() -> None:
     _, test = make_data(work, args.slices, args.size)
     env = nnunet_env(work / "nnunet")
     fold = install_in_autounet(work, train_nnunet(env, args.features, args.train_iters))
-    from autounet.inference.memory import PredictionMemory, parse_memory
+    import torch
+
+    from autounet.inference.memory import PredictionMemory, parse_memory, tile_working_bytes
+    from autounet.inference.predictor import tiles_per_pass
     from autounet.inference.model_folder import load_trained_configuration
 
     plan = load_trained_configuration(fold).plan
@@ -202,7 +205,9 @@ def main() -> None:
     prep = preprocess_peak(fold, test)
     line = next(l for l in prep.output.splitlines() if l.startswith("SHAPES"))
     original, cropped, preprocessed = json.loads("[" + line.removeprefix("SHAPES ").replace("] [", "], [") + "]")
-    memory = PredictionMemory(tuple(original), tuple(cropped), tuple(preprocessed), 1, CLASSES)
+    passes = tiles_per_pass(torch.device("cpu"), plan.patch_size, plan.network.features_per_stage)
+    tile = tile_working_bytes(CLASSES, plan.patch_size, plan.network.features_per_stage, passes, 8)
+    memory = PredictionMemory(tuple(original), tuple(cropped), tuple(preprocessed), 1, CLASSES, 1, tile)
     print(f"autounet preprocessing alone: {prep.wall_s:.0f} s, peak {prep.peak_gb:.2f} GiB", flush=True)
     tools = ["autounet"] if args.skip_nnunet else ["nnU-Net", "autounet"]
     measured: dict[str, Measured] = {}

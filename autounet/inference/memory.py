@@ -49,6 +49,9 @@ class PredictionMemory:
     channels: int
     outputs: int
     summed: int = 1
+    tile_bytes: int = 0
+    """The sliding window's working memory per forward pass: the pass's outputs, their sums over the mirrorings,
+    and the network's feature maps (:func:`tile_working_bytes`)."""
 
     def per_class_bytes(self) -> int:
         """The per-class outputs on the preprocessed grid: ``summed x K x N x 4``."""
@@ -59,19 +62,23 @@ class PredictionMemory:
 
         The largest of three phases, plus :data:`PROCESS_BASE_BYTES`: preprocessing
         (:func:`~autounet.preprocessing.memory.case_peak_bytes`); the sliding window (the image ``M x C``, the
-        preprocessed image and a padded copy ``2 x N x C``, the tile weights' sum ``N``, the per-class outputs);
-        restoring labels (the image, the per-class outputs, and per class a resampled array, its running
-        maximum, the resampler's two intermediates ``4 x M``, the label map and a mask ``2 x M`` bytes). Every
-        count is of float32 values unless said. With ``on_disk`` the per-class outputs count nothing: the pages
-        of their memory map are the operating system's cache, which it writes out instead of running out.
+        preprocessed image and a padded copy ``2 x N x C``, the tile weights' sum ``N``, the per-class outputs,
+        a pass's working memory); restoring labels (the image, the per-class outputs, the running maximum over
+        the crop box ``Mc``, the resampler's input and two intermediates, each at most ``P``, the product over
+        axes of the larger of the preprocessed and the cropped size, and the label map and a mask, ``M + Mc``
+        bytes). Every count is of float32 values unless said. With ``on_disk`` the per-class outputs count
+        nothing: the pages of their memory map are the operating system's cache, which it writes out instead of
+        running out.
         """
         original, preprocessed = int(np.prod(self.original_shape)), int(np.prod(self.preprocessed_shape))
+        cropped = int(np.prod(self.cropped_shape))
+        larger = int(np.prod([max(a, b) for a, b in zip(self.preprocessed_shape, self.cropped_shape)]))
         per_class = 0 if on_disk else self.per_class_bytes()
         image = original * self.channels * 4
         preprocessing = case_peak_bytes(self.original_shape, self.cropped_shape, self.preprocessed_shape,
                                         self.channels)
-        window = image + 2 * preprocessed * self.channels * 4 + preprocessed * 4 + per_class
-        restoring = image + per_class + 4 * original * 4 + 2 * original
+        window = image + 2 * preprocessed * self.channels * 4 + preprocessed * 4 + per_class + self.tile_bytes
+        restoring = image + per_class + 4 * cropped + 12 * larger + original + cropped
         return PROCESS_BASE_BYTES + max(preprocessing, window, restoring)
 
 
@@ -134,8 +141,25 @@ def remove_scratch_leftovers(folder: Path) -> int:
     return len(leftovers)
 
 
+def tile_working_bytes(outputs: int, tile: Sequence[int], features: Sequence[int], tiles_per_pass: int,
+                       mirrorings: int) -> int:
+    """A forward pass's working memory in the sliding window: its outputs, the sums over the mirrorings of the
+    tiles it serves, a flipped copy, and the network's feature maps (8 maps of 4 bytes per feature and voxel and
+    stage, the estimate :func:`~autounet.inference.predictor.tiles_per_pass` sizes GPU passes with).
+
+    Example:
+        >>> tile_working_bytes(15, (80, 160, 160), [4, 8, 16, 32], 1, 8) / 2**20
+        683.59375
+    """
+    voxels = float(np.prod(tile))
+    tiles = max(1, tiles_per_pass // mirrorings)
+    sums = 4 * outputs * voxels * (tiles_per_pass + tiles + 1)
+    feature_maps = 4 * 8 * sum(f * voxels / 2 ** (len(tile) * s) for s, f in enumerate(features)) * tiles_per_pass
+    return int(sums + feature_maps)
+
+
 def memory_of(original_shape: Sequence[int], cropped_shape: Sequence[int], preprocessed: np.ndarray,
-              outputs: int, folds: int) -> PredictionMemory:
+              outputs: int, folds: int, tile_bytes: int = 0) -> PredictionMemory:
     """The :class:`PredictionMemory` of a preprocessed case ``(C, z, y, x)`` predicted by ``folds`` networks."""
     return PredictionMemory(tuple(original_shape), tuple(cropped_shape), tuple(preprocessed.shape[1:]),
-                            preprocessed.shape[0], outputs, 2 if folds > 1 else 1)
+                            preprocessed.shape[0], outputs, 2 if folds > 1 else 1, tile_bytes)

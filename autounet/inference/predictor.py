@@ -22,7 +22,7 @@ from autounet.dataset.spec import DatasetSpec
 from autounet.errors import UserError
 from autounet.inference.model_folder import (TrainedConfiguration, is_fold_folder, load_network,
                                              load_trained_configuration, trained_configurations)
-from autounet.inference.memory import MemoryPolicy, memory_of
+from autounet.inference.memory import MemoryPolicy, memory_of, tile_working_bytes
 from autounet.inference.probabilities import to_labels, to_probabilities_
 from autounet.inference.restore import restore_all_probabilities, restore_labels_of
 from autounet.inference.sliding_window import WindowSettings, predict_logits
@@ -180,8 +180,12 @@ class ConfigurationModel:
     def output_space(self, data: np.ndarray, properties: CaseProperties) -> Iterator[Path | None]:
         """None when this case's per-class outputs fit the memory limit, else a scratch folder for them (removed
         afterwards); says which it chose when it is the folder."""
-        memory = memory_of(properties.original_shape, properties.shape_after_crop, data,
-                           self.trained.plan.network.num_classes, len(self.networks))
+        plan, settings = self.trained.plan, self.settings
+        mirrorings = 2 ** len(settings.patch_size) if settings.mirror else 1
+        tile = tile_working_bytes(plan.network.num_classes, settings.patch_size, plan.network.features_per_stage,
+                                  settings.tiles_per_pass, mirrorings)
+        memory = memory_of(properties.original_shape, properties.shape_after_crop, data, plan.network.num_classes,
+                           len(self.networks), tile)
         del data  # held by this generator's frame otherwise, for as long as the folder is in use
         if not self.memory.needs_disk(memory):
             yield None

@@ -40,10 +40,11 @@ def restore_labels_of(probabilities: torch.Tensor, properties: CaseProperties, p
     """The label map ``(Z, Y, X)`` in the original image: exactly the labels of the restored probabilities.
 
     Without resampling, restoring is un-cropping, which commutes with choosing labels, so only the small label
-    map is restored. With resampling, the probabilities are restored one output at a time and the labels
-    chosen as they come (a running argmax), so at most two full-size float arrays exist instead of K.
+    map is restored. With resampling, the probabilities are restored one output at a time into the crop box and
+    the labels chosen as they come (a running argmax), so at most two crop-sized float arrays exist instead of K;
+    outside the crop box every voxel is background, as the full restore gives.
     """
-    from autounet.preprocessing.pipeline import restore_labels, restore_probabilities
+    from autounet.preprocessing.pipeline import crop_box, restore_channel_in_crop, restore_labels
 
     if not was_resampled(properties):
         return restore_labels(to_labels(probabilities, spec), properties, plan)
@@ -51,18 +52,17 @@ def restore_labels_of(probabilities: torch.Tensor, properties: CaseProperties, p
     dtype = np.uint8 if max(values, default=0) < 256 else np.int16
     array = probabilities.numpy()
     labels = np.zeros(properties.original_shape, dtype=dtype)
+    inside = labels[crop_box(properties)]  # a view: the crop box's labels
     best = None
     for channel, value in enumerate(values):
-        # Outside the crop box every single-channel restore reads 1; a strict comparison keeps background there.
-        restored = restore_probabilities(array[channel:channel + 1], properties, plan)[0]
+        restored = restore_channel_in_crop(array[channel], properties, plan)
         if spec.has_regions:
-            labels[restored > 0.5] = value
+            inside[restored > 0.5] = value
         elif best is None:
             best = restored
         else:
             better = restored > best
-            labels[better] = value
+            inside[better] = value
             np.maximum(best, restored, out=best)
-    if spec.has_regions:
-        labels[_outside_crop(properties)] = 0
+        del restored
     return labels

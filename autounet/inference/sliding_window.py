@@ -191,20 +191,32 @@ class _Accumulator:
 
 
 def _forward(network: torch.nn.Module, tiles: torch.Tensor, settings: WindowSettings) -> torch.Tensor:
-    """Logits of a batch of (B, C, z, y, x) tiles, averaged over the mirrorings when they are on."""
+    """Logits of a batch of (B, C, z, y, x) tiles, averaged over the mirrorings when they are on.
+
+    Each pass's outputs are flipped back and added as they come (in mirroring order, so the sums are the same
+    as adding whole mirrorings), so only one pass's outputs exist beside the sums."""
     inputs = tiles[:, :, 0] if settings.is_2d else tiles
     flips = mirror_axes(inputs.ndim - 2) if settings.mirror else [()]
     batch = inputs.shape[0]
     stacked = torch.cat([inputs.flip(axes) if axes else inputs for axes in flips])
     chunk = max(settings.tiles_per_pass, 1)
     mixed = settings.compute_dtype != torch.float32
-    with torch.autocast(stacked.device.type, dtype=settings.compute_dtype, enabled=mixed):
-        outputs = torch.cat([network(stacked[i:i + chunk]).float() for i in range(0, stacked.shape[0], chunk)])
     total = None
-    for index, axes in enumerate(flips):
-        part = outputs[index * batch:(index + 1) * batch]
-        part = part.flip(axes) if axes else part
-        total = part if total is None else total.add_(part)
+    with torch.autocast(stacked.device.type, dtype=settings.compute_dtype, enabled=mixed):
+        for start in range(0, stacked.shape[0], chunk):
+            outputs = network(stacked[start:start + chunk]).float()
+            if total is None:
+                total = torch.empty((batch, *outputs.shape[1:]), dtype=torch.float32, device=outputs.device)
+            for offset in range(outputs.shape[0]):
+                index = start + offset
+                axes, sample = flips[index // batch], index % batch
+                part = outputs[offset:offset + 1]
+                part = part.flip(axes) if axes else part
+                if index < batch:
+                    total[sample:sample + 1].copy_(part)
+                else:
+                    total[sample:sample + 1].add_(part)
+            del outputs
     if len(flips) > 1:
         total /= len(flips)
     return total.unsqueeze(2) if settings.is_2d else total

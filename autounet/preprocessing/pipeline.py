@@ -165,6 +165,20 @@ def _crop_slices(properties: CaseProperties) -> tuple[slice, ...]:
     return tuple(slice(lo, hi) for lo, hi in properties.crop_bbox)
 
 
+def restore_channel_in_crop(volume: np.ndarray, properties: CaseProperties, config: ConfigurationPlan) -> np.ndarray:
+    """One class's probabilities ``(z, y, x)`` in the preprocessed space resampled to the crop box of the raw image
+    (``properties.shape_after_crop``), with the label orders of the plan."""
+    _check_shape(volume.shape, properties, "probabilities")
+    plan = config.resampling
+    return resample_volume(volume, properties.shape_after_crop, plan.order_seg, plan.order_seg_z,
+                           _restore_axis(properties, config))
+
+
+def crop_box(properties: CaseProperties) -> tuple[slice, ...]:
+    """Where the crop box lies in the raw image."""
+    return _crop_slices(properties)
+
+
 def restore_probabilities(probabilities: np.ndarray, properties: CaseProperties,
                           config: ConfigurationPlan) -> np.ndarray:
     """Class probabilities ``(k, z, y, x)`` in the preprocessed space brought back to the raw image's shape.
@@ -174,14 +188,11 @@ def restore_probabilities(probabilities: np.ndarray, properties: CaseProperties,
     class 0 has probability 1 and the others 0.
     """
     _check_shape(probabilities.shape[1:], properties, "probabilities")
-    plan = config.resampling
-    axis = _restore_axis(properties, config)
     out = np.zeros((probabilities.shape[0], *properties.original_shape), dtype=np.float32)
     out[0] = 1.0
     inside = _crop_slices(properties)
     for k in range(probabilities.shape[0]):
-        out[(k, *inside)] = resample_volume(probabilities[k], properties.shape_after_crop, plan.order_seg,
-                                            plan.order_seg_z, axis)
+        out[(k, *inside)] = restore_channel_in_crop(probabilities[k], properties, config)
     return out
 
 

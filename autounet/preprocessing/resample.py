@@ -88,7 +88,11 @@ def linear_along(array: np.ndarray, axis: int, new: int) -> np.ndarray:
     weight = weight.reshape(shape)
     low = np.take(array, lower, axis=axis).astype(np.float32, copy=False)
     high = np.take(array, upper, axis=axis).astype(np.float32, copy=False)
-    return low + (high - low) * weight
+    # low + (high - low) * weight, in place: two output-sized arrays instead of three (same values)
+    high -= low
+    high *= weight
+    high += low
+    return high
 
 
 def _resample_axis(array: np.ndarray, axis: int, new: int, order: int) -> np.ndarray:
