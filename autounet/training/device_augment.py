@@ -159,17 +159,7 @@ def _centre_crop(tensor: torch.Tensor, size: list[int]) -> torch.Tensor:
 def _smoothed_noise(size: list[int], sigma: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """Uniform noise in [-1, 1] of ``size``, Gaussian-smoothed with zero padding (scipy's ``mode="constant"``)."""
     field = torch.rand(size, generator=generator, device=device) * 2 - 1
-    kernel, radius = _gaussian_kernels(torch.tensor([sigma], device=device))
-    dims = len(size)
-    convolve = F.conv3d if dims == 3 else F.conv2d
-    out = field[None, None]
-    for axis in range(dims):
-        shape = [1, 1] + [1] * dims
-        shape[2 + axis] = 2 * radius + 1
-        padding = [0] * dims
-        padding[axis] = radius
-        out = convolve(out, kernel.reshape(shape), padding=tuple(padding))
-    return out[0, 0]
+    return _gaussian_filter(field[None], torch.tensor([sigma], device=device), zero_edges=True)[0]
 
 
 def _deformation(draw: AugmentationDraw, samples: np.ndarray, size: list[int], plane: int,
@@ -230,8 +220,9 @@ def _gaussian_kernels(sigmas: torch.Tensor) -> tuple[torch.Tensor, int]:
     return kernels / kernels.sum(dim=1, keepdim=True), radius
 
 
-def _blur(channels: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """Each of ``channels`` (K, *spatial) blurred with its own sigma, one axis at a time, edges mirrored."""
+def _gaussian_filter(channels: torch.Tensor, sigmas: torch.Tensor, zero_edges: bool = False) -> torch.Tensor:
+    """Each of ``channels`` (K, *spatial) filtered with a Gaussian of its own sigma, one axis at a time; beyond the
+    edges the image is mirrored (or zero with ``zero_edges``)."""
     kernels, radius = _gaussian_kernels(sigmas)
     dims = channels.ndim - 1
     convolve = F.conv3d if dims == 3 else F.conv2d
@@ -241,7 +232,7 @@ def _blur(channels: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
         shape[2 + axis] = 2 * radius + 1
         pad = [0, 0] * dims
         pad[2 * (dims - 1 - axis):2 * (dims - axis)] = [radius, radius]
-        mode = "reflect" if out.shape[2 + axis] > radius else "replicate"
+        mode = "constant" if zero_edges else "reflect" if out.shape[2 + axis] > radius else "replicate"
         out = convolve(F.pad(out, pad, mode=mode), kernels.reshape(shape), groups=len(sigmas))
     return out[0]
 
@@ -290,7 +281,7 @@ def apply_augmentation(images: torch.Tensor, labels: torch.Tensor, draw: Augment
     samples, channels = _selected(draw.blur_sigma, 0.0)
     if samples:
         sigmas = torch.tensor(draw.blur_sigma[samples, channels], device=device, dtype=torch.float32)
-        images[samples, channels] = _blur(images[samples, channels], sigmas)
+        images[samples, channels] = _gaussian_filter(images[samples, channels], sigmas)
     images *= _expand(torch.tensor(draw.brightness, device=device, dtype=torch.float32), dims)
     samples, channels = _selected(draw.contrast, 1.0)
     if samples:

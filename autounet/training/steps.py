@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from autounet.errors import UserError
@@ -49,7 +48,8 @@ class StepParts:
 
     def inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.from_numpy(batch.images).to(self.device, non_blocking=True)
-        labels = torch.from_numpy(batch.labels.astype(np.int64, copy=False)).to(self.device, non_blocking=True)
+        # int16 over the bus (device augmentation reads patches several times the patch), int64 on arrival
+        labels = torch.from_numpy(batch.labels).to(self.device, non_blocking=True).long()
         if batch.augment_seed is not None:
             if self.augmentation is None:
                 raise ValueError("a batch left to device augmentation reached a step without one")
