@@ -43,8 +43,8 @@ class PipelineResult:
 
 
 def default_training_configurations(plans) -> list[str]:
-    """``3d_fullres`` for 3D data, else ``2d``: the configuration trained when none is named."""
-    return ["3d_fullres"] if "3d_fullres" in plans.configurations else ["2d"]
+    """The configuration trained when none is named (:meth:`Plans.default_configuration`), as a list."""
+    return [plans.default_configuration()]
 
 
 def with_previous_stages(names: list[str], plans) -> list[str]:

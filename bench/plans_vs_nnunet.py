@@ -33,7 +33,7 @@ from bench.common import (SHARED, SHARED_DATA, autounet_cmd, link_dataset, nnune
 from autounet.network import NetworkConfig  # noqa: E402
 from autounet.planning.fit import largest_fitting_batch  # noqa: E402
 from autounet.planning.memory import estimate_training_memory_gb  # noqa: E402
-from autounet.planning.presets import preset  # noqa: E402
+from autounet.planning.presets import configuration_preset, preset  # noqa: E402
 
 BUDGET_GB = 8
 NNUNET_PLANNERS = {"default": ("ExperimentPlanner", "nnUNetPlans", 8),  # planner, plans file, its nominal GB
@@ -87,7 +87,10 @@ def autounet_plans(dataset: str, root: Path, preset_name: str = "default",
         sys.exit(f"autounet plan failed:\n{measured.output}")
     plans = json.loads((root / "preprocessed" / Path(dataset).name / "plans.json").read_text())
     rows = {}
-    for name, c in plans["configurations"].items():
+    for stored_name, c in plans["configurations"].items():
+        if configuration_preset(stored_name) != preset(preset_name).name:
+            continue  # another preset's plans, kept in plans.json
+        name = stored_name.replace(f"_{preset(preset_name).name}", "")  # nnU-Net's name, as its planner's rows
         spacing = c["spacing"][1:] if c["is_2d"] else c["spacing"]
         rows[name] = dict(spacing=_spacing(spacing), patch=_axes(c["patch_size"]), batch=c["batch_size"],
                           stages=len(c["network"]["strides"]), strides=_strides(c["network"]["strides"]),

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from autounet.cli.common import DatasetArgument, RootOption, WorkersOption, dataset_location, out, warn
 from autounet.planning.plans import ConfigurationPlan, Plans
+from autounet.planning.presets import configuration_preset
 
 
 def _axes(values) -> str:
@@ -52,6 +53,8 @@ def print_plans(plans: Plans) -> None:
     if plans.preset != "default":
         out.print(f"preset {plans.preset}", highlight=False)
     for plan in plans.configurations.values():
+        if configuration_preset(plan.name) != plans.preset:
+            continue  # kept from an earlier planning of another preset (a note names them)
         out.print(configuration_summary(plan, plans.memory_budget_gb), highlight=False)
         out.print(configuration_table(plan))
 
@@ -59,7 +62,8 @@ def print_plans(plans: Plans) -> None:
 PresetOption = Annotated[Optional[str], typer.Option(
     "--preset", help="Network preset: default (nnU-Net's plain U-Net, for the detected GPU), or the residual-encoder "
                      "U-Nets resenc-m, resenc-l, resenc-xl (planned for 11, 24, 40 GB; --gpu-memory replaces that "
-                     "target, a smaller GPU caps it).", show_default=False)]
+                     "target, a smaller GPU caps it). A preset's configurations carry its name "
+                     "(3d_fullres_resenc-m); other presets' plans stay in plans.json.", show_default=False)]
 
 
 ConfigurationsOption = Annotated[Optional[list[str]], typer.Option(

@@ -25,12 +25,9 @@ def _folds(values: list[str]) -> list[int | str]:
 
 
 def _default_configuration(location) -> str:
-    from autounet.planning.plans import load_plans
+    from autounet.planning.plans import load_dataset_plans
 
-    plans = load_plans(location.preprocessed)
-    if plans.time_budget is not None and plans.time_budget.chosen in plans.configurations:
-        return plans.time_budget.chosen
-    return "3d_fullres" if "3d_fullres" in plans.configurations or "2d" not in plans.configurations else "2d"
+    return load_dataset_plans(location.preprocessed).default_configuration()
 
 
 def train(
@@ -39,7 +36,9 @@ def train(
                                             "on every case; repeat or comma-separate for several folds "
                                             "(--fold 0,1,2,3,4).")] = ["0"],
     configuration: Annotated[Optional[str], typer.Option("--configuration", "-c", help="Configuration from "
-                             "plans.json \\[default: 3d_fullres, or 2d for 2D data].", show_default=False)] = None,
+                             "plans.json \\[default: the one plan --budget chose, else 3d_fullres (2d for 2D "
+                             "data) of the latest planned preset, e.g. 3d_fullres_resenc-m].",
+                             show_default=False)] = None,
     budget: Annotated[Optional[str], typer.Option("--budget", help=BUDGET_HELP, show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs (beyond a finished run's: "
                       "extends it with --resume).", show_default=False)] = None,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autounet.dataset import DatasetSpec, load_spec
-from autounet.errors import InvalidDatasetError, MissingArtifactError
+from autounet.errors import InvalidDatasetError, MissingArtifactError, UserError
 from autounet.fingerprint import Fingerprint, load_fingerprint, save_fingerprint
 from autounet.fingerprint.model import FINGERPRINT_FILE
 from autounet.paths import DatasetLocation
@@ -16,9 +16,10 @@ from autounet.planning.timing_allowance import TimingAllowance
 from autounet.utils.locks import exclusive
 from autounet.planning.configurations import plan_configurations
 from autounet.planning.memory import estimate_training_memory_gb, memory_model_settings
-from autounet.planning.plans import ConfigurationPlan, Plans, save_plans
+from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, plans_path, save_plans
 from autounet.planning.inherited import inherit_configuration
-from autounet.planning.presets import preset, preset_memory_budget
+from autounet.planning.presets import (configuration_preset, preset, preset_configuration_name,
+                                       preset_memory_budget)
 from autounet.planning.time_budget import format_duration
 from autounet.planning.verify_step import require_cuda_for_verify, verify_configurations
 
@@ -130,7 +131,8 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
     beyond it are predicted, see :mod:`autounet.planning.timing_allowance`). A network made cheaper is stored
     under its own name (:func:`fitted_name`, e.g. ``2d_fitted_30m``) beside the unchanged memory plan. ``preset_name``
     (``resenc-m``, ``resenc-l``, ``resenc-xl``; default: the plain U-Net) chooses the network rules and the memory
-    target (:mod:`autounet.planning.presets`); the configurations keep nnU-Net's names and plans.json records it.
+    target (:mod:`autounet.planning.presets`); a preset's configurations carry its name (``3d_fullres_resenc-m``),
+    and those of the other presets already in plans.json (same raw data) are kept beside them.
     ``inherit`` lists trained models' configurations with their datasets' names, each added under its own name
     with its spacing, patch and network (:mod:`autounet.planning.inherited`, for fine-tuning with ``train
     --pretrained``). The dataset's preprocessed folder is locked meanwhile: planning while a training or preprocess uses it is
@@ -172,6 +174,8 @@ def plan_dataset(location: DatasetLocation, gpu_memory_gb: float | None = None, 
                     plan.estimated_memory_gb = round(estimate_training_memory_gb(plan.network, plan.patch_size,
                                                                                  plan.batch_size), 3)
                     add_fitted_configuration(plans, name, plan, time_budget_seconds)
+        name_for_preset(plans, chosen.name)
+        keep_other_presets(plans, location.preprocessed, report.notes)
         for source, source_dataset in inherit or []:
             name = inherit_configuration(plans, source, source_dataset, fingerprint, num_classes, fingerprint.is_2d)
             report.notes.append(f"{name}: {source.name} of {source_dataset} (spacing, patch, network and batch of "
@@ -207,3 +211,47 @@ def add_fitted_configuration(plans: Plans, name: str, plan: ConfigurationPlan, b
     return new_name
 
 
+
+
+def name_for_preset(plans: Plans, preset_name: str) -> None:
+    """Rename the configurations just planned with ``preset_name`` to carry its name (:func:`preset_configuration_name`;
+    nothing changes for the default preset), with their cascade links and the time budget's record. Their
+    preprocessed data keeps nnU-Net's identifier where the preset cannot change it (the spacing of 2d and 3d_fullres
+    comes from the fingerprint alone); 3d_lowres's spacing follows its patch, so its data gets its own folder."""
+    def renamed(name: str | None) -> str | None:
+        return None if name is None else preset_configuration_name(name, preset_name)
+
+    configurations = {}
+    for name, plan in plans.configurations.items():
+        plan.name, plan.previous_stage, plan.next_stage = renamed(name), renamed(plan.previous_stage), renamed(
+            plan.next_stage)
+        if plan.data_identifier.startswith("3d_lowres"):
+            plan.data_identifier = renamed(plan.data_identifier)
+        configurations[plan.name] = plan
+    plans.configurations = configurations
+    if plans.time_budget is not None:
+        for timing in plans.time_budget.timings:
+            timing.configuration = renamed(timing.configuration)
+        plans.time_budget.chosen = renamed(plans.time_budget.chosen) if plans.time_budget.chosen else ""
+
+
+def keep_other_presets(plans: Plans, preprocessed: Path, notes: list[str]) -> None:
+    """Add to ``plans`` the configurations of other presets from the plans.json it replaces, when that was made from
+    the same raw data: planning ``--preset resenc-m`` after the default keeps both."""
+    path = plans_path(preprocessed)
+    if not path.is_file():
+        return
+    try:
+        earlier = load_plans(path)
+    except UserError:
+        return  # an unreadable plans.json is replaced, as before
+    if earlier.raw_digest != plans.raw_digest:
+        return
+    kept = [name for name, plan in earlier.configurations.items()
+            if configuration_preset(name) != plans.preset and name not in plans.configurations
+            and not (earlier.preset != "default" and configuration_preset(name) == "default"
+                     and plan.network.architecture != "plain")]
+    for name in kept:
+        plans.configurations[name] = earlier.configurations[name]
+    if kept:
+        notes.append(f"kept from the earlier plans.json (other presets): {', '.join(kept)}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from autounet.errors import MissingArtifactError, PlanningError, UserError
 from autounet.fingerprint.model import ChannelStats
 from autounet.network.config import NetworkConfig
+from autounet.planning.presets import NNUNET_CONFIGURATIONS, preset_configuration_name
 from autounet.planning.time_plan import TimeBudgetPlan
 from autounet.utils.atomic import write_json
 from autounet.utils.serde import load_dataclass, to_json_value
@@ -105,6 +106,20 @@ class Plans:
                             f"{', '.join(self.configurations)}).")
         return self.configurations[name]
 
+    def default_configuration(self) -> str:
+        """The configuration trained when none is named: the time budget's choice, else the latest preset's
+        3d_fullres (3D data) or 2d (``3d_fullres_resenc-m`` after ``plan --preset resenc-m``)."""
+        if self.time_budget is not None and self.time_budget.chosen in self.configurations:
+            return self.time_budget.chosen
+        names = [preset_configuration_name(base, self.preset) for base in ("3d_fullres", "2d")]
+        return next((name for name in names if name in self.configurations), names[0])
+
+    def legacy_preset_names(self) -> list[str]:
+        """Configurations under nnU-Net's names holding another preset's network, as older autounet versions wrote
+        plans.json. Empty for current plans."""
+        return [name for name, plan in self.configurations.items()
+                if name in NNUNET_CONFIGURATIONS and plan.network.architecture != "plain"]
+
     def to_json(self) -> dict:
         return to_json_value(self)
 
@@ -161,6 +176,20 @@ def save_plans(plans: Plans, preprocessed_folder: Path) -> Path:
     path = plans_path(preprocessed_folder)
     write_json(path, plans.to_json())
     return path
+
+
+def load_dataset_plans(preprocessed_folder: Path) -> Plans:
+    """A dataset's plans.json (:func:`load_plans`) for preprocessing and training: one made by an older autounet
+    that kept a preset's network under nnU-Net's names is refused, naming the command that plans it again."""
+    plans = load_plans(preprocessed_folder)
+    legacy = plans.legacy_preset_names()
+    if legacy:
+        raise UserError(f"{plans_path(preprocessed_folder)}: holds the {plans.preset} preset's networks under "
+                        f"nnU-Net's names ({', '.join(legacy)}), as older autounet versions wrote it; plan again "
+                        f"with `autounet plan {plans.dataset_name} --preset {plans.preset}` (the preprocessed data "
+                        f"and trained models stay usable), which names them "
+                        f"{preset_configuration_name(legacy[0], plans.preset)} and so on.")
+    return plans
 
 
 def load_plans(preprocessed_folder_or_file: Path) -> Plans:

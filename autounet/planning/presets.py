@@ -18,6 +18,10 @@ How the preset's memory target meets the hardware (see :func:`preset_memory_budg
   (same network rules, sized for the memory asked for);
 - a GPU detected: the smaller of the target and the GPU's memory (a plan that cannot run is of no use);
 - no GPU: the target.
+
+A preset's configurations carry its name (``3d_fullres_resenc-m``), so nnU-Net's names (``2d``, ``3d_fullres``,
+``3d_lowres``, ``3d_cascade_fullres``) always mean nnU-Net's plain U-Net, the plans of several presets live side by
+side in plans.json, and each trains into its own results folder (:func:`preset_configuration_name`).
 """
 
 from __future__ import annotations
@@ -103,3 +107,41 @@ def preset_memory_budget(chosen: NetworkPreset, budget_gb: float, explicit: bool
         return budget_gb, (f"preset {chosen.name}: this GPU has {budget_gb:g} GB, less than the preset's {target:g} "
                            f"GB target, so the plans are made for {budget_gb:g} GB")
     return target, f"preset {chosen.name}: planning for its {target:g} GB target (the GPU has {budget_gb:g} GB)"
+
+
+NNUNET_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
+"""nnU-Net's configuration names; in autounet they hold the default preset's (plain U-Net) plans only."""
+
+
+def _base_of(name: str) -> str | None:
+    """The nnU-Net configuration ``name`` starts with (``2d_fitted_10m`` -> ``2d``), or None."""
+    matches = [base for base in NNUNET_CONFIGURATIONS if name == base or name.startswith(base + "_")]
+    return max(matches, key=len) if matches else None
+
+
+def preset_configuration_name(name: str, preset_name: str) -> str:
+    """The name under which configuration ``name`` planned with preset ``preset_name`` is stored: unchanged for the
+    default preset, the preset's name after nnU-Net's configuration name otherwise (what follows that name, e.g. a
+    time budget, stays after it).
+
+    Example:
+        >>> preset_configuration_name("3d_fullres", "resenc-m"), preset_configuration_name("2d", "default")
+        ('3d_fullres_resenc-m', '2d')
+        >>> preset_configuration_name("2d_fitted_10m", "resenc-l")
+        '2d_resenc-l_fitted_10m'
+    """
+    base = _base_of(name)
+    if preset(preset_name).name == DEFAULT_PRESET or base is None or configuration_preset(name) != DEFAULT_PRESET:
+        return name
+    return f"{base}_{preset(preset_name).name}{name[len(base):]}"
+
+
+def configuration_preset(name: str) -> str:
+    """The preset whose plans a configuration called ``name`` holds (its name says it; otherwise the default).
+
+    Example:
+        >>> configuration_preset("3d_fullres_resenc-l_fitted_1h"), configuration_preset("2d_fitted_10m")
+        ('resenc-l', 'default')
+    """
+    tokens = set(name.split("_"))
+    return next((key for key in PRESETS if key != DEFAULT_PRESET and key in tokens), DEFAULT_PRESET)

@@ -20,7 +20,7 @@ from autounet.fingerprint.compute import raw_digest
 from autounet.fingerprint.model import FINGERPRINT_FILE, load_fingerprint
 from autounet.io import read_image, read_label
 from autounet.paths import DatasetLocation
-from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, plans_path
+from autounet.planning.plans import ConfigurationPlan, Plans, load_dataset_plans, plans_path
 from autounet.preprocessing.memory import case_peak_bytes, choose_workers
 from autounet.preprocessing.pipeline import class_locations, preprocess_case, target_spacing_for
 from autounet.preprocessing.resample import new_shape_for
@@ -99,7 +99,7 @@ def _load_plans(location: DatasetLocation) -> Plans:
     if not plans_path(location.preprocessed).is_file():
         raise MissingArtifactError(f"{plans_path(location.preprocessed)}: not found; run `autounet plan "
                                    f"{location.name}` first.")
-    return load_plans(location.preprocessed)
+    return load_dataset_plans(location.preprocessed)
 
 
 def _distinct_folders(plans: Plans, names: list[str]) -> dict[str, ConfigurationPlan]:

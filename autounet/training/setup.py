@@ -10,7 +10,8 @@ from pathlib import Path
 from autounet.dataset.spec import DatasetSpec, load_spec
 from autounet.errors import MissingArtifactError, UserError
 from autounet.paths import DatasetLocation
-from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, plans_path, save_plans
+from autounet.planning.plans import (ConfigurationPlan, Plans, load_dataset_plans, load_plans, plans_path,
+                                     save_plans)
 from autounet.preprocessing.store import CaseStore
 from autounet.training.cascade import prepare_previous_stage
 from autounet.training.config import TrainingConfig, fold_name
@@ -91,7 +92,7 @@ def prepare_fold(location: DatasetLocation, config: TrainingConfig) -> FoldSetup
     if not plans_path(location.preprocessed).is_file():
         raise MissingArtifactError(f"{plans_path(location.preprocessed)}: not found; run `autounet plan "
                                    f"{location.name}` and `autounet preprocess {location.name}` before training.")
-    plans = load_plans(location.preprocessed)
+    plans = load_dataset_plans(location.preprocessed)
     plan = plans.configuration(configuration)
     spec_folder = dataset_spec_folder(location)
     spec = load_spec(spec_folder)

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 def test_resenc_preset_plans_trains_predicts_and_exports(tmp_path):
     root = tmp_path / "root"
     raw = make_nifti_dataset(root / "raw" / "Dataset211_ResEnc", n_cases=4, shape=(16, 24, 20))
-    name, configuration = raw.name, "3d_fullres"
+    name, configuration = raw.name, "3d_fullres_resenc-m"
 
-    result = ok(autounet(root, "plan", name, "-c", configuration, "--preset", "resenc-m", "--device", "cpu"))
+    result = ok(autounet(root, "plan", name, "-c", "3d_fullres", "--preset", "resenc-m", "--device", "cpu"))
     assert "preset resenc-m: planning for its 11 GB target" in result.stdout
     assert "residual blocks" in result.stdout
     plans = json.loads((root / "preprocessed" / name / "plans.json").read_text())
@@ -31,7 +31,7 @@ def test_resenc_preset_plans_trains_predicts_and_exports(tmp_path):
     assert network["n_conv_per_stage"][:3] == [1, 3, 4] and set(network["n_conv_per_stage_decoder"]) == {1}
 
     ok(autounet(root, "preprocess", name, "-c", configuration))
-    ok(autounet(root, "train", name, "-c", configuration, "--fold", "0", *TRAIN_FAST))
+    ok(autounet(root, "train", name, "--fold", "0", *TRAIN_FAST))  # the preset's 3d_fullres by default
     fold = root / "results" / name / configuration / "fold_0"
     weights = load_file(str(fold / "model_final.safetensors"))
     # the checkpoint holds the residual encoder's blocks (stage 2 has four, each with two convolutions)

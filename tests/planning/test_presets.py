@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -98,19 +99,21 @@ def test_the_planned_network_builds_with_the_planned_blocks(resenc_m):
 
 def test_plans_record_the_preset_and_old_plans_load_as_default(tmp_path, resenc_m):
     fingerprint = mri_like()
+    named = copy.deepcopy(resenc_m)
+    named.name = "3d_fullres_resenc-m"
     plans = Plans(dataset_name="Dataset900_Handmade", hardware=HardwareInfo(device="cpu"), memory_budget_gb=8.0,
-                  configurations={"3d_fullres": resenc_m}, intensity_stats=fingerprint.channels, preset="resenc-m")
+                  configurations={named.name: named}, intensity_stats=fingerprint.channels, preset="resenc-m")
     path = save_plans(plans, tmp_path)
     loaded = load_plans(tmp_path)
     assert loaded.preset == "resenc-m"
-    assert loaded.configuration("3d_fullres").network.architecture == "residual_encoder"
+    assert loaded.configuration("3d_fullres_resenc-m").network.architecture == "residual_encoder"
     old = json.loads(path.read_text())
     del old["preset"]
     for configuration in old["configurations"].values():
         del configuration["network"]["architecture"]
     path.write_text(json.dumps(old))
     assert load_plans(tmp_path).preset == "default"
-    assert load_plans(tmp_path).configuration("3d_fullres").network.architecture == "plain"
+    assert load_plans(tmp_path).configuration("3d_fullres_resenc-m").network.architecture == "plain"
 
 
 def test_plan_command_takes_the_preset_and_gpu_memory_replaces_its_target(nifti_dataset, data_root):
@@ -121,7 +124,7 @@ def test_plan_command_takes_the_preset_and_gpu_memory_replaces_its_target(nifti_
     assert "preset resenc-l planned for 4 GB (--gpu-memory) instead of its 24 GB target" in result.output
     plans = load_plans(data_root / "preprocessed" / nifti_dataset.name)
     assert plans.preset == "resenc-l" and plans.memory_budget_gb == 4.0
-    plan = plans.configuration("3d_fullres")
+    plan = plans.configuration("3d_fullres_resenc-l")
     assert plan.network.architecture == "residual_encoder" and plan.estimated_memory_gb <= 4.0
 
 
