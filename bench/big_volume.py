@@ -228,6 +228,9 @@ def main() -> None:
                                     "autounet predict")
         outputs[tool] = out / "big_000.nii.gz"
         print(f"{tool}: {measured[tool].wall_s:.0f} s, peak {measured[tool].peak_gb:.2f} GiB", flush=True)
+        stages = [line for line in measured[tool].output.splitlines() if line.startswith("time by stage:")]
+        if stages:
+            print(f"{tool} {stages[0]}", flush=True)
     on_disk = args.max_memory is not None and memory.peak_bytes(False) > parse_memory(args.max_memory)
     bound = memory.peak_bytes(on_disk=on_disk)
     print(f"preprocessed grid {preprocessed} ({np.prod(preprocessed) / 1e6:.0f} M voxels); per-class outputs "

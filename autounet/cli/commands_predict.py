@@ -128,6 +128,10 @@ def predict(
               f"({summary.seconds_per_case:.2f} s/case), skipped {len(summary.skipped)} already done, "
               f"{len(summary.failed)} failed; total {time.perf_counter() - start:.1f} s; wrote {output}",
               soft_wrap=True)
+    if summary.predicted:
+        from autounet.utils.stage_times import describe_stages
+
+        out.print(f"time by stage: {describe_stages(summary.stage_seconds)}", highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(1)
 

@@ -30,6 +30,8 @@ class FolderSummary:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage over the cases predicted (read, preprocess, sliding window, restore, write, ...)."""
 
     @property
     def seconds_per_case(self) -> float:
@@ -122,22 +124,27 @@ def predict_folder(predictor: Predictor, inputs: Sequence[Path], output: Path, p
     summary.failed += [f"{path}: is not an image file autounet reads (unknown ending); skipped, move it out of "
                        f"the input folder." for path in unsupported_files(inputs)]
     start = time.perf_counter()
+    times = predictor.times
+    before = dict(times.seconds)
     for case in track(cases, "predict"):
         targets = _outputs(case, output, probabilities)
         if skip_existing and all(path.is_file() for path in targets):
             summary.skipped.append(case.case_id)
             continue
         try:
-            image, geometry = read_case(case)
+            with times.measure("read"):
+                image, geometry = read_case(case)
             predictor.check_channels(image.shape[0], str(case.files[0]))
             check_dimensionality(predictor, image, geometry, case.files[0])
             prediction = predictor.predict(image, geometry, probabilities, case.case_id)
         except UserError as error:
             summary.failed.append(str(error))
             continue
-        write_segmentation(prediction.labels, geometry, targets[0])
-        if probabilities:
-            save_probabilities(prediction.probabilities, targets[1])
+        with times.measure("write"):
+            write_segmentation(prediction.labels, geometry, targets[0])
+            if probabilities:
+                save_probabilities(prediction.probabilities, targets[1])
         summary.predicted.append(case.case_id)
     summary.seconds = time.perf_counter() - start
+    summary.stage_seconds = {stage: seconds - before.get(stage, 0.0) for stage, seconds in times.seconds.items()}
     return summary

@@ -29,6 +29,7 @@ from autounet.inference.sliding_window import WindowSettings, predict_logits
 from autounet.io.geometry import Geometry
 from autounet.preprocessing.store import CaseProperties
 from autounet.utils.progress import console
+from autounet.utils.stage_times import StageTimes
 
 LabelTransform = Callable[[np.ndarray], np.ndarray]
 
@@ -134,6 +135,7 @@ class ConfigurationModel:
         self.previous = previous
         self.memory = memory or MemoryPolicy()
         self.networks = [load_network(fold, plan, device) for fold in trained.folds]
+        self.times = StageTimes()
         patch = tuple(plan.patch_size)
         self.settings = WindowSettings(patch, tuple(plan.network.total_downsampling()), step, mirror,
                                        tiles_per_pass(device, patch, plan.network.features_per_stage),
@@ -210,11 +212,20 @@ class ConfigurationModel:
 
     def predict_case(self, image: np.ndarray, geometry: Geometry, case_id: str, with_probabilities: bool) -> Prediction:
         """Preprocess, predict and restore one image; per-class outputs go to disk when memory asks for it."""
-        data, properties = self._preprocess(image, geometry, case_id)
+        with self.times.measure("preprocess"):
+            data, properties = self._preprocess(image, geometry, case_id)
         with self.output_space(data, properties) as scratch:
-            probabilities = self.probabilities_of_preprocessed(data, scratch)
+            with self.times.measure("sliding window"):
+                probabilities = self.probabilities_of_preprocessed(data, scratch)
             del data  # the preprocessed image is not needed for restoring
-            return self.restore(probabilities, properties, with_probabilities)
+            with self.times.measure("restore"):
+                return self.restore(probabilities, properties, with_probabilities)
+
+    def share_times(self, times: StageTimes) -> None:
+        """Count this configuration's stages (and its cascade's first stage's) in ``times``."""
+        self.times = times
+        if self.previous is not None:
+            self.previous.share_times(times)
 
     def predict_probabilities(self, image: np.ndarray, geometry: Geometry, case_id: str) -> np.ndarray:
         """Probabilities ``(K, Z, Y, X)`` in the image's original geometry."""
@@ -237,6 +248,10 @@ class Predictor:
             raise UserError("no trained configuration was given to predict with.")
         self.models = models
         self.postprocess = postprocess
+        self.times = StageTimes()
+        """Seconds per stage over every case predicted so far (preprocess, sliding window, restore, ...)."""
+        for model in models:
+            model.share_times(self.times)
 
     @classmethod
     def from_trained(cls, trained: Sequence[TrainedConfiguration], device: str = "auto", tta: bool = True,
@@ -319,10 +334,12 @@ class Predictor:
             for model in self.models:
                 current = model.predict_probabilities(image, geometry, case_id)
                 restored = current if restored is None else np.add(restored, current, out=restored)
-            restored /= len(self.models)
-            labels = to_labels(restored, self.spec)
+            with self.times.measure("restore"):
+                restored /= len(self.models)
+                labels = to_labels(restored, self.spec)
         if self.postprocess is not None:
-            labels = self.postprocess(labels)
+            with self.times.measure("postprocess"):
+                labels = self.postprocess(labels)
         return Prediction(labels, restored.astype(np.float32, copy=False) if restored is not None else None)
 
     def predict_preprocessed(self, data: np.ndarray, properties: CaseProperties,
@@ -341,7 +358,11 @@ class Predictor:
         model = self.models[0]
         self.check_channels(data.shape[0], properties.case_id)
         with model.output_space(data, properties) as scratch:
-            prediction = model.restore(model.probabilities_of_preprocessed(data, scratch), properties, probabilities)
+            with self.times.measure("sliding window"):
+                outputs = model.probabilities_of_preprocessed(data, scratch)
+            with self.times.measure("restore"):
+                prediction = model.restore(outputs, properties, probabilities)
         if self.postprocess is not None:
-            prediction.labels = self.postprocess(prediction.labels)
+            with self.times.measure("postprocess"):
+                prediction.labels = self.postprocess(prediction.labels)
         return prediction

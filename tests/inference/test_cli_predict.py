@@ -36,6 +36,9 @@ def test_predict_nifti_folder_writes_labels_with_the_input_geometry(trained_nift
                   "--save-probabilities")
     assert result.exit_code == 0, result.output
     assert "predicted 2 case(s)" in result.output
+    stages = next(line for line in result.output.splitlines() if line.startswith("time by stage: "))
+    for stage in ("read", "preprocess", "sliding window", "restore", "write"):
+        assert f"{stage} " in stages, stages
     for case in ("case_001", "case_002"):
         source = sitk.ReadImage(str(trained_nifti / "imagesTs" / f"{case}_0000.nii.gz"))
         written = sitk.ReadImage(str(out / f"{case}.nii.gz"))
