@@ -14,21 +14,11 @@ import autounet.planning.planner as planner
 from autounet.cli.main import app
 from autounet.errors import UserError
 from autounet.paths import locate_dataset, resolve_root
+from autounet.planning.configurations import plan_configurations
 from autounet.planning.plans import HardwareInfo, Plans, load_dataset_plans, load_plans, save_plans
 from autounet.planning.presets import NNUNET_CONFIGURATIONS, configuration_preset, preset_configuration_name
-from autounet.planning.time_plan import ConfigurationTiming, TimeBudgetPlan
-from autounet.planning.variants import narrower
 from tests.planning.fingerprints import mri_like
-from autounet.planning.configurations import plan_configurations
-
-
-def _fake_time_planning(configurations, budget_seconds, device, label_dice=None, allowance=None):
-    """plan_time_budget's answer when 2d had to be made narrower and 3d_fullres bought enough as planned."""
-    fitted = {"2d": narrower(configurations["2d"]), "3d_fullres": configurations["3d_fullres"]}
-    timings = [ConfigurationTiming("2d", 0.2, 0.01, 100, selected=False),
-               ConfigurationTiming("2d", 0.05, 0.01, 2400),
-               ConfigurationTiming("3d_fullres", 0.06, 0.02, 2000)]
-    return TimeBudgetPlan(budget_seconds, device, timings, chosen="2d"), fitted
+from tests.planning.test_fitted_names import _fake_time_planning
 
 
 def test_a_presets_configurations_carry_its_name_beside_the_default_ones(nifti_dataset, data_root, monkeypatch):
