@@ -58,8 +58,9 @@ class ChannelManifest:
 class TilingManifest:
     """How the preprocessed image is cut into tiles and the tiles' logits are merged.
 
-    Per axis the tile is the patch where the image is at least the patch (or always, with ``pad_to_patch``, as for
-    models from nnU-Net), else the image's size rounded up to a multiple of ``divisor`` (at most the patch); the
+    Per axis the tile is the patch where the image is at least the patch, and where it is smaller too with
+    ``pad_to_patch`` (the default: training pads small cases to the patch, and nnU-Net predicts so); without it,
+    the image's size rounded up to a multiple of ``divisor`` (at most the patch); the
     image is zero-padded (centred: the smaller half before) to at least the tile. Tile starts:
     ``n = ceil((size - tile) / max(tile * step, 1)) + 1`` starts spread evenly from 0 to ``size - tile`` and
     rounded half to even (one start at 0 when the size equals the tile). Each tile's logits are weighted by a
@@ -77,7 +78,7 @@ class TilingManifest:
     gaussian_sigma_scale: float
     mirror: bool
     mirror_axes: list[list[int]]
-    pad_to_patch: bool = False
+    pad_to_patch: bool = True
     importance: str = "centred"
 
 

@@ -104,7 +104,7 @@ def sliding_window(session, data: np.ndarray, manifest: dict, tta: bool) -> np.n
     """Logits ``(K, Z, Y, X)`` of a preprocessed image ``(C, Z, Y, X)`` with one ONNX session."""
     tiling, is_2d = manifest["tiling"], manifest["is_2d"]
     spatial = data.shape[2:] if is_2d else data.shape[1:]
-    whole = tiling.get("pad_to_patch", False)
+    whole = tiling.get("pad_to_patch", True)
     tile = [p if s >= p or whole else min(p, math.ceil(s / d) * d)
             for s, p, d in zip(spatial, tiling["patch_size"], tiling["divisor"])]
     full_tile = [1, *tile] if is_2d else tile

@@ -107,8 +107,10 @@ def tiles_per_pass(device: torch.device, settings_patch: Sequence[int], features
 
 
 def pads_to_patch(plans) -> bool:
-    """Whether the plans ask for tiles of the full patch (``extra.inference.pad_to_patch``: models from nnU-Net)."""
-    return bool((plans.extra.get("inference") or {}).get("pad_to_patch", False))
+    """Whether images smaller than the patch are zero-padded to the whole patch (the default, as training pads
+    them and as nnU-Net predicts); ``extra.inference.pad_to_patch: false`` in the plans tiles them with the image
+    rounded up to the downsampling instead (held-out Dice lower: bench/tile_padding.py, docs/predict.md)."""
+    return bool((plans.extra.get("inference") or {}).get("pad_to_patch", True))
 
 
 def tile_importance(plans) -> str:

@@ -45,9 +45,9 @@ class WindowSettings:
     mirror: bool = True
     tiles_per_pass: int = 1
     compute_dtype: torch.dtype = torch.float32
-    pad_to_patch: bool = False
-    """Tiles are always the full patch (smaller images zero-padded to it), as nnU-Net predicts: set for models
-    installed from nnU-Net, whose networks then see the same padding as in nnU-Net (see :func:`tile_shape`)."""
+    pad_to_patch: bool = True
+    """Tiles are always the full patch (smaller images zero-padded to it), as training pads small cases and as
+    nnU-Net predicts; False rounds a small image only up to the downsampling (see :func:`tile_shape`)."""
     importance: str = "centred"
     """Tile weights: ``centred`` (:func:`gaussian_importance`) or ``nnunet`` (:func:`nnunet_importance`, for models
     installed from nnU-Net, which blend overlapping tiles with it)."""
@@ -122,9 +122,10 @@ def tile_starts(size: int, tile: int, step: float) -> list[int]:
 def tile_shape(image_shape: Sequence[int], settings: WindowSettings) -> tuple[int, int, int]:
     """The (z, y, x) extent of the tiles for an image of spatial ``image_shape`` (z, y, x).
 
-    Along an axis where the image is at least the patch, the tile is the patch; where the image is smaller, the
-    tile is the image rounded up to a multiple of the network's downsampling, which the network needs and which
-    costs less than padding to the full patch (unless ``settings.pad_to_patch``: then always the patch).
+    Along an axis where the image is at least the patch, the tile is the patch; where the image is smaller, it is
+    the patch too (the image zero-padded to it, as training pads small cases), or, without
+    ``settings.pad_to_patch``, the image rounded up to a multiple of the network's downsampling (less compute, but
+    the network then sees less padding than it was trained with: lower Dice in bench/tile_padding.py).
     """
     spatial = tuple(image_shape[1:]) if settings.is_2d else tuple(image_shape)
     extent = tuple(patch if size >= patch or settings.pad_to_patch else min(patch, math.ceil(size / div) * div)

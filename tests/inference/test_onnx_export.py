@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _install(tmp_path: Path, results: Path, dims: int, residual: bool, folds=(0,), pad_to_patch: bool = True) -> Path:
     """An nnU-Net-format model with random weights installed into ``results``; its configuration folder.
-    Without ``pad_to_patch`` it tiles small images as models trained by autounet do."""
+    Without ``pad_to_patch`` it tiles small images rounded up to the downsampling only."""
     configuration = "2d" if dims == 2 else "3d_fullres"
     plans = nf.nnunet_plans(dims, residual)
     arch = plans["configurations"][configuration]["architecture"]["arch_kwargs"]
@@ -45,7 +45,7 @@ def _install(tmp_path: Path, results: Path, dims: int, residual: bool, folds=(0,
     if not pad_to_patch:
         for plans_file in installed.glob("fold_*/plans.json"):
             data = json.loads(plans_file.read_text())
-            del data["extra"]["inference"]
+            data["extra"]["inference"] = {"pad_to_patch": False}
             plans_file.write_text(json.dumps(data))
     return installed
 

@@ -73,11 +73,16 @@ def test_tiles_cover_the_image_with_the_requested_overlap():
     assert covered.min() >= 1
 
 
-def test_small_images_are_padded_only_to_the_network_multiple():
+def test_small_images_are_padded_to_the_whole_patch_unless_told_otherwise():
     settings = _settings((40, 56, 40), (8, 8, 8))
     assert tile_shape((35, 50, 41), settings) == (40, 56, 40)
-    assert tile_shape((10, 50, 100), settings) == (16, 56, 40)
-    assert tile_shape((3, 20, 9), _settings((32, 32), (8, 8))) == (1, 24, 16)
+    assert tile_shape((10, 50, 100), settings) == (40, 56, 40)
+    assert tile_shape((3, 20, 9), _settings((32, 32), (8, 8))) == (1, 32, 32)
+    # without padding to the patch, only to the network's multiple
+    rounded = _settings((40, 56, 40), (8, 8, 8), pad_to_patch=False)
+    assert tile_shape((35, 50, 41), rounded) == (40, 56, 40)
+    assert tile_shape((10, 50, 100), rounded) == (16, 56, 40)
+    assert tile_shape((3, 20, 9), _settings((32, 32), (8, 8), pad_to_patch=False)) == (1, 24, 16)
 
 
 def test_mirror_axes_cover_every_combination():
