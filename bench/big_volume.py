@@ -33,8 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (SHARED, Measured, autounet_cmd, nnunet_bin, nnunet_env, print_table,  # noqa: E402
-                          run_measured)
+from bench.common import (SHARED, MemoryCap, Measured, autounet_cmd, nnunet_bin, nnunet_env,  # noqa: E402
+                          print_table, run_measured)
+
 
 DATASET = "Dataset989_BigVolume"
 TRAINER = "nnUNetTrainer_CPUBench"
@@ -186,6 +187,8 @@ def main() -> None:
     parser.add_argument("--skip-nnunet", action="store_true", help="predict with autounet only (nnU-Net still "
                         "trains the model unless it is already there)")
     parser.add_argument("--max-memory", default=None, help="passed to autounet predict --max-memory")
+    parser.add_argument("--memory-cap", default=None, help="run autounet predict inside a memory cgroup with this "
+                        "hard limit (e.g. 4.5G; needs root): it either completes within it or is killed")
     args = parser.parse_args()
     work = args.work.resolve()
     _, test = make_data(work, args.slices, args.size)
@@ -224,10 +227,20 @@ def main() -> None:
             cmd = autounet_cmd("predict", "-i", str(test), "-o", str(out), "-m", str(fold), "--device", "cpu")
             if args.max_memory:
                 cmd += ["--max-memory", args.max_memory]
-            measured[tool] = _check(run_measured(cmd, cwd=Path(__file__).resolve().parents[1]),
-                                    "autounet predict")
+            cap = MemoryCap(parse_memory(args.memory_cap)) if args.memory_cap else None
+            try:
+                result = run_measured(cmd, cwd=Path(__file__).resolve().parents[1], cap=cap)
+                if cap:
+                    print(f"autounet under a {args.memory_cap} memory cap: exit {result.returncode}, "
+                          f"{cap.oom_kills()} out-of-memory kill(s), peak charged to the cgroup "
+                          f"{result.cap_peak_gb:.2f} GiB (page cache included)", flush=True)
+            finally:
+                if cap:
+                    cap.remove()
+            measured[tool] = _check(result, "autounet predict")
         outputs[tool] = out / "big_000.nii.gz"
-        print(f"{tool}: {measured[tool].wall_s:.0f} s, peak {measured[tool].peak_gb:.2f} GiB", flush=True)
+        print(f"{tool}: {measured[tool].wall_s:.0f} s, peak {measured[tool].peak_gb:.2f} GiB "
+              f"(anonymous {measured[tool].peak_anon_gb:.2f} GiB)", flush=True)
         stages = [line for line in measured[tool].output.splitlines() if line.startswith("time by stage:")]
         if stages:
             print(f"{tool} {stages[0]}", flush=True)
@@ -236,14 +249,15 @@ def main() -> None:
     print(f"preprocessed grid {preprocessed} ({np.prod(preprocessed) / 1e6:.0f} M voxels); per-class outputs "
           f"{memory.per_class_bytes() / 2**30:.1f} GiB, {'on disk' if on_disk else 'in memory'}")
     for tool in tools:
-        rows.append([tool, measured[tool].wall_s, measured[tool].peak_gb,
+        rows.append([tool, measured[tool].wall_s, measured[tool].peak_gb, measured[tool].peak_anon_gb,
                      bound / 2**30 if tool == "autounet" else ""])
     if "nnU-Net" in measured:
         ours, theirs = measured["autounet"], measured["nnU-Net"]
-        rows.append(["ratio autounet / nnU-Net", ours.wall_s / theirs.wall_s, ours.peak_gb / theirs.peak_gb, ""])
+        rows.append(["ratio autounet / nnU-Net", ours.wall_s / theirs.wall_s, ours.peak_gb / theirs.peak_gb,
+                     ours.peak_anon_gb / theirs.peak_anon_gb, ""])
     print_table(f"one {args.slices}x{args.size}x{args.size} volume ({voxels / 1e6:.0f} M voxels, {CLASSES} classes), "
                 f"mirroring TTA, CPU ({os.cpu_count()} cores)",
-                ["tool", "wall s", "peak GiB", "autounet's stated bound GiB"], rows)
+                ["tool", "wall s", "peak GiB (RSS)", "peak GiB (anonymous)", "autounet's stated bound GiB"], rows)
     if "nnU-Net" in outputs:
         print(f"\nagreement of the label maps (mean Dice over foreground classes): "
               f"{foreground_dice(outputs['nnU-Net'], outputs['autounet']):.4f}")

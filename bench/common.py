@@ -35,33 +35,92 @@ NNUNET_VENV = _find_nnunet_venv()
 
 @dataclass
 class Measured:
-    """Wall time (s), peak resident memory of the whole process tree (GiB) and the exit code of one command."""
+    """Wall time (s), peak resident memory of the whole process tree (GiB) and the exit code of one command.
+
+    ``peak_anon_gb`` is the peak of its anonymous memory alone (``RssAnon``: what the kernel cannot drop; RSS also
+    counts pages of mapped files, e.g. a memory-mapped scratch file, which it can write out and drop).
+    ``cap_peak_gb`` is the peak the memory cgroup charged when the command ran under a cap (else NaN)."""
 
     wall_s: float
     peak_gb: float
     returncode: int
     output: str
+    peak_anon_gb: float = float("nan")
+    cap_peak_gb: float = float("nan")
 
 
-def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None, poll_s: float = 0.05) -> Measured:
-    """Run ``cmd`` and measure its wall time and the peak summed RSS of it and all its children."""
+def _anonymous_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class MemoryCap:
+    """A cgroup (v1 memory controller or v2) that hard-limits the memory of the commands put in it; root only.
+    Page cache is charged too, but the kernel reclaims it before it kills anything, so a command completes under
+    the cap exactly when its memory that cannot be dropped fits."""
+
+    def __init__(self, limit_bytes: int, name: str = "autounet_bench"):
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers").is_file()
+        base = Path("/sys/fs/cgroup") if v2 else Path("/sys/fs/cgroup/memory")
+        self.folder = base / f"{name}_{os.getpid()}"
+        self.v2 = v2
+        self.folder.mkdir()
+        (self.folder / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit_bytes))
+        if not v2 and (self.folder / "memory.memsw.limit_in_bytes").exists():
+            (self.folder / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        """``cmd`` started inside the cgroup."""
+        return ["sh", "-c", f'echo $$ > {self.folder / "cgroup.procs"} && exec "$@"', "sh", *cmd]
+
+    def peak_bytes(self) -> int:
+        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+        path = self.folder / name
+        return int(path.read_text()) if path.is_file() else -1
+
+    def oom_kills(self) -> int:
+        path = self.folder / ("memory.events" if self.v2 else "memory.oom_control")
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return 0
+
+    def remove(self) -> None:
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass
+
+
+def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None, poll_s: float = 0.05,
+                 cap: MemoryCap | None = None) -> Measured:
+    """Run ``cmd`` (inside ``cap``'s cgroup when given) and measure its wall time and the peak summed RSS (and
+    anonymous RSS) of it and all its children."""
     full_env = {**os.environ, **(env or {})}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
+    proc = subprocess.Popen(cap.wrap(cmd) if cap else cmd, env=full_env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    peak = peak_anon = 0
     chunks: list[str] = []
     reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()), daemon=True)
     reader.start()
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
-            total = root.memory_info().rss + sum(c.memory_info().rss for c in root.children(recursive=True))
-            peak = max(peak, total)
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
+            peak_anon = max(peak_anon, sum(_anonymous_bytes(p.pid) for p in tree))
         except psutil.Error:
             pass
         time.sleep(poll_s)
     reader.join()
-    return Measured(time.perf_counter() - start, peak / 2**30, proc.returncode, "".join(chunks))
+    return Measured(time.perf_counter() - start, peak / 2**30, proc.returncode, "".join(chunks), peak_anon / 2**30,
+                    cap.peak_bytes() / 2**30 if cap else float("nan"))
 
 
 def autounet_cmd(*args: str) -> list[str]:
