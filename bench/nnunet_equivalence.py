@@ -172,6 +172,64 @@ def dice_per_case(first: Path, second: Path, cases: list[str], ending: str, labe
     return scores
 
 
+def compare(folder: Path, installed: Path, env: dict, images: Path, cases_wanted: int | list[str], tta_runs: str,
+            work: Path, what: str, labels_folder: Path | None = None) -> None:
+    """``nnUNetv2_predict`` with the nnU-Net results ``folder`` against ``autounet predict`` with its installed
+    copy ``installed`` on the same images; Dice per case between the two (and against ``labels_folder``'s
+    reference labels when given), wall time and peak memory per call."""
+    folds = sorted(p.name[len("fold_"):] for p in folder.glob("fold_*"))
+    trainer, plans_name, configuration = folder.name.split("__")
+    spec = json.loads((folder / "dataset.json").read_text())
+    ending = spec["file_ending"]
+    channels = len(spec["channel_names"])
+    available = sorted({p.name[: -len(f"_0000{ending}")] for p in images.glob(f"*_0000{ending}")})
+    cases = available[:cases_wanted] if isinstance(cases_wanted, int) else list(cases_wanted)
+    inputs = work / "inputs"
+    if inputs.exists():
+        shutil.rmtree(inputs)
+    inputs.mkdir(parents=True)
+    for case in cases:
+        for c in range(channels):
+            (inputs / f"{case}_{c:04d}{ending}").symlink_to(images / f"{case}_{c:04d}{ending}")
+    dataset_id = folder.parent.name
+    labels = [v for v in spec["labels"].values() if isinstance(v, int) and v != 0]
+    rows = []
+    for tta in {"both": (False, True), "off": (False,), "on": (True,)}[tta_runs]:
+        outputs = {}
+        for tool in ("nnU-Net", "autounet"):
+            out = work / f"out_{tool}_{'tta' if tta else 'plain'}"
+            if out.exists():
+                shutil.rmtree(out)
+            if tool == "nnU-Net":
+                cmd = [nnunet_bin("nnUNetv2_predict"), "-i", str(inputs), "-o", str(out), "-d", dataset_id, "-c",
+                       configuration, "-f", *folds, "-tr", trainer, "-p", plans_name, "-device", "cpu",
+                       "--disable_progress_bar", "-npp", "1", "-nps", "1"]
+                if not tta:
+                    cmd.append("--disable_tta")
+                done = run_measured(cmd, env=env)
+            else:
+                cmd = autounet_cmd("predict", "-i", str(inputs), "-o", str(out), "-m", str(installed), "-f",
+                                   *folds, "--precision", "float32", "--device", "cpu")
+                if not tta:
+                    cmd.append("--no-tta")
+                done = run_measured(cmd, cwd=Path(__file__).resolve().parents[1])
+            if done.returncode != 0:
+                sys.exit(f"{tool} predict failed:\n{done.output[-4000:]}")
+            outputs[tool] = (out, done)
+        scores = dice_per_case(outputs["nnU-Net"][0], outputs["autounet"][0], cases, ending, labels)
+        row = ["TTA" if tta else "no TTA", float(np.mean(scores)), float(np.min(scores))]
+        if labels_folder is not None:
+            row += [float(np.mean(dice_per_case(labels_folder, outputs[tool][0], cases, ending, labels)))
+                    for tool in ("nnU-Net", "autounet")]
+        rows.append(row + [outputs["nnU-Net"][1].wall_s, outputs["autounet"][1].wall_s,
+                           outputs["nnU-Net"][1].peak_gb, outputs["autounet"][1].peak_gb])
+    reference = ["Dice vs reference nnU-Net", "Dice vs reference autounet"] if labels_folder is not None else []
+    print_table(f"nnUNetv2_predict vs autounet predict (float32) on {len(cases)} cases of {images}, the same "
+                f"networks ({what}, folds {' '.join(folds)})",
+                ["mirroring", "Dice between the tools, mean", "lowest case", *reference, "nnU-Net s (call)",
+                 "autounet s (call)", "nnU-Net peak GB", "autounet peak GB"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="a trained autounet configuration folder")
@@ -188,53 +246,9 @@ def main() -> None:
     folder = write_nnunet_model(args.model.resolve(), args.folds, Path(env["nnUNet_results"]), args.patch,
                                 args.extra_folds)
     installed = round_trip(folder, args.model.resolve(), args.folds, work)
-    folds = sorted(p.name[len("fold_"):] for p in folder.glob("fold_*"))
-    spec = json.loads((folder / "dataset.json").read_text())
-    ending = spec["file_ending"]
-    channels = len(spec["channel_names"])
-    cases = sorted({p.name[: -len(f"_0000{ending}")] for p in args.images.glob(f"*_0000{ending}")})[: args.cases]
-    inputs = work / "inputs"
-    if inputs.exists():
-        shutil.rmtree(inputs)
-    inputs.mkdir(parents=True)
-    for case in cases:
-        for c in range(channels):
-            (inputs / f"{case}_{c:04d}{ending}").symlink_to(args.images / f"{case}_{c:04d}{ending}")
-    dataset_id = folder.parent.name
-    labels = [v for v in spec["labels"].values() if isinstance(v, int) and v != 0]
-    rows = []
-    for tta in {"both": (False, True), "off": (False,), "on": (True,)}[args.tta]:
-        outputs = {}
-        for tool in ("nnU-Net", "autounet"):
-            out = work / f"out_{tool}_{'tta' if tta else 'plain'}"
-            if out.exists():
-                shutil.rmtree(out)
-            if tool == "nnU-Net":
-                cmd = [nnunet_bin("nnUNetv2_predict"), "-i", str(inputs), "-o", str(out), "-d", dataset_id, "-c",
-                       installed.name, "-f", *folds, "-tr", TRAINER, "-p", PLANS, "-device", "cpu",
-                       "--disable_progress_bar", "-npp", "1", "-nps", "1"]
-                if not tta:
-                    cmd.append("--disable_tta")
-                done = run_measured(cmd, env=env)
-            else:
-                cmd = autounet_cmd("predict", "-i", str(inputs), "-o", str(out), "-m", str(installed), "-f",
-                                   *folds, "--precision", "float32", "--device", "cpu")
-                if not tta:
-                    cmd.append("--no-tta")
-                done = run_measured(cmd, cwd=Path(__file__).resolve().parents[1])
-            if done.returncode != 0:
-                sys.exit(f"{tool} predict failed:\n{done.output[-4000:]}")
-            outputs[tool] = (out, done)
-        scores = dice_per_case(outputs["nnU-Net"][0], outputs["autounet"][0], cases, ending, labels)
-        rows.append(["TTA" if tta else "no TTA", float(np.mean(scores)), float(np.min(scores)),
-                     outputs["nnU-Net"][1].wall_s, outputs["autounet"][1].wall_s,
-                     outputs["nnU-Net"][1].peak_gb, outputs["autounet"][1].peak_gb])
     stand_ins = f", {args.extra_folds} of them stand-ins" if args.extra_folds else ""
     patch = f", patch {'x'.join(map(str, args.patch))}" if args.patch else ""
-    print_table(f"nnUNetv2_predict vs autounet predict (float32) on {len(cases)} cases of {args.images}, the same "
-                f"networks ({args.model}, folds {' '.join(folds)}{stand_ins}{patch})",
-                ["mirroring", "Dice mean", "Dice lowest case", "nnU-Net s (call)", "autounet s (call)",
-                 "nnU-Net peak GB", "autounet peak GB"], rows)
+    compare(folder, installed, env, args.images, args.cases, args.tta, work, f"{args.model}{stand_ins}{patch}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""Benchmark: a model trained by nnU-Net itself, predicted by nnU-Net and by autounet after ``install-model
+--from-nnunet``; label maps compared per case.
+
+nnU-Net v2 plans and preprocesses the dataset, its network is optionally narrowed (``--features``: the first stage's
+width, doubling per stage up to 8x, so that several folds train in reasonable time on a CPU), and each fold is
+trained with nnU-Net's recipe for ``--iterations`` iterations by the shared benchmark trainer (its poly learning
+rate annealed over them), with nnU-Net's own final validation (its Dice on the fold's held-out cases is printed:
+the model has to be a real one, Dice > 0.7). The folds are then installed into autounet with the code of
+``autounet install-model --from-nnunet`` and both tools segment the same images with the ensemble of every fold,
+with and without mirroring TTA (``bench/nnunet_equivalence.py``'s comparison: Dice per case between the tools, and
+each tool's Dice against the reference labels).
+
+Usage:
+    python bench/nnunet_trained.py --dataset Dataset004_Hippocampus --configuration 3d_fullres --folds 0 1 2 3 4 \\
+        --iterations 500 --features 16 --cases 10
+    python bench/nnunet_trained.py --dataset Dataset001_ISBI2012EM --configuration 2d --folds 0 --iterations 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import SHARED, SHARED_DATA, link_dataset, nnunet_bin, nnunet_env, run_measured  # noqa: E402
+from bench.nnunet_equivalence import compare  # noqa: E402
+
+TRAINER = "nnUNetTrainer_CPUBench"
+
+
+def _must(measured, what: str):
+    if measured.returncode != 0:
+        sys.exit(f"{what} failed (exit {measured.returncode}):\n{measured.output[-4000:]}")
+    return measured
+
+
+def prepare(env: dict, dataset: str, configuration: str, features: int | None) -> None:
+    """nnU-Net's plans and preprocessed data for ``configuration``, its network narrowed to ``features``."""
+    identifier = str(int(dataset[7:10]))
+    plans_file = Path(env["nnUNet_preprocessed"]) / dataset / "nnUNetPlans.json"
+    if not plans_file.is_file():
+        _must(run_measured([nnunet_bin("nnUNetv2_plan_and_preprocess"), "-d", identifier, "-c", configuration,
+                            "-np", "2"], env=env), "nnU-Net plan_and_preprocess")
+    if features:
+        plans = json.loads(plans_file.read_text())
+        arch = plans["configurations"][configuration]["architecture"]["arch_kwargs"]
+        arch["features_per_stage"] = [min(features * 2 ** s, 8 * features)
+                                      for s in range(len(arch["features_per_stage"]))]
+        plans_file.write_text(json.dumps(plans, indent=2))
+
+
+def train_fold(env: dict, dataset: str, configuration: str, fold: int, iterations: int) -> Path:
+    """Fold ``fold`` trained by nnU-Net for ``iterations`` (skipped when its final checkpoint exists); the fold
+    folder, with nnU-Net's validation of its held-out cases."""
+    identifier = str(int(dataset[7:10]))
+    folder = Path(env["nnUNet_results"]) / dataset / f"{TRAINER}__nnUNetPlans__{configuration}" / f"fold_{fold}"
+    if not (folder / "checkpoint_final.pth").is_file():
+        python = Path(nnunet_bin("nnUNetv2_train")).parent / "python"
+        located = run_measured([str(python), "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"])
+        package = Path(located.output.strip().splitlines()[-1])
+        # every time: an older copy of the trainer (one that never annealed its learning rate) may be there
+        shutil.copy(SHARED / "bench" / f"{TRAINER}.py", package / "training" / "nnUNetTrainer" / f"{TRAINER}.py")
+        done = _must(run_measured([nnunet_bin("nnUNetv2_train"), identifier, configuration, str(fold), "-tr", TRAINER,
+                                   "-device", "cpu"], env={**env, "BENCH_TRAIN_ITERS": str(iterations),
+                                                           "BENCH_VAL_ITERS": "1"}),
+                     f"nnU-Net training of fold {fold}")
+        print(f"fold {fold}: trained {iterations} iterations in {done.wall_s:.0f} s", flush=True)
+    return folder
+
+
+def validation_dice(fold_folder: Path) -> float:
+    """nnU-Net's own mean foreground Dice over the fold's held-out cases (its validation/summary.json)."""
+    summary = json.loads((fold_folder / "validation" / "summary.json").read_text())
+    return float(summary["foreground_mean"]["Dice"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="Dataset004_Hippocampus")
+    parser.add_argument("--configuration", default="3d_fullres")
+    parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--iterations", type=int, default=500, help="training iterations per fold")
+    parser.add_argument("--features", type=int, default=None, help="first-stage width (default: nnU-Net's plan)")
+    parser.add_argument("--cases", type=int, default=10, help="images (from imagesTr) both tools segment")
+    parser.add_argument("--tta", choices=("both", "off", "on"), default="both")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/autounet_bench_nnunet_trained"))
+    args = parser.parse_args()
+    work = args.work.resolve()
+    env = nnunet_env(work / "nnunet")
+    link_dataset(args.data / args.dataset, work / "nnunet" / "raw")
+    prepare(env, args.dataset, args.configuration, args.features)
+    folders = [train_fold(env, args.dataset, args.configuration, fold, args.iterations) for fold in args.folds]
+    scores = [validation_dice(folder) for folder in folders]
+    for fold, score in zip(args.folds, scores):
+        print(f"fold {fold}: nnU-Net's validation Dice {score:.4f} (its held-out cases)", flush=True)
+    from autounet.inference.nnunet_import import import_nnunet_model
+
+    installed = import_nnunet_model([folders[0].parent], work / "autounet" / "results",
+                                    folds=[str(f) for f in args.folds], overwrite=True)[0].folder
+    images = args.data / args.dataset / "imagesTr"
+    compare(folders[0].parent, installed, env, images, args.cases, args.tta, work,
+            f"trained by nnU-Net, {args.iterations} iterations per fold, validation Dice "
+            f"{min(scores):.3f}-{max(scores):.3f}", labels_folder=args.data / args.dataset / "labelsTr")
+
+
+if __name__ == "__main__":
+    main()
