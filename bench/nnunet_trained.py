@@ -12,7 +12,7 @@ each tool's Dice against the reference labels).
 
 Usage:
     python bench/nnunet_trained.py --dataset Dataset004_Hippocampus --configuration 3d_fullres --folds 0 1 2 3 4 \\
-        --iterations 500 --features 16 --cases 10
+        --iterations 500 --features 8 --batch 2 --cases 10
     python bench/nnunet_trained.py --dataset Dataset001_ISBI2012EM --configuration 2d --folds 0 --iterations 300
 """
 
@@ -38,19 +38,23 @@ def _must(measured, what: str):
     return measured
 
 
-def prepare(env: dict, dataset: str, configuration: str, features: int | None) -> None:
-    """nnU-Net's plans and preprocessed data for ``configuration``, its network narrowed to ``features``."""
+def prepare(env: dict, dataset: str, configuration: str, features: int | None, batch: int | None) -> None:
+    """nnU-Net's plans and preprocessed data for ``configuration``, its network narrowed to ``features`` and its
+    batch set to ``batch`` (when given)."""
     identifier = str(int(dataset[7:10]))
     plans_file = Path(env["nnUNet_preprocessed"]) / dataset / "nnUNetPlans.json"
     if not plans_file.is_file():
         _must(run_measured([nnunet_bin("nnUNetv2_plan_and_preprocess"), "-d", identifier, "-c", configuration,
                             "-np", "2"], env=env), "nnU-Net plan_and_preprocess")
+    plans = json.loads(plans_file.read_text())
+    config = plans["configurations"][configuration]
     if features:
-        plans = json.loads(plans_file.read_text())
-        arch = plans["configurations"][configuration]["architecture"]["arch_kwargs"]
+        arch = config["architecture"]["arch_kwargs"]
         arch["features_per_stage"] = [min(features * 2 ** s, 8 * features)
                                       for s in range(len(arch["features_per_stage"]))]
-        plans_file.write_text(json.dumps(plans, indent=2))
+    if batch:
+        config["batch_size"] = batch
+    plans_file.write_text(json.dumps(plans, indent=2))
 
 
 def train_fold(env: dict, dataset: str, configuration: str, fold: int, iterations: int) -> Path:
@@ -85,6 +89,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--iterations", type=int, default=500, help="training iterations per fold")
     parser.add_argument("--features", type=int, default=None, help="first-stage width (default: nnU-Net's plan)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: nnU-Net's plan)")
     parser.add_argument("--cases", type=int, default=10, help="images (from imagesTr) both tools segment")
     parser.add_argument("--tta", choices=("both", "off", "on"), default="both")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
@@ -93,7 +98,7 @@ def main() -> None:
     work = args.work.resolve()
     env = nnunet_env(work / "nnunet")
     link_dataset(args.data / args.dataset, work / "nnunet" / "raw")
-    prepare(env, args.dataset, args.configuration, args.features)
+    prepare(env, args.dataset, args.configuration, args.features, args.batch)
     folders = [train_fold(env, args.dataset, args.configuration, fold, args.iterations) for fold in args.folds]
     scores = [validation_dice(folder) for folder in folders]
     for fold, score in zip(args.folds, scores):
