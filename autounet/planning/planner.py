@@ -211,20 +211,20 @@ def add_fitted_configuration(plans: Plans, name: str, plan: ConfigurationPlan, b
     return new_name
 
 
-
-
 def name_for_preset(plans: Plans, preset_name: str) -> None:
-    """Rename the configurations just planned with ``preset_name`` to carry its name (:func:`preset_configuration_name`;
-    nothing changes for the default preset), with their cascade links and the time budget's record. Their
-    preprocessed data keeps nnU-Net's identifier where the preset cannot change it (the spacing of 2d and 3d_fullres
-    comes from the fingerprint alone); 3d_lowres's spacing follows its patch, so its data gets its own folder."""
+    """Rename the configurations just planned with ``preset_name`` to carry its name
+    (:func:`preset_configuration_name`; nothing changes for the default preset), with their cascade links and the
+    time budget's record. Their preprocessed data keeps nnU-Net's identifier where the preset cannot change it (the
+    spacing of 2d and 3d_fullres comes from the fingerprint alone); 3d_lowres's spacing follows its patch, so its
+    data gets its own folder."""
+
     def renamed(name: str | None) -> str | None:
         return None if name is None else preset_configuration_name(name, preset_name)
 
     configurations = {}
     for name, plan in plans.configurations.items():
-        plan.name, plan.previous_stage, plan.next_stage = renamed(name), renamed(plan.previous_stage), renamed(
-            plan.next_stage)
+        plan.name, plan.previous_stage, plan.next_stage = (renamed(name), renamed(plan.previous_stage),
+                                                           renamed(plan.next_stage))
         if plan.data_identifier.startswith("3d_lowres"):
             plan.data_identifier = renamed(plan.data_identifier)
         configurations[plan.name] = plan
@@ -247,10 +247,9 @@ def keep_other_presets(plans: Plans, preprocessed: Path, notes: list[str]) -> No
         return  # an unreadable plans.json is replaced, as before
     if earlier.raw_digest != plans.raw_digest:
         return
-    kept = [name for name, plan in earlier.configurations.items()
-            if configuration_preset(name) != plans.preset and name not in plans.configurations
-            and not (earlier.preset != "default" and configuration_preset(name) == "default"
-                     and plan.network.architecture != "plain")]
+    legacy = set(earlier.legacy_preset_names())  # a preset under nnU-Net's names, as older versions wrote it
+    kept = [name for name in earlier.configurations
+            if configuration_preset(name) != plans.preset and name not in plans.configurations and name not in legacy]
     for name in kept:
         plans.configurations[name] = earlier.configurations[name]
     if kept:
