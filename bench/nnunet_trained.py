@@ -14,6 +14,7 @@ Usage:
     python bench/nnunet_trained.py --dataset Dataset004_Hippocampus --configuration 3d_fullres --folds 0 1 2 3 4 \\
         --iterations 500 --features 8 --batch 2 --cases 10
     python bench/nnunet_trained.py --dataset Dataset001_ISBI2012EM --configuration 2d --folds 0 --iterations 300
+    python bench/nnunet_trained.py --results RESULTS/Dataset004_Hippocampus/nnUNetTrainer__nnUNetPlans__3d_fullres
 """
 
 from __future__ import annotations
@@ -93,13 +94,23 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10, help="images (from imagesTr) both tools segment")
     parser.add_argument("--tta", choices=("both", "off", "on"), default="both")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
+    parser.add_argument("--results", type=Path, default=None,
+                        help="an nnU-Net results folder trained elsewhere (e.g. nnUNetv2_train on a GPU: "
+                             "DATASET/TRAINER__PLANS__CONFIG); nothing is trained here")
     parser.add_argument("--work", type=Path, default=Path("/tmp/autounet_bench_nnunet_trained"))
     args = parser.parse_args()
     work = args.work.resolve()
-    env = nnunet_env(work / "nnunet")
-    link_dataset(args.data / args.dataset, work / "nnunet" / "raw")
-    prepare(env, args.dataset, args.configuration, args.features, args.batch)
-    folders = [train_fold(env, args.dataset, args.configuration, fold, args.iterations) for fold in args.folds]
+    if args.results:
+        results = args.results.resolve()
+        env = {"nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
+               "nnUNet_results": str(results.parent.parent)}
+        folders = [results / f"fold_{fold}" for fold in args.folds]
+        args.iterations = "its own"
+    else:
+        env = nnunet_env(work / "nnunet")
+        link_dataset(args.data / args.dataset, work / "nnunet" / "raw")
+        prepare(env, args.dataset, args.configuration, args.features, args.batch)
+        folders = [train_fold(env, args.dataset, args.configuration, fold, args.iterations) for fold in args.folds]
     scores = [validation_dice(folder) for folder in folders]
     for fold, score in zip(args.folds, scores):
         print(f"fold {fold}: nnU-Net's validation Dice {score:.4f} (its held-out cases)", flush=True)
