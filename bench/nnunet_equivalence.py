@@ -173,11 +173,11 @@ def dice_per_case(first: Path, second: Path, cases: list[str], ending: str, labe
 
 
 def compare(folder: Path, installed: Path, env: dict, images: Path, cases_wanted: int | list[str], tta_runs: str,
-            work: Path, what: str, labels_folder: Path | None = None) -> None:
+            work: Path, what: str, labels_folder: Path | None = None, folds: list[str] | None = None) -> None:
     """``nnUNetv2_predict`` with the nnU-Net results ``folder`` against ``autounet predict`` with its installed
     copy ``installed`` on the same images; Dice per case between the two (and against ``labels_folder``'s
-    reference labels when given), wall time and peak memory per call."""
-    folds = sorted(p.name[len("fold_"):] for p in folder.glob("fold_*"))
+    reference labels when given), wall time and peak memory per call. ``folds``: all of the folder's by default."""
+    folds = folds or sorted(p.name[len("fold_"):] for p in folder.glob("fold_*"))
     trainer, plans_name, configuration = folder.name.split("__")
     spec = json.loads((folder / "dataset.json").read_text())
     ending = spec["file_ending"]

@@ -121,7 +121,8 @@ def main() -> None:
     images = args.data / args.dataset / "imagesTr"
     compare(folders[0].parent, installed, env, images, args.cases, args.tta, work,
             f"trained by nnU-Net, {args.iterations} iterations per fold, validation Dice "
-            f"{min(scores):.3f}-{max(scores):.3f}", labels_folder=args.data / args.dataset / "labelsTr")
+            f"{min(scores):.3f}-{max(scores):.3f}", labels_folder=args.data / args.dataset / "labelsTr",
+            folds=[str(f) for f in args.folds])
 
 
 if __name__ == "__main__":
