@@ -82,7 +82,7 @@ def train_b(work: Path, model: Path, budget: str, seed: int, pretrained: bool) -
     name = f"{model.name}_from_{HALVES['A'].split('_')[0]}"
     if not (root / "preprocessed" / HALVES["B"] / "plans.json").is_file():
         autounet(root, "plan", HALVES["B"], "-c", "2d", "--device", "cpu", "--pretrained-plans", str(model))
-        autounet(root, "preprocess", HALVES["B"], "-c", name)
+    autounet(root, "preprocess", HALVES["B"], "-c", name)  # every time: it redoes only cases whose raw files changed
     fold = root / "results" / HALVES["B"] / name / "fold_0"
     if fold.exists():
         shutil.rmtree(fold)
