@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import autounet_cmd, print_table, run_measured  # noqa: E402
+from bench.quality import dice  # noqa: E402
 
 from autounet.io import read_label  # noqa: E402
 from autounet.paths import DataRoot, locate_dataset  # noqa: E402
@@ -35,13 +36,9 @@ from autounet.training.splits import SPLITS_FILE  # noqa: E402
 
 
 def foreground_dice(reference: np.ndarray, prediction: np.ndarray) -> float:
-    """Mean Dice over the reference's foreground labels (1 where both are empty)."""
-    scores = []
-    for label in (v for v in np.unique(reference) if v != 0):
-        ref, pred = reference == label, prediction == label
-        total = ref.sum() + pred.sum()
-        scores.append(2 * np.logical_and(ref, pred).sum() / total if total else 1.0)
-    return float(np.mean(scores)) if scores else 1.0
+    """Mean Dice over the reference's foreground labels (:func:`bench.quality.dice` each)."""
+    labels = [v for v in np.unique(reference) if v != 0]
+    return float(np.mean([dice(reference, prediction, label) for label in labels])) if labels else 1.0
 
 
 def model_copy(configuration_folder: Path, fold: int, pad_to_patch: bool, where: Path) -> Path:

@@ -130,10 +130,10 @@ def preset_configuration_name(name: str, preset_name: str) -> str:
         >>> preset_configuration_name("2d_fitted_10m", "resenc-l")
         '2d_resenc-l_fitted_10m'
     """
-    base = _base_of(name)
-    if preset(preset_name).name == DEFAULT_PRESET or base is None or configuration_preset(name) != DEFAULT_PRESET:
+    chosen, base = preset(preset_name).name, _base_of(name)
+    if chosen == DEFAULT_PRESET or base is None or configuration_preset(name) != DEFAULT_PRESET:
         return name
-    return f"{base}_{preset(preset_name).name}{name[len(base):]}"
+    return f"{base}_{chosen}{name[len(base):]}"
 
 
 def configuration_preset(name: str) -> str:
