@@ -25,7 +25,7 @@ from autounet.inference.model_folder import (TrainedConfiguration, is_fold_folde
 from autounet.inference.memory import MemoryPolicy, memory_of, tile_working_bytes
 from autounet.inference.probabilities import to_labels, to_probabilities_
 from autounet.inference.restore import restore_all_probabilities, restore_labels_of
-from autounet.inference.sliding_window import WindowSettings, predict_logits
+from autounet.inference.sliding_window import WindowSettings, predict_logits, to_memory_format
 from autounet.io.geometry import Geometry
 from autounet.preprocessing.store import CaseProperties
 from autounet.utils.progress import console
@@ -106,6 +106,25 @@ def tiles_per_pass(device: torch.device, settings_patch: Sequence[int], features
     return int(max(1, min(16, free / 3 // per_input)))
 
 
+CHANNELS_LAST_BELOW_FEATURES = 16
+"""On the CPU, 3D networks whose first stage has fewer feature maps than this run in channels-last memory order:
+bench/channels_last.py measured 2.0x (4 features), 1.2x (8) and 0.9x (16, 32: slower) per forward pass with bfloat16
+autocast, 1.4x / 1.1x / 0.9x in float32, and 2D networks gaining at 4 features only by about the noise (chosen on
+that script's random-weight networks, one of which has the shape of bench/big_volume.py's)."""
+
+
+def uses_channels_last(device: torch.device, patch: Sequence[int], features: Sequence[int]) -> bool:
+    """Whether a network runs on ``device`` with channels-last inputs and weights (see
+    :data:`CHANNELS_LAST_BELOW_FEATURES`; never on a GPU, where it was not measured).
+
+    Example:
+        >>> cpu = torch.device("cpu")
+        >>> uses_channels_last(cpu, (80, 160, 160), [4, 8]), uses_channels_last(cpu, (40, 56, 40), [32, 64])
+        (True, False)
+    """
+    return device.type == "cpu" and len(patch) == 3 and features[0] < CHANNELS_LAST_BELOW_FEATURES
+
+
 def pads_to_patch(plans) -> bool:
     """Whether images smaller than the patch are zero-padded to the whole patch (the default, as training pads
     them and as nnU-Net predicts); ``extra.inference.pad_to_patch: false`` in the plans tiles them with the image
@@ -136,12 +155,13 @@ class ConfigurationModel:
         self.device = device
         self.previous = previous
         self.memory = memory or MemoryPolicy()
-        self.networks = [load_network(fold, plan, device) for fold in trained.folds]
         self.times = StageTimes()
-        patch = tuple(plan.patch_size)
+        patch, features = tuple(plan.patch_size), plan.network.features_per_stage
         self.settings = WindowSettings(patch, tuple(plan.network.total_downsampling()), step, mirror,
-                                       tiles_per_pass(device, patch, plan.network.features_per_stage),
-                                       compute_dtype, pads_to_patch(trained.plans), tile_importance(trained.plans))
+                                       tiles_per_pass(device, patch, features), compute_dtype,
+                                       pads_to_patch(trained.plans), tile_importance(trained.plans),
+                                       uses_channels_last(device, patch, features))
+        self.networks = [to_memory_format(load_network(fold, plan, device), self.settings) for fold in trained.folds]
 
     @property
     def name(self) -> str:

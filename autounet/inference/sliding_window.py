@@ -36,7 +36,8 @@ class WindowSettings:
     downsampling per axis (tiles smaller than the patch are rounded up to a multiple of it).
     ``tiles_per_pass`` bounds how many network inputs (tiles times mirrorings) go through one forward pass.
     ``compute_dtype`` other than float32 runs the network under autocast in that type (logits are summed in
-    float32 either way).
+    float32 either way). ``channels_last`` passes the inputs in channels-last memory order (the network must have
+    been converted with :func:`to_memory_format`).
     """
 
     patch_size: tuple[int, ...]
@@ -51,6 +52,7 @@ class WindowSettings:
     importance: str = "centred"
     """Tile weights: ``centred`` (:func:`gaussian_importance`) or ``nnunet`` (:func:`nnunet_importance`, for models
     installed from nnU-Net, which blend overlapping tiles with it)."""
+    channels_last: bool = False
 
     @property
     def is_2d(self) -> bool:
@@ -191,6 +193,18 @@ class _Accumulator:
         return self.logits.div_(self.weights)
 
 
+def channels_last_format(dims: int) -> torch.memory_format:
+    """The channels-last memory format of ``dims``-dimensional (2 or 3) images."""
+    return torch.channels_last_3d if dims == 3 else torch.channels_last
+
+
+def to_memory_format(network: torch.nn.Module, settings: WindowSettings) -> torch.nn.Module:
+    """``network`` (in place) in the memory order ``settings`` asks for; unchanged when it asks for none."""
+    if settings.channels_last:
+        network.to(memory_format=channels_last_format(len(settings.patch_size)))
+    return network
+
+
 def _forward(network: torch.nn.Module, tiles: torch.Tensor, settings: WindowSettings) -> torch.Tensor:
     """Logits of a batch of (B, C, z, y, x) tiles, averaged over the mirrorings when they are on.
 
@@ -200,6 +214,8 @@ def _forward(network: torch.nn.Module, tiles: torch.Tensor, settings: WindowSett
     flips = mirror_axes(inputs.ndim - 2) if settings.mirror else [()]
     batch = inputs.shape[0]
     stacked = torch.cat([inputs.flip(axes) if axes else inputs for axes in flips])
+    if settings.channels_last:
+        stacked = stacked.contiguous(memory_format=channels_last_format(inputs.ndim - 2))
     chunk = max(settings.tiles_per_pass, 1)
     mixed = settings.compute_dtype != torch.float32
     total = None

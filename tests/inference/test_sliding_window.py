@@ -120,6 +120,34 @@ def test_batching_tiles_does_not_change_the_result():
     torch.testing.assert_close(one, many, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_channels_last_memory_order_gives_the_same_logits(dims):
+    """A network converted to channels-last and fed channels-last tiles sums the logits of the default order."""
+    from autounet.inference.sliding_window import to_memory_format
+
+    torch.manual_seed(5)
+    config = NetworkConfig(dims, 2, 3, [4, 8], [[3] * dims] * 2, [[1] * dims, [2] * dims])
+    network = build_network(config).eval()
+    image = np.random.default_rng(6).normal(size=(2, 6, 13, 10)).astype(np.float32)
+    patch, divisor = (8,) * dims, (2,) * dims
+    first = predict_logits(network, image, 3, _settings(patch, divisor, mirror=True, tiles_per_pass=4))
+    settings = _settings(patch, divisor, mirror=True, tiles_per_pass=4, channels_last=True)
+    converted = to_memory_format(network, settings)
+    conv = next(m for m in converted.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d if dims == 3 else torch.channels_last)
+    torch.testing.assert_close(first, predict_logits(converted, image, 3, settings), rtol=1e-4, atol=1e-5)
+
+
+def test_channels_last_on_the_cpu_for_3d_networks_with_few_first_stage_features_only():
+    from autounet.inference.predictor import CHANNELS_LAST_BELOW_FEATURES, uses_channels_last
+
+    cpu, below = torch.device("cpu"), CHANNELS_LAST_BELOW_FEATURES
+    assert uses_channels_last(cpu, (80, 160, 160), [below - 1, 2 * below])
+    assert not uses_channels_last(cpu, (80, 160, 160), [below, 2 * below])
+    assert not uses_channels_last(cpu, (512, 512), [4, 8])
+    assert not uses_channels_last(torch.device("cuda"), (80, 160, 160), [4, 8])
+
+
 def test_a_2d_network_over_a_volume_batches_tiles_across_slices_with_the_same_result(monkeypatch):
     """Passes of 2D tiles that span several slices give the logits of one tile per pass."""
     import autounet.inference.sliding_window as sliding_window
