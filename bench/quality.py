@@ -31,6 +31,14 @@ Usage:
     python bench/quality.py --budgets 10m,30m,2h
     python bench/quality.py --budgets 2m --data examples --datasets Dataset004_Hippocampus   # smoke test
 
+Sittings that do not share a machine: ``--record FILE`` appends each finished run (both tools' scores, the
+commit, the row printed) to a JSON-lines file, and a later call with the same file and arguments reuses the runs
+recorded there (same dataset, budget, folds and repeat number) instead of running them again. Commit the file
+(bench/results/quality_runs.jsonl) after each sitting, so that three 10-minute repeats can be spread over sessions:
+
+    python bench/quality.py --budgets 10m --repeats 3 --datasets Dataset001_ISBI2012EM \
+        --record bench/results/quality_runs.jsonl
+
 A 2-hour row in two sittings: ``--skip-nnunet --work W``, then ``--nnunet-only --work W``; where W is gone by
 then, ``--nnunet-only --configuration C`` with the configuration autounet chose (its splits are seeded, so the
 held-out cases are the same).
@@ -308,6 +316,33 @@ def verdict(dataset: str, ours: list[float], theirs: list[float], noise: float =
     return "autounet" if diff > 0 else "nnU-Net"
 
 
+def run_key(dataset: str, budget: str, folds: list[int], repeat: int) -> dict:
+    """What identifies one run of a cell in a record file (the budget as seconds, so 10m and 600s are one cell)."""
+    return {"dataset": dataset, "budget_s": parse_duration(budget), "folds": list(folds), "repeat": repeat}
+
+
+def load_record(path: Path | None) -> list[dict]:
+    """The runs recorded in a JSON-lines file (none where it does not exist yet)."""
+    if path is None or not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def recorded_run(record: list[dict], key: dict) -> dict | None:
+    """The last recorded run with ``key``, or None."""
+    found = [entry for entry in record if {name: entry.get(name) for name in key} == key]
+    return found[-1] if found else None
+
+
+def append_record(path: Path, key: dict, commit: str, row: list[str], ours: float, theirs: float) -> None:
+    """Append one finished run (both tools' headline scores) to the record file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {**key, "commit": commit, "autounet": ours, "nnunet": theirs, "row": row,
+             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    with path.open("a") as stream:
+        stream.write(json.dumps(entry) + "\n")
+
+
 def _mean_sd(values: list[float]) -> str:
     if not values:
         return "-"
@@ -336,6 +371,9 @@ def main() -> None:
                              "sitting): the configuration it chose, e.g. 2d; the held-out cases are the same "
                              "(autounet's splits are seeded)")
     parser.add_argument("--data", type=Path, default=DATA, help=f"folder holding the datasets (default {DATA})")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="JSON-lines file of finished runs: runs recorded there are reused, new ones appended "
+                             "(e.g. bench/results/quality_runs.jsonl, committed after each sitting)")
     args = parser.parse_args()
     if args.skip_nnunet and args.nnunet_only:
         parser.error("--skip-nnunet and --nnunet-only exclude each other")
@@ -346,8 +384,10 @@ def main() -> None:
     folds = [int(f) for f in args.folds.split(",") if f.strip()]
     seconds = {b: parse_duration(b) for b in budgets}
     work = args.work or Path(tempfile.mkdtemp(prefix="autounet_quality_"))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    print(f"autounet at commit {commit.stdout.strip() or 'unknown'} (the rules measured are this commit's)", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    print(f"autounet at commit {commit} (the rules measured are this commit's)", flush=True)
+    record = load_record(args.record)
     runs, cells = [], []
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         if not (data / dataset).is_dir():
@@ -357,6 +397,14 @@ def main() -> None:
             ours_runs: list[float] = []
             theirs_runs: list[float] = []
             for repeat in range(args.repeats):
+                key = run_key(dataset, budget, folds, repeat)
+                earlier = recorded_run(record, key) if not (args.skip_nnunet or args.nnunet_only) else None
+                if earlier:
+                    runs.append([*earlier["row"][:2], f"{repeat} (recorded at {earlier['commit']})", *earlier["row"][3:]])
+                    ours_runs.append(earlier["autounet"])
+                    theirs_runs.append(earlier["nnunet"])
+                    print("recorded: " + " | ".join(runs[-1]), flush=True)
+                    continue
                 folder = work / f"{dataset}_{budget}_run{repeat}"
                 shutil.rmtree(folder / "nnunet" if args.nnunet_only else folder, ignore_errors=True)
                 started = time.strftime("%H:%M:%S")
@@ -375,8 +423,10 @@ def main() -> None:
                     continue
                 row += [configuration, _fmt(ours.scores) if ours else "earlier sitting",
                         f"{ours.used:.0%}" if ours and ours.used == ours.used else "-"]
-                if ours:
-                    ours_runs.append(_headline(dataset, ours.scores))
+                ours_value = _headline(dataset, ours.scores) if ours else None
+                if ours_value is not None:
+                    ours_runs.append(ours_value)
+                theirs_value = None
                 if args.skip_nnunet:
                     row += ["-", "-", "-"]
                 else:
@@ -384,11 +434,14 @@ def main() -> None:
                         theirs = nnunet_best_honest(dataset, seconds[budget], nnunet_name(configuration), folder,
                                                     autounet_splits(dataset, folder, data), data, folds)
                         row += [theirs.what, _fmt(theirs.scores), f"{theirs.used:.0%}"]
-                        theirs_runs.append(_headline(dataset, theirs.scores))
+                        theirs_value = _headline(dataset, theirs.scores)
+                        theirs_runs.append(theirs_value)
                     except BenchFailure as failure:
                         row += [f"failed: {failure}", "-", "-"]
                 print(f"[{started}] " + " | ".join(row), flush=True)
                 runs.append(row)
+                if args.record and ours_value is not None and theirs_value is not None:
+                    append_record(args.record, key, commit, row, ours_value, theirs_value)
             metric = "pixel error" if dataset.startswith("Dataset001") else "Dice"
             call = verdict(dataset, ours_runs, theirs_runs, args.noise) if ours_runs and theirs_runs else "-"
             cells.append([dataset, format_duration(seconds[budget]), metric, _mean_sd(ours_runs),

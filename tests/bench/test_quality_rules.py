@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bench.quality import _mean_sd, _nnunet_iteration_seconds, nnunet_name, verdict
+from bench.quality import (_mean_sd, _nnunet_iteration_seconds, append_record, load_record, nnunet_name,
+                           recorded_run, run_key, verdict)
 
 
 def test_a_win_needs_a_margin_over_both_spreads():
@@ -35,3 +36,18 @@ def test_nnunets_calibration_leaves_out_its_warm_up(tmp_path):
     timings.write_text(json.dumps({"train_step_s": [9.0, 6.0, 5.5, 5.0, 5.0, 5.2, 4.8, 5.0],
                                    "train_wait_s": [1.0, 0.5, 0.1, 0.0, 0.0, 0.0, 0.2, 0.0]}))
     assert _nnunet_iteration_seconds(timings) == pytest.approx(5.04)
+
+
+def test_a_record_file_carries_finished_runs_to_a_later_sitting(tmp_path):
+    record_file = tmp_path / "results" / "quality_runs.jsonl"
+    assert load_record(record_file) == []
+    first = run_key("Dataset001_ISBI2012EM", "10m", [0], 0)
+    append_record(record_file, first, "abc1234", ["Dataset001_ISBI2012EM", "10 min", "0"], 0.051, 0.062)
+    append_record(record_file, run_key("Dataset001_ISBI2012EM", "10m", [0], 1), "abc1234", ["x"], 0.049, 0.060)
+    record = load_record(record_file)
+    # the same cell named with another spelling of the budget is the same run; other folds or repeats are not
+    found = recorded_run(record, run_key("Dataset001_ISBI2012EM", "600s", [0], 0))
+    assert found["autounet"] == 0.051 and found["nnunet"] == 0.062 and found["commit"] == "abc1234"
+    assert recorded_run(record, run_key("Dataset001_ISBI2012EM", "10m", [0], 2)) is None
+    assert recorded_run(record, run_key("Dataset001_ISBI2012EM", "10m", [0, 1], 0)) is None
+    assert recorded_run(record, run_key("Dataset004_Hippocampus", "10m", [0], 0)) is None
