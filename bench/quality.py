@@ -400,7 +400,8 @@ def main() -> None:
                 key = run_key(dataset, budget, folds, repeat)
                 earlier = recorded_run(record, key) if not (args.skip_nnunet or args.nnunet_only) else None
                 if earlier:
-                    runs.append([*earlier["row"][:2], f"{repeat} (recorded at {earlier['commit']})", *earlier["row"][3:]])
+                    run_label = f"{repeat} (recorded at {earlier['commit']})"
+                    runs.append([*earlier["row"][:2], run_label, *earlier["row"][3:]])
                     ours_runs.append(earlier["autounet"])
                     theirs_runs.append(earlier["nnunet"])
                     print("recorded: " + " | ".join(runs[-1]), flush=True)
