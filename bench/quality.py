@@ -36,8 +36,7 @@ commit, the row printed) to a JSON-lines file, and a later call with the same fi
 recorded there (same dataset, budget, folds and repeat number) instead of running them again. Commit the file
 (bench/results/quality_runs.jsonl) after each sitting, so that three 10-minute repeats can be spread over sessions:
 
-    python bench/quality.py --budgets 10m --repeats 3 --datasets Dataset001_ISBI2012EM \
-        --record bench/results/quality_runs.jsonl
+    python bench/quality.py --budgets 10m --repeats 3 --datasets Dataset001_ISBI2012EM --record FILE
 
 A 2-hour row in two sittings: ``--skip-nnunet --work W``, then ``--nnunet-only --work W``; where W is gone by
 then, ``--nnunet-only --configuration C`` with the configuration autounet chose (its splits are seeded, so the
@@ -325,7 +324,15 @@ def load_record(path: Path | None) -> list[dict]:
     """The runs recorded in a JSON-lines file (none where it does not exist yet)."""
     if path is None or not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            sys.exit(f"{path}: line {number} is not JSON ({error.msg}); fix or remove that line")
+    return entries
 
 
 def recorded_run(record: list[dict], key: dict) -> dict | None:

@@ -51,3 +51,10 @@ def test_a_record_file_carries_finished_runs_to_a_later_sitting(tmp_path):
     assert recorded_run(record, run_key("Dataset001_ISBI2012EM", "10m", [0], 2)) is None
     assert recorded_run(record, run_key("Dataset001_ISBI2012EM", "10m", [0, 1], 0)) is None
     assert recorded_run(record, run_key("Dataset004_Hippocampus", "10m", [0], 0)) is None
+
+
+def test_a_broken_record_line_is_named(tmp_path):
+    record_file = tmp_path / "quality_runs.jsonl"
+    record_file.write_text('{"dataset": "Dataset004_Hippocampus"}\n\nnot json\n')
+    with pytest.raises(SystemExit, match=r"quality_runs.jsonl: line 3 is not JSON"):
+        load_record(record_file)
