@@ -15,6 +15,9 @@ Usage:
         --iterations 500 --features 8 --batch 2 --cases 10
     python bench/nnunet_trained.py --dataset Dataset001_ISBI2012EM --configuration 2d --folds 0 --iterations 300
     python bench/nnunet_trained.py --results RESULTS/Dataset004_Hippocampus/nnUNetTrainer__nnUNetPlans__3d_fullres
+    python bench/nnunet_trained.py --dataset Dataset001_ISBI2012EM --folds 0 --held-out \\
+        --results WORK/nnunet_batch2/results/Dataset001_ISBI2012EM/nnUNetTrainer_CPUBench__nnUNetPlans__2d
+        (a fold bench/quality.py trained: its --work folder keeps nnU-Net's results)
 """
 
 from __future__ import annotations
@@ -92,6 +95,9 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=None, help="first-stage width (default: nnU-Net's plan)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: nnU-Net's plan)")
     parser.add_argument("--cases", type=int, default=10, help="images (from imagesTr) both tools segment")
+    parser.add_argument("--held-out", action="store_true",
+                        help="segment the first fold's held-out cases (the names in its validation folder; at most "
+                             "--cases) rather than the first images of imagesTr")
     parser.add_argument("--tta", choices=("both", "off", "on"), default="both")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--results", type=Path, default=None,
@@ -119,7 +125,11 @@ def main() -> None:
     installed = import_nnunet_model([folders[0].parent], work / "autounet" / "results",
                                     folds=[str(f) for f in args.folds], overwrite=True)[0].folder
     images = args.data / args.dataset / "imagesTr"
-    compare(folders[0].parent, installed, env, images, args.cases, args.tta, work,
+    cases: int | list[str] = args.cases
+    if args.held_out:
+        ending = json.loads((folders[0].parent / "dataset.json").read_text())["file_ending"]
+        cases = sorted(p.name[: -len(ending)] for p in (folders[0] / "validation").glob(f"*{ending}"))[:args.cases]
+    compare(folders[0].parent, installed, env, images, cases, args.tta, work,
             f"trained by nnU-Net, {args.iterations} iterations per fold, validation Dice "
             f"{min(scores):.3f}-{max(scores):.3f}", labels_folder=args.data / args.dataset / "labelsTr",
             folds=[str(f) for f in args.folds])

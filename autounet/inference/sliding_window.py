@@ -199,10 +199,23 @@ def channels_last_format(dims: int) -> torch.memory_format:
 
 
 def to_memory_format(network: torch.nn.Module, settings: WindowSettings) -> torch.nn.Module:
-    """``network`` (in place) in the memory order ``settings`` asks for; unchanged when it asks for none."""
+    """``network`` (in place) in the memory order ``settings`` asks for; unchanged when it asks for none.
+
+    In channels-last order the output heads (``network.heads``, 1x1 convolutions) stay channels-first and get
+    their input converted, so the logits come out channels-first like the sums they are added to."""
     if settings.channels_last:
         network.to(memory_format=channels_last_format(len(settings.patch_size)))
+        for head in getattr(network, "heads", ()):
+            head.to(memory_format=torch.contiguous_format)
+            head.register_forward_pre_hook(_channels_first_input)
     return network
+
+
+def _channels_first_input(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    # A head's input has the network's few first-stage features; its output has one map per class. Converting
+    # the input is cheaper than summing channels-last logits into channels-first sums, which reads memory
+    # one class apart per voxel (bench/window_overhead.py).
+    return tuple(x.contiguous() for x in inputs)
 
 
 def _forward(network: torch.nn.Module, tiles: torch.Tensor, settings: WindowSettings) -> torch.Tensor:
@@ -221,22 +234,29 @@ def _forward(network: torch.nn.Module, tiles: torch.Tensor, settings: WindowSett
     total = None
     with torch.autocast(stacked.device.type, dtype=settings.compute_dtype, enabled=mixed):
         for start in range(0, stacked.shape[0], chunk):
-            outputs = network(stacked[start:start + chunk]).float()
+            outputs = network(stacked[start:start + chunk])
             if total is None:
                 total = torch.empty((batch, *outputs.shape[1:]), dtype=torch.float32, device=outputs.device)
             for offset in range(outputs.shape[0]):
                 index = start + offset
                 axes, sample = flips[index // batch], index % batch
-                part = outputs[offset:offset + 1]
-                part = part.flip(axes) if axes else part
-                if index < batch:
-                    total[sample:sample + 1].copy_(part)
-                else:
-                    total[sample:sample + 1].add_(part)
+                _add_flipped(total[sample:sample + 1], outputs[offset:offset + 1], axes, index < batch)
             del outputs
     if len(flips) > 1:
         total /= len(flips)
     return total.unsqueeze(2) if settings.is_2d else total
+
+
+def _add_flipped(total: torch.Tensor, part: torch.Tensor, axes: tuple[int, ...], first: bool) -> None:
+    """``total`` (float32) set to, or increased by, ``part`` (any floating type) flipped back along ``axes``.
+
+    The flip is made in ``part``'s own type, which is half the memory of a float32 copy under bfloat16 autocast;
+    the sum converts as it adds (bench/window_overhead.py)."""
+    part = part.flip(axes) if axes else part
+    if first:
+        total.copy_(part)
+    else:
+        total.add_(part)
 
 
 def _forward_fitting(network: torch.nn.Module, tiles: torch.Tensor,

@@ -134,8 +134,33 @@ def test_channels_last_memory_order_gives_the_same_logits(dims):
     settings = _settings(patch, divisor, mirror=True, tiles_per_pass=4, channels_last=True)
     converted = to_memory_format(network, settings)
     conv = next(m for m in converted.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d if dims == 3 else torch.channels_last)
+    order = torch.channels_last_3d if dims == 3 else torch.channels_last
+    assert conv.weight.is_contiguous(memory_format=order)
+    tile = torch.zeros(1, 2, *patch).contiguous(memory_format=order)
+    with torch.inference_mode():
+        assert converted(tile).is_contiguous()  # the heads keep the logits channels-first
     torch.testing.assert_close(first, predict_logits(converted, image, 3, settings), rtol=1e-4, atol=1e-5)
+
+
+def test_low_precision_logits_are_summed_in_float32_exactly_as_their_float32_copies():
+    """Mirrorings are flipped and added in the network's type into float32 sums: the same numbers as converting
+    each pass to float32 first (the conversion is exact)."""
+    from autounet.inference.sliding_window import _forward
+
+    class Bfloat16Network(torch.nn.Module):
+        def forward(self, x):
+            return (x * 1.37 + x.flip(2)[:, :1] * 0.11).to(torch.bfloat16)
+
+    tiles = torch.randn(2, 3, 6, 5, 4, generator=torch.Generator().manual_seed(3))
+    settings = _settings((6, 5, 4), (1, 1, 1), mirror=True, tiles_per_pass=3)
+    network = Bfloat16Network()
+    expected = torch.zeros(2, 3, 6, 5, 4)
+    for axes in [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]:
+        expected += network(tiles.flip(axes)).float().flip(axes) if axes else network(tiles).float()
+    expected /= 8
+    result = _forward(network, tiles, settings)
+    assert result.dtype == torch.float32
+    torch.testing.assert_close(result, expected, rtol=0, atol=0)
 
 
 def test_channels_last_on_the_cpu_for_3d_networks_with_few_first_stage_features_only():
