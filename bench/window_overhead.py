@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from autounet.inference.predictor import resolve_precision, tiles_per_pass, uses_channels_last
-from autounet.inference.sliding_window import (WindowSettings, mirror_axes, predict_logits, tile_boxes,
-                                               to_memory_format)
-from autounet.network import NetworkConfig, build_network
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PATCH = (80, 160, 160)
-FEATURES = [4, 8, 16, 32, 32, 32]
-STRIDES = [[1, 1, 1]] + [[2, 2, 2]] * 4 + [[1, 2, 2]]
-CLASSES = 15
+from autounet.inference.predictor import resolve_precision, tiles_per_pass, uses_channels_last  # noqa: E402
+from autounet.inference.sliding_window import (WindowSettings, mirror_axes, predict_logits,  # noqa: E402
+                                               tile_boxes, to_memory_format)
+from autounet.network import build_network  # noqa: E402
+from bench.channels_last import NETWORKS  # noqa: E402
 
 
 def main() -> None:
@@ -39,16 +39,17 @@ def main() -> None:
 
     cpu = torch.device("cpu")
     dtype = resolve_precision(args.precision, cpu)
-    config = NetworkConfig(3, 1, CLASSES, FEATURES, [[3, 3, 3]] * len(FEATURES), STRIDES, deep_supervision=False)
-    divisor = tuple(config.total_downsampling())
-    settings = WindowSettings(PATCH, divisor, 0.5, True, tiles_per_pass(cpu, PATCH, FEATURES), dtype,
-                              channels_last=uses_channels_last(cpu, PATCH, FEATURES))
+    config, patch = NETWORKS["big_volume"]
+    features = config.features_per_stage
+    settings = WindowSettings(patch, tuple(config.total_downsampling()), 0.5, True,
+                              tiles_per_pass(cpu, patch, features), dtype,
+                              channels_last=uses_channels_last(cpu, patch, features))
     torch.manual_seed(0)
     network = to_memory_format(build_network(config).eval(), settings)
-    shape = (PATCH[0], PATCH[1] * (args.tiles_y + 1) // 2, PATCH[2] * (args.tiles_x + 1) // 2)
+    shape = (patch[0], patch[1] * (args.tiles_y + 1) // 2, patch[2] * (args.tiles_x + 1) // 2)
     image = torch.randn(1, *shape)
-    passes = len(tile_boxes(shape, PATCH, 0.5)) * len(mirror_axes(3))
-    tile = image[:, None, :PATCH[0], :PATCH[1], :PATCH[2]].contiguous()
+    passes = len(tile_boxes(shape, patch, 0.5)) * len(mirror_axes(3))
+    tile = image[:, None, :patch[0], :patch[1], :patch[2]].contiguous()
     if settings.channels_last:
         tile = tile.contiguous(memory_format=torch.channels_last_3d)
     print(f"CPU, {torch.get_num_threads()} threads, autocast {dtype}, channels-last {settings.channels_last}, "
@@ -56,10 +57,10 @@ def main() -> None:
 
     window, bare = [], []
     with torch.inference_mode():
-        predict_logits(network, image, CLASSES, settings)
+        predict_logits(network, image, config.num_classes, settings)
         for _ in range(args.repeats):
             start = time.perf_counter()
-            predict_logits(network, image, CLASSES, settings)
+            predict_logits(network, image, config.num_classes, settings)
             window.append(time.perf_counter() - start)
             start = time.perf_counter()
             with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
