@@ -369,8 +369,10 @@ def install_nnunet_configuration(source: Path, results: Path, folds: Sequence[st
                                        "inference_allowed_mirroring_axes":
                                            to_json_value(checkpoint.get("inference_allowed_mirroring_axes"))}
             # Predicted as nnU-Net predicts: images smaller than the patch padded to the whole patch, tiles
-            # blended with nnU-Net's Gaussian, the folds' logits averaged (autounet's own models differ in each).
-            plans.extra["inference"] = {"pad_to_patch": True, "fold_average": "logits", "importance": "nnunet"}
+            # blended with nnU-Net's Gaussian, the folds' logits averaged and resampled back as logits (autounet's
+            # own models differ in each).
+            plans.extra["inference"] = {"pad_to_patch": True, "fold_average": "logits", "importance": "nnunet",
+                                        "restored_as": "logits"}
             _check_outputs(network, dataset_json, named.folder / "dataset.json")
             converted.append((fold_folder, checkpoint_name, autounet_state(weights, network, axes, conv_bias, path)))
             note = _mirroring_note(checkpoint, network.conv_dim)

@@ -22,7 +22,7 @@ from autounet.errors import UserError
 from autounet.fingerprint.model import ChannelStats
 from autounet.inference.model_folder import TrainedConfiguration, load_network
 from autounet.inference.postprocessing import PostprocessingChoice
-from autounet.inference.predictor import fold_average, pads_to_patch, tile_importance
+from autounet.inference.predictor import fold_average, pads_to_patch, restored_as, tile_importance
 from autounet.inference.probabilities import output_label_values
 from autounet.inference.sliding_window import GAUSSIAN_SIGMA_SCALE
 from autounet.planning.plans import ResamplingPlan
@@ -97,7 +97,8 @@ class OnnxManifest:
     sigmoid (per region) of each fold's logits, averaged over the folds (``fold_average`` ``probabilities``; with
     ``logits``, the folds' logits are averaged first, as nnU-Net does), resampled back to the cropped size with
     ``order_seg`` (``order_seg_z`` on the coarse axis) and placed in the full image (outside the crop:
-    background probability 1). Labels: the value of the most probable channel (``label_values``), or for
+    background probability 1); with ``restored_as`` ``logits`` (only with ``fold_average`` ``logits``, as for
+    models installed from nnU-Net) the averaged logits are resampled instead and activated after resampling. Labels: the value of the most probable channel (``label_values``), or for
     regions each region above 0.5 written with its value, later ones over earlier ones. Then ``postprocessing``.
     """
 
@@ -120,6 +121,7 @@ class OnnxManifest:
     labels: dict[str, int | list[int]]
     postprocessing: PostprocessingChoice
     fold_average: str = "probabilities"
+    restored_as: str = "probabilities"
     dynamic_spatial_axes: bool = True
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
@@ -159,7 +161,7 @@ def build_manifest(trained: TrainedConfiguration, graphs: list[str], checkpoint:
         resampling=plan.resampling, tiling=tiling, num_outputs=plan.network.num_classes,
         activation="sigmoid" if spec.has_regions else "softmax", label_values=output_label_values(spec),
         labels=dict(spec.labels), postprocessing=postprocessing or PostprocessingChoice(),
-        fold_average=fold_average(plans))
+        fold_average=fold_average(plans), restored_as=restored_as(plans))
 
 
 def export_graph(network, in_channels: int, patch_size: list[int]) -> bytes:

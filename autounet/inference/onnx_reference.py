@@ -193,13 +193,17 @@ def segment(folder: Path, image: np.ndarray, spacing: Sequence[float], tta: bool
         fold = logits if of_logits else activate(logits, manifest["activation"])
         total = fold if total is None else total + fold
     total /= len(manifest["graphs"])
-    probabilities = activate(total, manifest["activation"]) if of_logits else total
+    as_logits = of_logits and manifest.get("restored_as", "probabilities") == "logits"
+    outputs = total if as_logits or not of_logits else activate(total, manifest["activation"])
     back_axis = coarse_axis(target, spacing, resampling["anisotropy_threshold"])
-    restored = np.zeros((probabilities.shape[0], *image.shape[1:]), dtype=np.float32)
+    restored = np.zeros((outputs.shape[0], *image.shape[1:]), dtype=np.float32)
     restored[0] = 1.0
-    for k in range(probabilities.shape[0]):
-        restored[(k, *box)] = resample(probabilities[k], cropped.shape[1:], resampling["order_seg"],
+    for k in range(outputs.shape[0]):
+        restored[(k, *box)] = resample(outputs[k], cropped.shape[1:], resampling["order_seg"],
                                        resampling["order_seg_z"], back_axis)
+    if as_logits:
+        inside = (slice(None), *box)
+        restored[inside] = activate(restored[inside], manifest["activation"])
     values = np.asarray(manifest["label_values"])
     if manifest["activation"] == "sigmoid":
         restored[0][~np.pad(np.ones(cropped.shape[1:], bool), [(b.start, s - b.stop) for b, s in

@@ -24,7 +24,7 @@ from autounet.inference.model_folder import (TrainedConfiguration, is_fold_folde
                                              load_trained_configuration, trained_configurations)
 from autounet.inference.memory import MemoryPolicy, memory_of, tile_working_bytes
 from autounet.inference.probabilities import to_labels, to_probabilities_
-from autounet.inference.restore import restore_all_probabilities, restore_labels_of
+from autounet.inference.restore import restore_all_probabilities, restore_labels_of, was_resampled
 from autounet.inference.sliding_window import WindowSettings, predict_logits, to_memory_format
 from autounet.io.geometry import Geometry
 from autounet.preprocessing.store import CaseProperties
@@ -144,6 +144,13 @@ def fold_average(plans) -> str:
     return str((plans.extra.get("inference") or {}).get("fold_average", "probabilities"))
 
 
+def restored_as(plans) -> str:
+    """What the per-class outputs are resampled to the original grid as: ``probabilities`` (autounet) or
+    ``logits`` (as nnU-Net does, for models installed from it: ``extra.inference.restored_as``; their folds are
+    then averaged as logits too). The two differ where the grids differ, in the voxels between classes."""
+    return str((plans.extra.get("inference") or {}).get("restored_as", "probabilities"))
+
+
 class ConfigurationModel:
     """One trained configuration on a device: its fold networks, how it tiles, and its cascade's first stage."""
 
@@ -184,12 +191,16 @@ class ConfigurationModel:
                             f"{data.shape[0]} plus one per foreground label of '{plan.previous_stage}').")
         return np.concatenate([data, one_hot_labels(seg[0], foreground)]), properties
 
-    def probabilities_of_preprocessed(self, data: np.ndarray, scratch: Path | None = None) -> torch.Tensor:
+    def probabilities_of_preprocessed(self, data: np.ndarray, scratch: Path | None = None,
+                                      keep_logits: bool = False) -> torch.Tensor:
         """Fold-averaged probabilities ``(K, z, y, x)`` of an already preprocessed image ``(C, z, y, x)``; with
-        ``scratch`` they are memory-mapped files in that folder (see :mod:`autounet.inference.memory`)."""
+        ``scratch`` they are memory-mapped files in that folder (see :mod:`autounet.inference.memory`). With
+        ``keep_logits`` (for models whose folds are averaged as logits) the averaged logits instead."""
         outputs = self.trained.plan.network.num_classes
         regions = self.trained.spec.has_regions
         of_logits = fold_average(self.trained.plans) == "logits"
+        if keep_logits and not of_logits:
+            raise ValueError("logits are kept only for models whose folds are averaged as logits")
         total = None
         for network in self.networks:
             part = predict_logits(network, data, outputs, self.settings, self.device, scratch)
@@ -198,7 +209,12 @@ class ConfigurationModel:
             total = part if total is None else total.add_(part)
             del part
         total.div_(len(self.networks))
-        return to_probabilities_(total, regions) if of_logits else total
+        return to_probabilities_(total, regions) if of_logits and not keep_logits else total
+
+    def restores_logits(self, properties: CaseProperties) -> bool:
+        """Whether this case's outputs are resampled as logits (see :func:`restored_as`): only where resampling
+        happens, since without it restoring either gives the same labels."""
+        return restored_as(self.trained.plans) == "logits" and was_resampled(properties)
 
     @contextlib.contextmanager
     def output_space(self, data: np.ndarray, properties: CaseProperties) -> Iterator[Path | None]:
@@ -221,27 +237,43 @@ class ConfigurationModel:
                           f"(removed afterwards).", highlight=False, soft_wrap=True)
             yield folder
 
-    def restore(self, probabilities: torch.Tensor, properties: CaseProperties, with_probabilities: bool) -> Prediction:
-        """Preprocessed-grid probabilities brought back to the original image: labels, and probabilities if asked.
+    def restore(self, outputs: torch.Tensor, properties: CaseProperties, with_probabilities: bool,
+                logits: bool = False) -> Prediction:
+        """Preprocessed-grid probabilities (or with ``logits``, logits) brought back to the original image: labels,
+        and probabilities if asked.
 
         Without probabilities no full-size array per class is kept (see :func:`restore_labels_of`).
         """
         plan, spec = self.trained.plan, self.trained.spec
         if not with_probabilities:
-            return Prediction(restore_labels_of(probabilities, properties, plan, spec))
-        restored = restore_all_probabilities(probabilities, properties, plan, spec)
+            return Prediction(restore_labels_of(outputs, properties, plan, spec, logits))
+        restored = restore_all_probabilities(outputs, properties, plan, spec, logits)
         return Prediction(to_labels(restored, spec), restored)
 
     def predict_case(self, image: np.ndarray, geometry: Geometry, case_id: str, with_probabilities: bool) -> Prediction:
         """Preprocess, predict and restore one image; per-class outputs go to disk when memory asks for it."""
-        with self.times.measure("preprocess"):
-            data, properties = self._preprocess(image, geometry, case_id)
+        def prepare() -> tuple[np.ndarray, CaseProperties]:
+            with self.times.measure("preprocess"):
+                return self._preprocess(image, geometry, case_id)
+        return self._predict(prepare, with_probabilities)
+
+    def predict_preprocessed(self, data: np.ndarray, properties: CaseProperties,
+                             with_probabilities: bool) -> Prediction:
+        """Predict and restore one already preprocessed image ``(C, z, y, x)`` with its properties."""
+        return self._predict(lambda: (data, properties), with_probabilities)
+
+    def _predict(self, prepare: Callable[[], tuple[np.ndarray, CaseProperties]],
+                 with_probabilities: bool) -> Prediction:
+        # ``prepare`` rather than the array, so that nothing but this frame holds a freshly preprocessed image
+        # and it is freed before restoring.
+        data, properties = prepare()
+        logits = self.restores_logits(properties)
         with self.output_space(data, properties) as scratch:
             with self.times.measure("sliding window"):
-                probabilities = self.probabilities_of_preprocessed(data, scratch)
-            del data  # the preprocessed image is not needed for restoring
+                outputs = self.probabilities_of_preprocessed(data, scratch, keep_logits=logits)
+            del data
             with self.times.measure("restore"):
-                return self.restore(probabilities, properties, with_probabilities)
+                return self.restore(outputs, properties, with_probabilities, logits)
 
     def share_times(self, times: StageTimes) -> None:
         """Count this configuration's stages (and its cascade's first stage's) in ``times``."""
@@ -377,13 +409,8 @@ class Predictor:
         if len(self.models) != 1 or self.models[0].previous is not None:
             raise UserError("predict_preprocessed needs a single, non-cascade configuration; use predict() with "
                             "the raw image instead.")
-        model = self.models[0]
         self.check_channels(data.shape[0], properties.case_id)
-        with model.output_space(data, properties) as scratch:
-            with self.times.measure("sliding window"):
-                outputs = model.probabilities_of_preprocessed(data, scratch)
-            with self.times.measure("restore"):
-                prediction = model.restore(outputs, properties, probabilities)
+        prediction = self.models[0].predict_preprocessed(data, properties, probabilities)
         if self.postprocess is not None:
             with self.times.measure("postprocess"):
                 prediction.labels = self.postprocess(prediction.labels)

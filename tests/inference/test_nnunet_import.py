@@ -267,6 +267,29 @@ def test_installed_folds_average_logits_as_nnunet_does(tmp_path):
     assert not torch.allclose(got, of_probabilities, atol=1e-4)  # the two ways differ on these networks
 
 
+def test_installed_models_restore_logits_where_the_grid_changes(tmp_path):
+    from autounet.inference.predictor import ConfigurationModel, restored_as
+    from autounet.io import Geometry
+    from autounet.preprocessing.store import CaseProperties
+
+    plans = nf.nnunet_plans(2)
+    config = nf.network_config(plans["configurations"]["2d"]["architecture"]["arch_kwargs"])
+    import_nnunet_model([nf.write_nnunet_folder(tmp_path / "nnunet", plans, "2d", {0: nf.nnunet_named_state(config)})],
+                        tmp_path / "results")
+    trained = load_trained_configuration(tmp_path / "results" / nf.DATASET / "2d")
+    assert restored_as(trained.plans) == "logits"
+    model = ConfigurationModel(trained, torch.device("cpu"), mirror=False, step=0.5)
+    data = np.random.default_rng(0).normal(size=(1, 2, 20, 24)).astype(np.float32)
+    logits = model.probabilities_of_preprocessed(data, keep_logits=True)
+    assert torch.allclose(torch.softmax(logits, 0), model.probabilities_of_preprocessed(data), atol=1e-6)
+    same = CaseProperties("c", [2, 20, 24], Geometry((1.0, 1.0, 1.0)), [[0, 2], [0, 20], [0, 24]], [2, 20, 24],
+                          [2, 20, 24], [1.0, 1.0, 1.0])
+    assert not model.restores_logits(same)
+    finer = replace(same, original_shape=[2, 30, 36], geometry=Geometry((1.0, 0.67, 0.67)),
+                    crop_bbox=[[0, 2], [0, 30], [0, 36]], shape_after_crop=[2, 30, 36])
+    assert model.restores_logits(finer)
+
+
 def test_installed_models_blend_tiles_with_nnunets_gaussian(tmp_path):
     """nnU-Net's weights are a Gaussian filter (scipy, truncated at 4 sigma) of a single 1 at voxel size // 2."""
     from scipy.ndimage import gaussian_filter

@@ -84,6 +84,7 @@ def test_manifest_states_what_predict_does(tmp_path):
     assert manifest.label_values == [0, 1, 2] and manifest.activation == "softmax"
     assert raw["postprocessing"] == {"all_foreground_as_one": True, "largest_component_for": [[2]]}
     assert raw["resampling"]["order_data"] == 3 and raw["resampling"]["anisotropy_threshold"] == 3.0
+    assert (raw["fold_average"], raw["restored_as"]) == ("logits", "logits")  # as nnU-Net predicts
 
 
 def test_export_model_command_writes_graphs_and_manifest(tmp_path, data_root):

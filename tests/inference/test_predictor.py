@@ -112,6 +112,34 @@ def test_labels_restore_exactly_when_spacing_is_unchanged(dataset):
     np.testing.assert_array_equal(restore_all_probabilities(one_hot, properties, plan, spec).argmax(0), expected)
 
 
+def test_logits_are_resampled_then_activated_when_restored_as_logits(dataset):
+    """Models installed from nnU-Net resample the logits and take the softmax on the original grid, as nnU-Net
+    does; autounet's own resample probabilities. Where the grid changes the two give different labels."""
+    from autounet.preprocessing.pipeline import crop_box, restore_channel_in_crop
+
+    image, geometry = _image(dataset)
+    image[:, :2] = 0
+    plan = configuration(spacing=(1.6, 0.7, 1.3))
+    _, _, properties = preprocess_case(image, geometry, None, plans_of("Dataset100_Tiny", plan), plan, "case")
+    assert properties.shape_after_crop != properties.shape_after_resample
+    spec = load_spec(dataset)
+    logits = torch.from_numpy(np.random.default_rng(1).normal(0, 3, (3, *properties.shape_after_resample))
+                              .astype(np.float32))
+    restored = np.stack([restore_channel_in_crop(channel, properties, plan) for channel in logits.numpy()])
+    expected = np.zeros(properties.original_shape, np.uint8)
+    expected[crop_box(properties)] = restored.argmax(0)
+    np.testing.assert_array_equal(restore_labels_of(logits, properties, plan, spec, logits=True), expected)
+    probabilities = restore_all_probabilities(logits, properties, plan, spec, logits=True)
+    inside = (slice(None), *crop_box(properties))
+    np.testing.assert_allclose(probabilities[inside], torch.softmax(torch.from_numpy(restored), 0).numpy(),
+                               atol=1e-6)
+    outside = np.ones(properties.original_shape, bool)
+    outside[crop_box(properties)] = False
+    assert outside.any() and (probabilities[0][outside] == 1).all() and (probabilities[1:, outside] == 0).all()
+    of_probabilities = restore_labels_of(torch.softmax(logits, 0), properties, plan, spec)
+    assert (of_probabilities != expected).any()
+
+
 def test_wrong_channel_count_names_expected_and_found(tmp_path, dataset):
     results = make_trained(tmp_path, dataset, [configuration()], folds=(0,))
     predictor = Predictor.from_model_folder(results / "3d_fullres", device="cpu")
