@@ -172,11 +172,26 @@ def dice_per_case(first: Path, second: Path, cases: list[str], ending: str, labe
     return scores
 
 
+def link_or_rescale(source: Path, target: Path, spacing_scale: float | None) -> None:
+    """``target`` as a link to ``source``, or with ``spacing_scale`` a copy whose voxel spacing is scaled by it (the
+    same voxels, so both tools resample the image to their plan's spacing and their outputs back)."""
+    if spacing_scale is None:
+        target.symlink_to(source)
+        return
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(source))
+    image.SetSpacing([s * spacing_scale for s in image.GetSpacing()])
+    sitk.WriteImage(image, str(target))
+
+
 def compare(folder: Path, installed: Path, env: dict, images: Path, cases_wanted: int | list[str], tta_runs: str,
-            work: Path, what: str, labels_folder: Path | None = None, folds: list[str] | None = None) -> None:
+            work: Path, what: str, labels_folder: Path | None = None, folds: list[str] | None = None,
+            spacing_scale: float | None = None) -> None:
     """``nnUNetv2_predict`` with the nnU-Net results ``folder`` against ``autounet predict`` with its installed
     copy ``installed`` on the same images; Dice per case between the two (and against ``labels_folder``'s
-    reference labels when given), wall time and peak memory per call. ``folds``: all of the folder's by default."""
+    reference labels when given), wall time and peak memory per call. ``folds``: all of the folder's by default.
+    ``spacing_scale``: the images' spacing scaled by it (see :func:`link_or_rescale`)."""
     folds = folds or sorted(p.name[len("fold_"):] for p in folder.glob("fold_*"))
     trainer, plans_name, configuration = folder.name.split("__")
     spec = json.loads((folder / "dataset.json").read_text())
@@ -190,7 +205,8 @@ def compare(folder: Path, installed: Path, env: dict, images: Path, cases_wanted
     inputs.mkdir(parents=True)
     for case in cases:
         for c in range(channels):
-            (inputs / f"{case}_{c:04d}{ending}").symlink_to(images / f"{case}_{c:04d}{ending}")
+            name = f"{case}_{c:04d}{ending}"
+            link_or_rescale(images / name, inputs / name, spacing_scale)
     dataset_id = folder.parent.name
     labels = [v for v in spec["labels"].values() if isinstance(v, int) and v != 0]
     rows = []
@@ -224,8 +240,9 @@ def compare(folder: Path, installed: Path, env: dict, images: Path, cases_wanted
         rows.append(row + [outputs["nnU-Net"][1].wall_s, outputs["autounet"][1].wall_s,
                            outputs["nnU-Net"][1].peak_gb, outputs["autounet"][1].peak_gb])
     reference = ["Dice vs reference nnU-Net", "Dice vs reference autounet"] if labels_folder is not None else []
-    print_table(f"nnUNetv2_predict vs autounet predict (float32) on {len(cases)} cases of {images}, the same "
-                f"networks ({what}, folds {' '.join(folds)})",
+    rescaled = f", spacing scaled by {spacing_scale}" if spacing_scale is not None else ""
+    print_table(f"nnUNetv2_predict vs autounet predict (float32) on {len(cases)} cases of {images}{rescaled}, the "
+                f"same networks ({what}, folds {' '.join(folds)})",
                 ["mirroring", "Dice between the tools, mean", "lowest case", *reference, "nnU-Net s (call)",
                  "autounet s (call)", "nnU-Net peak GB", "autounet peak GB"], rows)
 
@@ -239,6 +256,8 @@ def main() -> None:
     parser.add_argument("--patch", type=int, nargs="+", help="replace the plan's patch (both tools)")
     parser.add_argument("--extra-folds", type=int, default=0, help="stand-in folds from noisy copies of the last")
     parser.add_argument("--tta", choices=("both", "off", "on"), default="both", help="mirroring runs to compare")
+    parser.add_argument("--spacing-scale", type=float, default=None,
+                        help="scale the images' spacing by this, so that both tools resample (e.g. 0.75)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/autounet_bench_equivalence"))
     args = parser.parse_args()
     work = args.work.resolve()
@@ -248,7 +267,8 @@ def main() -> None:
     installed = round_trip(folder, args.model.resolve(), args.folds, work)
     stand_ins = f", {args.extra_folds} of them stand-ins" if args.extra_folds else ""
     patch = f", patch {'x'.join(map(str, args.patch))}" if args.patch else ""
-    compare(folder, installed, env, args.images, args.cases, args.tta, work, f"{args.model}{stand_ins}{patch}")
+    compare(folder, installed, env, args.images, args.cases, args.tta, work, f"{args.model}{stand_ins}{patch}",
+            spacing_scale=args.spacing_scale)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Usage:
     python bench/nnunet_trained.py --dataset Dataset001_ISBI2012EM --folds 0 --held-out \\
         --results WORK/nnunet_batch2/results/Dataset001_ISBI2012EM/nnUNetTrainer_CPUBench__nnUNetPlans__2d
         (a fold bench/quality.py trained: its --work folder keeps nnU-Net's results)
+    python bench/nnunet_trained.py ... --spacing-scale 0.75   # the images' spacing scaled: both tools resample
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="an nnU-Net results folder trained elsewhere (e.g. nnUNetv2_train on a GPU: "
                              "DATASET/TRAINER__PLANS__CONFIG); nothing is trained here")
+    parser.add_argument("--spacing-scale", type=float, default=None,
+                        help="scale the images' spacing by this, so that both tools resample (e.g. 0.75)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/autounet_bench_nnunet_trained"))
     args = parser.parse_args()
     work = args.work.resolve()
@@ -132,7 +135,7 @@ def main() -> None:
     compare(folders[0].parent, installed, env, images, cases, args.tta, work,
             f"trained by nnU-Net, {args.iterations} iterations per fold, validation Dice "
             f"{min(scores):.3f}-{max(scores):.3f}", labels_folder=args.data / args.dataset / "labelsTr",
-            folds=[str(f) for f in args.folds])
+            folds=[str(f) for f in args.folds], spacing_scale=args.spacing_scale)
 
 
 if __name__ == "__main__":
