@@ -4,7 +4,10 @@ The network is the one ``bench/big_volume.py`` predicts with (15 classes, 4-32 f
 weights), the image a preprocessed volume of ``--tiles-y`` x ``--tiles-x`` tiles at step 0.5 with mirroring TTA,
 the settings those ``autounet predict`` chooses on this machine (precision, memory order, inputs per pass). In one
 process, alternating: ``predict_logits`` over the volume, and the same number of bare forward passes of one tile.
-The difference is the cost of flipping, summing and weighting the logits (on the big volume, 1800 passes).
+The difference is the cost of flipping, summing and weighting the logits (on the big volume, 1800 passes). The
+window runs both ways: with the mirrorings' logits summed (``head_after_mirroring`` off) and with the last head's
+4 input maps summed and the head applied once (on, as ``autounet predict`` chooses for this network); the largest
+difference between their logits is printed.
 
     python bench/window_overhead.py                  # 2 x 2 tiles, 3 repeats
     python bench/window_overhead.py --precision float32
@@ -16,6 +19,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -55,22 +59,32 @@ def main() -> None:
     print(f"CPU, {torch.get_num_threads()} threads, autocast {dtype}, channels-last {settings.channels_last}, "
           f"{settings.tiles_per_pass} input(s) per pass; volume {'x'.join(map(str, shape))}, {passes} passes")
 
-    window, bare = [], []
+    ways = {"logits summed": replace(settings, head_after_mirroring=False),
+            "head after mirroring": replace(settings, head_after_mirroring=True)}
+    window: dict[str, list[float]] = {name: [] for name in ways}
+    bare: list[float] = []
     with torch.inference_mode():
-        predict_logits(network, image, config.num_classes, settings)
+        logits = {name: predict_logits(network, image, config.num_classes, way) for name, way in ways.items()}
         for _ in range(args.repeats):
-            start = time.perf_counter()
-            predict_logits(network, image, config.num_classes, settings)
-            window.append(time.perf_counter() - start)
+            for name, way in ways.items():
+                start = time.perf_counter()
+                predict_logits(network, image, config.num_classes, way)
+                window[name].append(time.perf_counter() - start)
             start = time.perf_counter()
             with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
                 for _ in range(passes):
                     network(tile)
             bare.append(time.perf_counter() - start)
-    w, b = statistics.median(window), statistics.median(bare)
-    print("| sliding window s | bare passes s | per pass: window / bare | overhead share |")
-    print("|---|---|---|---|")
-    print(f"| {w:.2f} | {b:.2f} | {w / passes:.3f} / {b / passes:.3f} ({w / b:.2f}x) | {(w - b) / w:.0%} |")
+    b = statistics.median(bare)
+    print("| mirrorings | sliding window s | bare passes s | per pass: window / bare | overhead share |")
+    print("|---|---|---|---|---|")
+    for name in ways:
+        w = statistics.median(window[name])
+        print(f"| {name} | {w:.2f} | {b:.2f} | {w / passes:.3f} / {b / passes:.3f} ({w / b:.2f}x) | "
+              f"{(w - b) / w:.0%} |")
+    first, second = logits.values()
+    print(f"largest logit difference between the two: {float((first - second).abs().max()):.2e} "
+          f"(logits up to {float(first.abs().max()):.2f})")
 
 
 if __name__ == "__main__":

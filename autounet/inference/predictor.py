@@ -167,7 +167,8 @@ class ConfigurationModel:
         self.settings = WindowSettings(patch, tuple(plan.network.total_downsampling()), step, mirror,
                                        tiles_per_pass(device, patch, features), compute_dtype,
                                        pads_to_patch(trained.plans), tile_importance(trained.plans),
-                                       uses_channels_last(device, patch, features))
+                                       uses_channels_last(device, patch, features),
+                                       head_after_mirroring=features[0] < plan.network.num_classes)
         self.networks = [to_memory_format(load_network(fold, plan, device), self.settings) for fold in trained.folds]
 
     @property

@@ -12,6 +12,7 @@ gets ``(B, C, Y, X)``; one forward pass may hold tiles of several slices.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -53,6 +54,10 @@ class WindowSettings:
     """Tile weights: ``centred`` (:func:`gaussian_importance`) or ``nnunet`` (:func:`nnunet_importance`, for models
     installed from nnU-Net, which blend overlapping tiles with it)."""
     channels_last: bool = False
+    head_after_mirroring: bool = False
+    """With mirroring, the mirrored passes' last features are averaged and the network's last output head (a 1x1
+    convolution, linear) is applied once to their mean: the same logits up to rounding, and fewer maps to flip
+    and add when the head has fewer inputs than outputs (see :func:`mirrored_head`)."""
 
     @property
     def is_2d(self) -> bool:
@@ -218,25 +223,56 @@ def _channels_first_input(_module: torch.nn.Module, inputs: tuple[torch.Tensor, 
     return tuple(x.contiguous() for x in inputs)
 
 
+def mirrored_head(network: torch.nn.Module) -> torch.nn.Module | None:
+    """The network's last output head when it is a 1x1 convolution (``network.heads[-1]``), else None.
+
+    Such a head is linear and commutes with flipping, so averaging its outputs over the mirrorings equals applying
+    it to the average of its inputs."""
+    heads = getattr(network, "heads", None)
+    head = heads[-1] if heads else None
+    if isinstance(head, (torch.nn.Conv2d, torch.nn.Conv3d)) and all(k == 1 for k in head.kernel_size):
+        return head
+    return None
+
+
+@contextlib.contextmanager
+def _last_head_removed(network: torch.nn.Module) -> Iterator[None]:
+    """``network`` giving its last head's inputs instead of its logits, for the duration."""
+    head = network.heads[-1]
+    network.heads[-1] = torch.nn.Identity()
+    try:
+        yield
+    finally:
+        network.heads[-1] = head
+
+
 def _forward(network: torch.nn.Module, tiles: torch.Tensor, settings: WindowSettings) -> torch.Tensor:
     """Logits of a batch of (B, C, z, y, x) tiles, averaged over the mirrorings when they are on.
 
     Each pass's outputs are flipped back and added as they come (in mirroring order, so the sums are the same
-    as adding whole mirrorings), so only one pass's outputs exist beside the sums."""
+    as adding whole mirrorings), so only one pass's outputs exist beside the sums. With
+    ``settings.head_after_mirroring`` the outputs summed are the last head's inputs, and the head is applied to
+    their mean."""
     inputs = tiles[:, :, 0] if settings.is_2d else tiles
-    flips = mirror_axes(inputs.ndim - 2) if settings.mirror else [()]
+    dims = inputs.ndim - 2
+    flips = mirror_axes(dims) if settings.mirror else [()]
+    head = mirrored_head(network) if settings.head_after_mirroring and len(flips) > 1 else None
     batch = inputs.shape[0]
     stacked = torch.cat([inputs.flip(axes) if axes else inputs for axes in flips])
     if settings.channels_last:
-        stacked = stacked.contiguous(memory_format=channels_last_format(inputs.ndim - 2))
+        stacked = stacked.contiguous(memory_format=channels_last_format(dims))
     chunk = max(settings.tiles_per_pass, 1)
     mixed = settings.compute_dtype != torch.float32
     total = None
-    with torch.autocast(stacked.device.type, dtype=settings.compute_dtype, enabled=mixed):
+    with torch.autocast(stacked.device.type, dtype=settings.compute_dtype, enabled=mixed), \
+            (_last_head_removed(network) if head is not None else contextlib.nullcontext()):
         for start in range(0, stacked.shape[0], chunk):
             outputs = network(stacked[start:start + chunk])
             if total is None:
+                # in the outputs' memory order: features come out channels-last when the network runs so
                 total = torch.empty((batch, *outputs.shape[1:]), dtype=torch.float32, device=outputs.device)
+                if head is not None and settings.channels_last:
+                    total = total.contiguous(memory_format=channels_last_format(dims))
             for offset in range(outputs.shape[0]):
                 index = start + offset
                 axes, sample = flips[index // batch], index % batch
@@ -244,6 +280,8 @@ def _forward(network: torch.nn.Module, tiles: torch.Tensor, settings: WindowSett
             del outputs
     if len(flips) > 1:
         total /= len(flips)
+    if head is not None:
+        total = head(total)
     return total.unsqueeze(2) if settings.is_2d else total
 
 

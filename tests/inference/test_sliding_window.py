@@ -142,6 +142,44 @@ def test_channels_last_memory_order_gives_the_same_logits(dims):
     torch.testing.assert_close(first, predict_logits(converted, image, 3, settings), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("dims, channels_last", [(2, False), (3, False), (3, True)])
+def test_the_last_head_applied_once_to_the_mirrorings_mean_gives_the_same_logits(dims, channels_last):
+    """A 1x1 head is linear and commutes with flips: averaging its inputs over the 8 (or 4) mirrorings and applying
+    it once gives the logits of applying it to every mirroring, with one head call per pass of tiles."""
+    from autounet.inference.sliding_window import mirrored_head, to_memory_format
+
+    torch.manual_seed(7)
+    config = NetworkConfig(dims, 1, 6, [3, 6], [[3] * dims] * 2, [[1] * dims, [2] * dims])
+    network = build_network(config).eval()
+    image = np.random.default_rng(8).normal(size=(1, 5, 12, 11)).astype(np.float32)
+    patch, divisor = (8,) * dims, (2,) * dims
+    each = _settings(patch, divisor, mirror=True, tiles_per_pass=32, channels_last=channels_last)
+    once = _settings(patch, divisor, mirror=True, tiles_per_pass=32, channels_last=channels_last,
+                     head_after_mirroring=True)
+    network = to_memory_format(network, each)
+    head = mirrored_head(network)
+    assert head is network.heads[-1]
+    calls = []
+    head.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    expected = predict_logits(network, image, 6, each)
+    inputs_each = sum(calls)  # every tile of every mirroring went through the head
+    calls.clear()
+    got = predict_logits(network, image, 6, once)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert sum(calls) * 2 ** dims == inputs_each  # once per tile
+    assert network.heads[-1] is head  # put back after the window
+
+
+def test_networks_without_a_1x1_last_head_are_mirrored_as_they_are():
+    from autounet.inference.sliding_window import mirrored_head
+
+    assert mirrored_head(ChannelSum()) is None
+    image = np.random.default_rng(9).normal(size=(2, 6, 7, 5)).astype(np.float32)
+    settings = _settings((4, 4, 4), (2, 2, 2), mirror=True, head_after_mirroring=True)
+    out = predict_logits(ChannelSum(), image, 3, settings).numpy()
+    np.testing.assert_allclose(out[:2], image, rtol=1e-5, atol=1e-5)
+
+
 def test_low_precision_logits_are_summed_in_float32_exactly_as_their_float32_copies():
     """Mirrorings are flipped and added in the network's type into float32 sums: the same numbers as converting
     each pass to float32 first (the conversion is exact)."""
