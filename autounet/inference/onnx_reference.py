@@ -194,7 +194,7 @@ def segment(folder: Path, image: np.ndarray, spacing: Sequence[float], tta: bool
         total = fold if total is None else total + fold
     total /= len(manifest["graphs"])
     as_logits = of_logits and manifest.get("restored_as", "probabilities") == "logits"
-    outputs = total if as_logits or not of_logits else activate(total, manifest["activation"])
+    outputs = activate(total, manifest["activation"]) if of_logits and not as_logits else total
     back_axis = coarse_axis(target, spacing, resampling["anisotropy_threshold"])
     restored = np.zeros((outputs.shape[0], *image.shape[1:]), dtype=np.float32)
     restored[0] = 1.0

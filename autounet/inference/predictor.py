@@ -125,30 +125,35 @@ def uses_channels_last(device: torch.device, patch: Sequence[int], features: Seq
     return device.type == "cpu" and len(patch) == 3 and features[0] < CHANNELS_LAST_BELOW_FEATURES
 
 
+def _inference_option(plans, key: str, default):
+    """``plans.extra["inference"][key]``, or ``default`` when the plans do not set it."""
+    return (plans.extra.get("inference") or {}).get(key, default)
+
+
 def pads_to_patch(plans) -> bool:
     """Whether images smaller than the patch are zero-padded to the whole patch (the default, as training pads
     them and as nnU-Net predicts); ``extra.inference.pad_to_patch: false`` in the plans tiles them with the image
     rounded up to the downsampling instead (held-out Dice lower: bench/tile_padding.py, docs/predict.md)."""
-    return bool((plans.extra.get("inference") or {}).get("pad_to_patch", True))
+    return bool(_inference_option(plans, "pad_to_patch", True))
 
 
 def tile_importance(plans) -> str:
     """The tile weights: ``centred`` (autounet) or ``nnunet`` (models installed from nnU-Net:
     ``extra.inference.importance``)."""
-    return str((plans.extra.get("inference") or {}).get("importance", "centred"))
+    return str(_inference_option(plans, "importance", "centred"))
 
 
 def fold_average(plans) -> str:
     """What the folds' outputs are averaged as: ``probabilities`` (autounet) or ``logits`` (as nnU-Net does, for
     models installed from it: ``extra.inference.fold_average``)."""
-    return str((plans.extra.get("inference") or {}).get("fold_average", "probabilities"))
+    return str(_inference_option(plans, "fold_average", "probabilities"))
 
 
 def restored_as(plans) -> str:
     """What the per-class outputs are resampled to the original grid as: ``probabilities`` (autounet) or
     ``logits`` (as nnU-Net does, for models installed from it: ``extra.inference.restored_as``; their folds are
     then averaged as logits too). The two differ where the grids differ, in the voxels between classes."""
-    return str((plans.extra.get("inference") or {}).get("restored_as", "probabilities"))
+    return str(_inference_option(plans, "restored_as", "probabilities"))
 
 
 class ConfigurationModel:
@@ -168,6 +173,7 @@ class ConfigurationModel:
                                        tiles_per_pass(device, patch, features), compute_dtype,
                                        pads_to_patch(trained.plans), tile_importance(trained.plans),
                                        uses_channels_last(device, patch, features),
+                                       # fewer maps to flip and add when the head has fewer inputs than outputs
                                        head_after_mirroring=features[0] < plan.network.num_classes)
         self.networks = [to_memory_format(load_network(fold, plan, device), self.settings) for fold in trained.folds]
 
@@ -215,7 +221,8 @@ class ConfigurationModel:
     def restores_logits(self, properties: CaseProperties) -> bool:
         """Whether this case's outputs are resampled as logits (see :func:`restored_as`): only where resampling
         happens, since without it restoring either gives the same labels."""
-        return restored_as(self.trained.plans) == "logits" and was_resampled(properties)
+        plans = self.trained.plans
+        return restored_as(plans) == "logits" and fold_average(plans) == "logits" and was_resampled(properties)
 
     @contextlib.contextmanager
     def output_space(self, data: np.ndarray, properties: CaseProperties) -> Iterator[Path | None]:
