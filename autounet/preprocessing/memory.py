@@ -21,7 +21,7 @@ def case_peak_bytes(shape: Sequence[int], shape_after_crop: Sequence[int], new_s
     """An upper estimate of one worker's peak memory while preprocessing a case.
 
     Counts the raw image (float32, plus the reader's own copy) and label map, the nonzero mask and
-    hole filling, the cropped and normalised image, the spline filter's float64 copy of a channel,
+    hole filling, the cropped and normalised image, the spline filter's padded float32 copy of a channel,
     the resampled image, and the label map's chunked resampling and location search.
 
     Example:
@@ -30,7 +30,7 @@ def case_peak_bytes(shape: Sequence[int], shape_after_crop: Sequence[int], new_s
     """
     raw, cropped, resampled = (int(np.prod(s)) for s in (shape, shape_after_crop, new_shape))
     raw_bytes = raw * (8 * channels + 1 + 2 + 8)  # image twice, label, mask, hole-filling labels
-    cropped_bytes = cropped * (4 * channels + 8 + 2)  # normalised image, one float64 channel, labels
+    cropped_bytes = cropped * (4 * channels + 4 + 2)  # normalised image, one float32 channel, labels
     resampled_bytes = resampled * (4 * channels + 4 + 1 + 8)  # image, one float channel, labels, indices
     return WORKER_BASE_BYTES + raw_bytes + cropped_bytes + resampled_bytes
 

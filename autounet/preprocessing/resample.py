@@ -130,18 +130,24 @@ def cubic_zoom(volume: np.ndarray, new_shape: Sequence[int]) -> np.ndarray:
     axes = [a for a in range(volume.ndim) if volume.shape[a] != new_shape[a]]
     # Edge padding stands in for the 'nearest' boundary: the prefilter sees the edge value repeated.
     pad = [(SPLINE_PAD, SPLINE_PAD) if a in axes else (0, 0) for a in range(volume.ndim)]
-    coefficients = np.pad(volume.astype(np.float64), pad, mode="edge")
+    # The prefilter works on each line in double precision and stores float32 between axes, in place:
+    # a float64 copy of a 157 M-voxel CT would add 1.3 GB to the peak for changes below 1e-6.
+    result = np.pad(volume.astype(np.float32, copy=False), pad, mode="edge")
     for axis in axes:
-        ndimage.spline_filter1d(coefficients, order=3, axis=axis, output=coefficients, mode="nearest")
-    result = coefficients.astype(np.float32)
-    del coefficients
+        ndimage.spline_filter1d(result, order=3, axis=axis, output=result, mode="nearest")
     for axis in sorted(axes, key=lambda a: new_shape[a] / volume.shape[a]):  # shrink first: less work after
         first, weights = _cubic_weights(volume.shape[axis], new_shape[axis])
         shape = [1] * result.ndim
         shape[axis] = new_shape[axis]
-        accumulated = np.take(result, first + SPLINE_PAD, axis=axis) * weights[0].reshape(shape)
+        accumulated = np.take(result, first + SPLINE_PAD, axis=axis)
+        accumulated *= weights[0].reshape(shape)
+        tap = np.empty_like(accumulated)
         for k in range(1, 4):
-            accumulated += np.take(result, first + SPLINE_PAD + k, axis=axis) * weights[k].reshape(shape)
+            # mode="clip" (the taps always lie inside the padding) lets take write into ``tap`` unbuffered.
+            np.take(result, first + SPLINE_PAD + k, axis=axis, out=tap, mode="clip")
+            tap *= weights[k].reshape(shape)
+            accumulated += tap
+        del tap
         result = accumulated
     return result
 
