@@ -19,6 +19,8 @@ Usage:
         --results WORK/nnunet_batch2/results/Dataset001_ISBI2012EM/nnUNetTrainer_CPUBench__nnUNetPlans__2d
         (a fold bench/quality.py trained: its --work folder keeps nnU-Net's results)
     python bench/nnunet_trained.py ... --spacing-scale 0.75   # the images' spacing scaled: both tools resample
+    python bench/nnunet_trained.py --dataset Dataset001_ISBI2012EM --held-out --members RUN1/.../fold_0 RUN2/.../fold_0
+        (separately trained folds of one plan, e.g. fold 0 of several bench/quality.py runs, as one ensemble)
 """
 
 from __future__ import annotations
@@ -81,6 +83,23 @@ def train_fold(env: dict, dataset: str, configuration: str, fold: int, iteration
     return folder
 
 
+def link_members(members: list[Path], work: Path) -> Path:
+    """One nnU-Net results folder under ``work`` whose folds 0..n-1 are links to ``members`` (fold folders trained
+    separately with one and the same plan), so that both tools ensemble them as the folds of one model."""
+    plans = [(m.resolve().parent / "plans.json").read_text() for m in members]
+    if any(p != plans[0] for p in plans[1:]):
+        sys.exit("--members must come from one nnU-Net plan: their plans.json differ")
+    source = members[0].resolve().parent
+    results = work / "members" / source.parent.name / source.name
+    shutil.rmtree(results, ignore_errors=True)
+    results.mkdir(parents=True)
+    for name in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
+        shutil.copy(source / name, results / name)
+    for index, member in enumerate(members):
+        (results / f"fold_{index}").symlink_to(member.resolve(), target_is_directory=True)
+    return results
+
+
 def validation_dice(fold_folder: Path) -> float:
     """nnU-Net's own mean foreground Dice over the fold's held-out cases (its validation/summary.json)."""
     summary = json.loads((fold_folder / "validation" / "summary.json").read_text())
@@ -104,11 +123,18 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="an nnU-Net results folder trained elsewhere (e.g. nnUNetv2_train on a GPU: "
                              "DATASET/TRAINER__PLANS__CONFIG); nothing is trained here")
+    parser.add_argument("--members", type=Path, nargs="+", default=None,
+                        help="fold folders trained separately with one plan (e.g. fold_0 of several runs), ensembled "
+                             "as folds 0..n-1; --held-out takes the first one's held-out cases, so give folds that "
+                             "share them when the scores against the reference labels should mean anything")
     parser.add_argument("--spacing-scale", type=float, default=None,
                         help="scale the images' spacing by this, so that both tools resample (e.g. 0.75)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/autounet_bench_nnunet_trained"))
     args = parser.parse_args()
     work = args.work.resolve()
+    if args.members:
+        args.results = link_members(args.members, work)
+        args.folds = list(range(len(args.members)))
     if args.results:
         results = args.results.resolve()
         env = {"nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
