@@ -86,6 +86,10 @@ def train_fold(env: dict, dataset: str, configuration: str, fold: int, iteration
 def link_members(members: list[Path], work: Path) -> Path:
     """One nnU-Net results folder under ``work`` whose folds 0..n-1 are links to ``members`` (fold folders trained
     separately with one and the same plan), so that both tools ensemble them as the folds of one model."""
+    for member in members:
+        if not (member / "checkpoint_final.pth").is_file() or not (member.resolve().parent / "plans.json").is_file():
+            sys.exit(f"--members: {member} is not an nnU-Net fold folder (fold_K/checkpoint_final.pth beside "
+                     "its model's plans.json)")
     plans = [(m.resolve().parent / "plans.json").read_text() for m in members]
     if any(p != plans[0] for p in plans[1:]):
         sys.exit("--members must come from one nnU-Net plan: their plans.json differ")
