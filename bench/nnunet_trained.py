@@ -11,8 +11,9 @@ with and without mirroring TTA (``bench/nnunet_equivalence.py``'s comparison: Di
 each tool's Dice against the reference labels).
 
 Usage:
-    python bench/nnunet_trained.py --dataset Dataset004_Hippocampus --configuration 3d_fullres --folds 0 1 2 3 4 \\
-        --iterations 500 --features 8 --batch 2 --cases 10
+    python bench/nnunet_trained.py --dataset Dataset004_Hippocampus --configuration 3d_fullres --folds 0 \\
+        --iterations 2000 --batch 2 --held-out --cases 20        (about 50 minutes on 2 CPU cores)
+    python bench/nnunet_trained.py ... --folds 0 1 2 3 4 --iterations 1000   (same --work: trained folds are kept)
     python bench/nnunet_trained.py --dataset Dataset001_ISBI2012EM --configuration 2d --folds 0 --iterations 300
     python bench/nnunet_trained.py --results RESULTS/Dataset004_Hippocampus/nnUNetTrainer__nnUNetPlans__3d_fullres
     python bench/nnunet_trained.py --dataset Dataset001_ISBI2012EM --folds 0 --held-out \\
