@@ -111,6 +111,15 @@ def validation_dice(fold_folder: Path) -> float:
     return float(summary["foreground_mean"]["Dice"])
 
 
+def trained_iterations(folders: list[Path]) -> str:
+    """The iterations the benchmark trainer ran for each fold (their bench_timings.json), as text for a title."""
+    timings = [folder / "bench_timings.json" for folder in folders]
+    if not all(path.is_file() for path in timings):
+        return "its own schedule"
+    counts = [len(json.loads(path.read_text())["train_step_s"]) for path in timings]
+    return "/".join(map(str, counts)) + " iterations"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="Dataset004_Hippocampus")
@@ -145,7 +154,6 @@ def main() -> None:
         env = {"nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
                "nnUNet_results": str(results.parent.parent)}
         folders = [results / f"fold_{fold}" for fold in args.folds]
-        args.iterations = "its own"
     else:
         env = nnunet_env(work / "nnunet")
         link_dataset(args.data / args.dataset, work / "nnunet" / "raw")
@@ -164,7 +172,7 @@ def main() -> None:
         ending = json.loads((folders[0].parent / "dataset.json").read_text())["file_ending"]
         cases = sorted(p.name[: -len(ending)] for p in (folders[0] / "validation").glob(f"*{ending}"))[:args.cases]
     compare(folders[0].parent, installed, env, images, cases, args.tta, work,
-            f"trained by nnU-Net, {args.iterations} iterations per fold, validation Dice "
+            f"trained by nnU-Net, {trained_iterations(folders)}, validation Dice "
             f"{min(scores):.3f}-{max(scores):.3f}", labels_folder=args.data / args.dataset / "labelsTr",
             folds=[str(f) for f in args.folds], spacing_scale=args.spacing_scale)
 
