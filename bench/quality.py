@@ -83,6 +83,9 @@ CALIBRATION_WARMUP = 3
 ones run slow: at 2 hours a 3-iteration calibration left about 35 % of the budget unused)."""
 MIN_NNUNET_ITERATIONS = 50
 """Where nnU-Net's planned batch buys fewer iterations than this, it also runs at batch 2 and the better counts."""
+WALL_FILE = "training_wall.json"
+"""Beside autounet's run in the work folder: its training and validation wall seconds and the budget, for a later
+``--nnunet-only`` sitting."""
 
 
 class BenchFailure(Exception):
@@ -180,6 +183,8 @@ def run_autounet(dataset: str, budget: str, work: Path, data: Path, folds: list[
         validation = root / "results" / dataset / configuration / f"fold_{fold}" / "validation"
         for name, values in score_validation(dataset, validation, data).items():
             scores.setdefault(name, []).extend(values)
+    # kept for a later --nnunet-only sitting, which reports the share of the budget autounet used
+    (root / WALL_FILE).write_text(json.dumps({"wall_s": wall, "budget_s": parse_duration(budget) * len(folds)}))
     return Outcome(scores, wall, parse_duration(budget) * len(folds), configuration)
 
 
@@ -200,7 +205,9 @@ def earlier_autounet(dataset: str, work: Path, data: Path, folds: list[int]) -> 
             raise BenchFailure(f"the earlier autounet run in {work} did not validate fold {fold}")
         for name, values in score_validation(dataset, validation, data).items():
             scores.setdefault(name, []).extend(values)
-    return Outcome(scores, math.nan, math.nan, configuration), configuration
+    wall = json.loads((root / WALL_FILE).read_text()) if (root / WALL_FILE).is_file() else {}
+    return (Outcome(scores, wall.get("wall_s", math.nan), wall.get("budget_s", math.nan), configuration),
+            configuration)
 
 
 def autounet_splits(dataset: str, work: Path, data: Path) -> Path:

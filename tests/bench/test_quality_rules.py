@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 
-from bench.quality import (_mean_sd, _nnunet_iteration_seconds, append_record, load_record, nnunet_name,
-                           recorded_run, run_key, verdict)
+from bench.quality import (WALL_FILE, _mean_sd, _nnunet_iteration_seconds, append_record, earlier_autounet,
+                           load_record, nnunet_name, recorded_run, run_key, verdict)
 
 
 def test_a_win_needs_a_margin_over_both_spreads():
@@ -58,3 +61,29 @@ def test_a_broken_record_line_is_named(tmp_path):
     record_file.write_text('{"dataset": "Dataset004_Hippocampus"}\n\nnot json\n')
     with pytest.raises(SystemExit, match=r"quality_runs.jsonl: line 3 is not JSON"):
         load_record(record_file)
+
+
+def test_a_later_nnunet_sitting_reports_the_budget_share_autounet_used(tmp_path):
+    dataset = "Dataset004_Hippocampus"
+    data = tmp_path / "data"
+    (data / dataset / "labelsTr").mkdir(parents=True)
+    (data / dataset / "dataset.json").write_text(json.dumps({"file_ending": ".nii.gz"}))
+    labels = np.zeros((4, 5, 6), dtype=np.uint8)
+    labels[1:3, 1:4, 2:5] = 1
+    labels[1:3, 1:4, 5] = 2
+    sitk.WriteImage(sitk.GetImageFromArray(labels), str(data / dataset / "labelsTr" / "hippocampus_001.nii.gz"))
+    folder = tmp_path / "work" / f"{dataset}_5m_run0"
+    root = folder / "autounet"
+    (root / "preprocessed" / dataset).mkdir(parents=True)
+    (root / "preprocessed" / dataset / "plans.json").write_text(json.dumps({"time_budget": {"chosen": "2d"}}))
+    validation = root / "results" / dataset / "2d" / "fold_0" / "validation"
+    validation.mkdir(parents=True)
+    sitk.WriteImage(sitk.GetImageFromArray(labels), str(validation / "hippocampus_001.nii.gz"))
+
+    # a sitting from before the wall time was kept: the share is unknown, the scores are there
+    older, configuration = earlier_autounet(dataset, folder, data, [0])
+    assert configuration == "2d" and older.scores["Dice"] == [1.0] and math.isnan(older.used)
+
+    (root / WALL_FILE).write_text(json.dumps({"wall_s": 276.0, "budget_s": 300.0}))
+    outcome, _ = earlier_autounet(dataset, folder, data, [0])
+    assert outcome.used == pytest.approx(0.92)
