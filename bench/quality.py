@@ -135,6 +135,15 @@ def score_validation(dataset: str, validation: Path, data: Path) -> dict[str, li
     return score_cases(dataset, validation, data / dataset / "labelsTr", spec["file_ending"])
 
 
+def pooled_scores(dataset: str, validations: list[Path], data: Path) -> dict[str, list[float]]:
+    """The dataset's metrics for every case of several folds' validation predictions, pooled (fold order)."""
+    scores: dict[str, list[float]] = {}
+    for validation in validations:
+        for name, values in score_validation(dataset, validation, data).items():
+            scores.setdefault(name, []).extend(values)
+    return scores
+
+
 def nnunet_name(configuration: str) -> str:
     """nnU-Net's configuration for autounet's choice: a network autounet fitted to the budget (``2d_fitted_10m``)
     derives from nnU-Net's ``2d``, which nnU-Net then trains with its own plan."""
@@ -172,7 +181,6 @@ def run_autounet(dataset: str, budget: str, work: Path, data: Path, folds: list[
         if measured.returncode != 0:
             raise BenchFailure(f"autounet {args[0]}: {_last_line(measured.output)}")
     configuration = _chosen(root, dataset)
-    scores: dict[str, list[float]] = {}
     wall = 0.0
     for fold in folds:
         measured = run_measured(autounet_cmd("train", dataset, "--fold", str(fold), "--budget", budget, "--seed",
@@ -180,12 +188,15 @@ def run_autounet(dataset: str, budget: str, work: Path, data: Path, folds: list[
         if measured.returncode != 0:
             raise BenchFailure(f"autounet train fold {fold}: {_last_line(measured.output)}")
         wall += measured.wall_s
-        validation = root / "results" / dataset / configuration / f"fold_{fold}" / "validation"
-        for name, values in score_validation(dataset, validation, data).items():
-            scores.setdefault(name, []).extend(values)
+    budget_s = parse_duration(budget) * len(folds)
     # kept for a later --nnunet-only sitting, which reports the share of the budget autounet used
-    (root / WALL_FILE).write_text(json.dumps({"wall_s": wall, "budget_s": parse_duration(budget) * len(folds)}))
-    return Outcome(scores, wall, parse_duration(budget) * len(folds), configuration)
+    (root / WALL_FILE).write_text(json.dumps({"wall_s": wall, "budget_s": budget_s}))
+    scores = pooled_scores(dataset, [_autounet_validation(root, dataset, configuration, fold) for fold in folds], data)
+    return Outcome(scores, wall, budget_s, configuration)
+
+
+def _autounet_validation(root: Path, dataset: str, configuration: str, fold: int) -> Path:
+    return root / "results" / dataset / configuration / f"fold_{fold}" / "validation"
 
 
 def _chosen(root: Path, dataset: str) -> str:
@@ -198,13 +209,11 @@ def earlier_autounet(dataset: str, work: Path, data: Path, folds: list[int]) -> 
     if not (root / "preprocessed" / dataset / "plans.json").is_file():
         raise BenchFailure(f"no earlier autounet run in {work} (run without --nnunet-only first)")
     configuration = _chosen(root, dataset)
-    scores: dict[str, list[float]] = {}
-    for fold in folds:
-        validation = root / "results" / dataset / configuration / f"fold_{fold}" / "validation"
+    validations = [_autounet_validation(root, dataset, configuration, fold) for fold in folds]
+    for fold, validation in zip(folds, validations):
         if not validation.is_dir():
             raise BenchFailure(f"the earlier autounet run in {work} did not validate fold {fold}")
-        for name, values in score_validation(dataset, validation, data).items():
-            scores.setdefault(name, []).extend(values)
+    scores = pooled_scores(dataset, validations, data)
     wall = json.loads((root / WALL_FILE).read_text()) if (root / WALL_FILE).is_file() else {}
     return (Outcome(scores, wall.get("wall_s", math.nan), wall.get("budget_s", math.nan), configuration),
             configuration)
@@ -260,7 +269,6 @@ def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Pa
         raise BenchFailure(f"nnU-Net preprocessing: {_last_line(prepared.output)}")
     planned = _set_nnunet_batch(base, dataset, configuration, batch or 0)
     shutil.copy(splits, base / "preprocessed" / dataset / "splits_final.json")
-    scores: dict[str, list[float]] = {}
     wall = 0.0
     total_iterations = []
     for fold in folds:
@@ -280,9 +288,8 @@ def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Pa
         if measured.returncode != 0:
             raise BenchFailure(f"nnU-Net training fold {fold}: {_last_line(measured.output)}")
         wall += measured.wall_s
-        for name, values in score_validation(dataset, next((base / "results").rglob(f"fold_{fold}/validation")),
-                                             data).items():
-            scores.setdefault(name, []).extend(values)
+    scores = pooled_scores(dataset, [next((base / "results").rglob(f"fold_{fold}/validation")) for fold in folds],
+                           data)
     batch_note = f"batch {batch} (planned {planned})" if batch else f"planned batch {planned}"
     return Outcome(scores, wall, budget_seconds * len(folds),
                    f"{configuration}, {batch_note}, {'/'.join(map(str, total_iterations))} iterations",
