@@ -10,6 +10,7 @@ batch stream (:mod:`.workers`), the steps and loss, the optimiser, the schedule
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import time
@@ -244,65 +245,78 @@ def train_rank(location: DatasetLocation, config: TrainingConfig, resume: bool, 
     if device.type == "cpu":
         torch.set_num_threads(max(1, cpu_cores() // ranks.world_size))
     distributed.init(ranks, device.type)
+    run = None
     try:
-        setup = prepare_fold(location, config)
-        with contextlib.ExitStack() as cleanup:
-            if ranks.is_main:
-                # Other folds may train beside this one; a second run of this fold, or preprocess rewriting the
-                # cache under it, is refused naming this process.
-                what = f"autounet train {location.name} -c {config.configuration} --fold {config.fold}"
-                cleanup.enter_context(shared(location.preprocessed, what))
-                cleanup.enter_context(exclusive(setup.fold_dir, what))
-                cleanup.enter_context(log_to(setup.fold_dir / TRAINING_LOG))
-            config, point = _resume_point(setup, config, resume)
-            if ranks.is_main:
-                write_run_files(setup, config)
-                if device.type == "cpu" and setup.plan.network.conv_dim == 3:
-                    console.print(f"training on the CPU ({torch.get_num_threads()} threads): 3D training there is "
-                                  f"slow; a GPU is many times faster.")
-            distributed.barrier(ranks)
-            if point is not None and point.state.epochs_done >= config.epochs:
-                run = build_run(setup, config, ranks, device, point)
-                if ranks.is_main:
-                    complete_finished_run(run)
-                return run
-            config, schedule = schedule_for(setup, config, device, point is not None, started)
-            config = config.with_overrides(augment_on=config.resolved_augment_on(
-                device.type, cascade=setup.previous_stage_values is not None))
-            if ranks.is_main:
-                write_config(setup.fold_dir, config)
-                debug(f"device {device}, {torch.get_num_threads()} CPU thread(s); resolved training config: "
-                      f"{json.dumps(to_json_value(config), sort_keys=True)}")
-            global_batch = config.batch_size or setup.global_batch_size
-            batch = distributed.rank_batch_size(global_batch, ranks)
-            if batch < 1:
-                raise UserError(f"batch size {global_batch} is smaller than the {ranks.world_size} "
-                                f"processes; use fewer --gpus or a larger --batch-size.")
-            run = build_run(setup, config, ranks, device, point)
-            recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
-                                 batch, config.oversample_foreground, config.augment, config.seed, ranks.rank,
-                                 setup.previous_stage_values, config.augmentation,
-                                 augment_on_device=config.augment_on == "gpu")
-            workers = config.num_workers if config.num_workers is not None else default_data_workers(device.type, ranks)
-            tracker = open_tracker(config.tracker if ranks.is_main else "none", setup.fold_dir,
-                                   to_json_value(config))
-            cleanup.callback(tracker.close)
-            with BatchStream(recipe, run.state.epochs_done, schedule.iterations_per_epoch, schedule.val_iterations,
-                             workers) as stream:
-                for epoch in _epochs(run.state.epochs_done, schedule):
-                    schedule.epoch_started()
-                    record = run_epoch(run, stream, epoch, schedule)
-                    finish_epoch(run, record, schedule.epochs)
-                    tracker.log_epoch(record, run.setup.class_names)
-                    schedule.epoch_ended(record.completed)
-                    if ranks.is_main:
-                        write_config(setup.fold_dir, schedule.recorded(config))
-            if ranks.is_main:
-                save_weights(run.net.state_dict(), setup.fold_dir / "model_final.safetensors")
-            distributed.barrier(ranks)
-            return run
+        run = _train_in_group(location, config, resume, ranks, device, started)
+        return run
     finally:
+        if run is not None and ranks.distributed:
+            # The DistributedDataParallel wrapper holds the process group: left for the interpreter's exit to free,
+            # gloo's threads can outlive it and abort a finished process (SIGABRT), so it goes before the group.
+            run.parts.model = run.net
+            gc.collect()
         distributed.shutdown()
+
+
+def _train_in_group(location: DatasetLocation, config: TrainingConfig, resume: bool, ranks: Ranks,
+                    device: torch.device, started: float) -> Run:
+    """:func:`train_rank` once the device is chosen and the process group (if any) is up."""
+    setup = prepare_fold(location, config)
+    with contextlib.ExitStack() as cleanup:
+        if ranks.is_main:
+            # Other folds may train beside this one; a second run of this fold, or preprocess rewriting the
+            # cache under it, is refused naming this process.
+            what = f"autounet train {location.name} -c {config.configuration} --fold {config.fold}"
+            cleanup.enter_context(shared(location.preprocessed, what))
+            cleanup.enter_context(exclusive(setup.fold_dir, what))
+            cleanup.enter_context(log_to(setup.fold_dir / TRAINING_LOG))
+        config, point = _resume_point(setup, config, resume)
+        if ranks.is_main:
+            write_run_files(setup, config)
+            if device.type == "cpu" and setup.plan.network.conv_dim == 3:
+                console.print(f"training on the CPU ({torch.get_num_threads()} threads): 3D training there is "
+                              f"slow; a GPU is many times faster.")
+        distributed.barrier(ranks)
+        if point is not None and point.state.epochs_done >= config.epochs:
+            run = build_run(setup, config, ranks, device, point)
+            if ranks.is_main:
+                complete_finished_run(run)
+            return run
+        config, schedule = schedule_for(setup, config, device, point is not None, started)
+        config = config.with_overrides(augment_on=config.resolved_augment_on(
+            device.type, cascade=setup.previous_stage_values is not None))
+        if ranks.is_main:
+            write_config(setup.fold_dir, config)
+            debug(f"device {device}, {torch.get_num_threads()} CPU thread(s); resolved training config: "
+                  f"{json.dumps(to_json_value(config), sort_keys=True)}")
+        global_batch = config.batch_size or setup.global_batch_size
+        batch = distributed.rank_batch_size(global_batch, ranks)
+        if batch < 1:
+            raise UserError(f"batch size {global_batch} is smaller than the {ranks.world_size} "
+                            f"processes; use fewer --gpus or a larger --batch-size.")
+        run = build_run(setup, config, ranks, device, point)
+        recipe = BatchRecipe(setup.store_folder, setup.split.train, setup.split.val, list(setup.plan.patch_size),
+                             batch, config.oversample_foreground, config.augment, config.seed, ranks.rank,
+                             setup.previous_stage_values, config.augmentation,
+                             augment_on_device=config.augment_on == "gpu")
+        workers = config.num_workers if config.num_workers is not None else default_data_workers(device.type, ranks)
+        tracker = open_tracker(config.tracker if ranks.is_main else "none", setup.fold_dir,
+                               to_json_value(config))
+        cleanup.callback(tracker.close)
+        with BatchStream(recipe, run.state.epochs_done, schedule.iterations_per_epoch, schedule.val_iterations,
+                         workers) as stream:
+            for epoch in _epochs(run.state.epochs_done, schedule):
+                schedule.epoch_started()
+                record = run_epoch(run, stream, epoch, schedule)
+                finish_epoch(run, record, schedule.epochs)
+                tracker.log_epoch(record, run.setup.class_names)
+                schedule.epoch_ended(record.completed)
+                if ranks.is_main:
+                    write_config(setup.fold_dir, schedule.recorded(config))
+        if ranks.is_main:
+            save_weights(run.net.state_dict(), setup.fold_dir / "model_final.safetensors")
+        distributed.barrier(ranks)
+        return run
 
 
 def _epochs(first: int, schedule: TrainingSchedule):

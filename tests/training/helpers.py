@@ -89,6 +89,8 @@ def ddp_rank_main(rank: int, location: DatasetLocation, config, port: int, out_f
 
     distributed.set_spawn_env(rank, 2, port)
     run = train_rank(location, config, False, distributed.ranks_from_env())
+    if run.parts.model is not run.net:
+        raise AssertionError("the DistributedDataParallel wrapper outlived the process group")
     weights = {k: v.contiguous() for k, v in run.net.state_dict().items()}
     save_file(weights, str(out_folder / f"rank_{rank}.safetensors"))
 
