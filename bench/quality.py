@@ -8,8 +8,8 @@ For each dataset and budget, in one run (so both tools see the same machine load
    ``splits_final.json`` (same held-out cases), an 8-iteration calibration run of ``nnUNetTrainer_CPUBench``
    (its first 3 iterations, which run slow, left out) for its seconds per iteration, then one epoch of as many
    iterations as fit the budget (minus nnU-Net's start-up and an allowance for its final validation), annealing
-   nnU-Net's poly learning rate over them, with its final validation. Where its planned batch buys under 50
-   iterations it also runs at batch 2 and the better of the two counts ("best of batch planned / 2").
+   nnU-Net's poly learning rate over them, with its final validation. Where its planned batch is over 2 it
+   also runs at batch 2 and the better of the two counts ("best of batch planned / 2").
 3. Both tools' fold-0 validation predictions are scored here with the dataset's metric: Hippocampus mean
    foreground Dice (labels 1 and 2), ISBI 2012 pixel error, misclassified fraction and Rand error
    (``adapted_rand_error`` on the cell regions), PH2 Dice.
@@ -38,9 +38,14 @@ recorded there (same dataset, budget, folds and repeat number) instead of runnin
 
     python bench/quality.py --budgets 10m --repeats 3 --datasets Dataset001_ISBI2012EM --record FILE
 
+A recorded run whose nnU-Net ran only a planned batch over 2 (recorded before batch 2 was tried beside every such
+batch) is completed there by nnU-Net at batch 2, in the same work folder, and the record gains the better of the two.
+
 A 2-hour row in two sittings: ``--skip-nnunet --work W``, then ``--nnunet-only --work W``; where W is gone by
 then, ``--nnunet-only --configuration C`` with the configuration autounet chose (its splits are seeded, so the
-held-out cases are the same).
+held-out cases are the same). Where nnU-Net's two batches do not fit one sitting, ``--nnunet-only
+--defer-small-batch --record FILE`` runs its planned batch, and the plain call with the same record file later adds
+batch 2.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -81,8 +87,11 @@ CALIBRATION_ITERATIONS = 8
 CALIBRATION_WARMUP = 3
 """nnU-Net's seconds per iteration are the mean of a calibration run's iterations after its first three (the first
 ones run slow: at 2 hours a 3-iteration calibration left about 35 % of the budget unused)."""
-MIN_NNUNET_ITERATIONS = 50
-"""Where nnU-Net's planned batch buys fewer iterations than this, it also runs at batch 2 and the better counts."""
+SMALL_BATCH = 2
+"""Where nnU-Net plans a larger batch, it also runs at this one and the better of the two counts. (Until commit
+edce32a only where the planned batch bought under 50 iterations; at 30 minutes Hippocampus's batch 366 bought 151
+and scored Dice 0.21, where batch 2 had scored 0.85 at 10 minutes, so 50 was too low to find nnU-Net's better
+setup. The change can only raise nnU-Net's cells.)"""
 WALL_FILE = "training_wall.json"
 """Beside autounet's run in the work folder: its training and validation wall seconds and the budget, for a later
 ``--nnunet-only`` sitting."""
@@ -256,6 +265,7 @@ def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Pa
     """nnU-Net (its plan, its recipe with the annealing learning rate) sized to the whole budget of each fold by a
     calibration run without its warm-up; with ``batch`` its plan's batch is replaced."""
     base = work / ("nnunet" if batch is None else f"nnunet_batch{batch}")
+    shutil.rmtree(base, ignore_errors=True)  # an earlier or interrupted run's results would be found as this one's
     env = nnunet_env(base)
     link_dataset(data / dataset, base / "raw")
     trainer_dir = Path(nnunet_bin("python")).parents[1]
@@ -296,25 +306,57 @@ def run_nnunet(dataset: str, budget_seconds: float, configuration: str, work: Pa
                    total_iterations, batch or planned)
 
 
+BEST_OF_BATCHES = " (best of batch planned / 2)"
+
+
 def nnunet_best_honest(dataset: str, budget_seconds: float, configuration: str, work: Path, splits: Path, data: Path,
-                       folds: list[int]) -> Outcome:
-    """nnU-Net with its planned batch; where that buys under :data:`MIN_NNUNET_ITERATIONS`, also at batch 2, and
-    the better of the two (as a user with this much time would choose)."""
+                       folds: list[int], small_batch: bool = True) -> tuple[Outcome, dict[int, float]]:
+    """nnU-Net with its planned batch and, where that is over :data:`SMALL_BATCH` (and ``small_batch``), at that
+    batch too; the better of the two (as a user with this much time would choose), and each batch's headline
+    score."""
     planned = run_nnunet(dataset, budget_seconds, configuration, work, splits, data, folds)
-    if min(planned.iterations) >= MIN_NNUNET_ITERATIONS or planned.batch <= 2:
-        return planned
-    small = run_nnunet(dataset, budget_seconds, configuration, work, splits, data, folds, batch=2)
-    better = max((planned, small), key=lambda outcome: _headline(dataset, outcome.scores, better_is_high=True))
-    better.what += " (best of batch planned / 2)"
-    return better
+    tried = [planned]
+    if small_batch and planned.batch > SMALL_BATCH:
+        tried.append(run_nnunet(dataset, budget_seconds, configuration, work, splits, data, folds, batch=SMALL_BATCH))
+    scores = {outcome.batch: _headline(dataset, outcome.scores) for outcome in tried}
+    if len(tried) == 1:
+        return planned, scores
+    better = tried[0] if is_better(dataset, scores[tried[0].batch], scores[tried[1].batch]) else tried[1]
+    better.what += BEST_OF_BATCHES
+    return better, scores
 
 
-def _headline(dataset: str, scores: dict[str, list[float]], better_is_high: bool = False) -> float:
-    """The cell's main number: mean Dice, or for ISBI the pixel error (negated when ``better_is_high``)."""
-    if dataset.startswith("Dataset001"):
-        value = float(np.mean(scores["pixel error"]))
-        return -value if better_is_high else value
-    return float(np.mean(scores["Dice"]))
+def is_better(dataset: str, value: float, other: float) -> bool:
+    """Whether headline score ``value`` is at least as good as ``other`` (ISBI's pixel error: lower is better)."""
+    return value <= other if dataset.startswith("Dataset001") else value >= other
+
+
+def recorded_batches(entry: dict) -> dict[int, float | None]:
+    """The nnU-Net batches a recorded run tried, with their headline scores where known: from the entry's
+    ``nnunet_batches``, or for entries written before it from the row's nnU-Net column (which names the batch that
+    counted: ``planned batch 366``, or ``batch 2 (planned 366)`` with the best-of note where both ran)."""
+    if "nnunet_batches" in entry:
+        return {int(batch): value for batch, value in entry["nnunet_batches"].items()}
+    what = entry["row"][6]
+    found = re.search(r"planned batch (\d+)", what) or re.search(r"batch (\d+) \(planned (\d+)\)", what)
+    if found is None:
+        return {}
+    counted = int(found.group(1))
+    batches: dict[int, float | None] = {counted: entry["nnunet"]}
+    if BEST_OF_BATCHES.strip() in what:
+        batches[int(found.group(2)) if found.lastindex == 2 else SMALL_BATCH] = None
+    return batches
+
+
+def needs_small_batch(entry: dict) -> bool:
+    """Whether a recorded run predates the rule that tries :data:`SMALL_BATCH` beside a larger planned batch."""
+    batches = recorded_batches(entry)
+    return bool(batches) and max(batches) > SMALL_BATCH and SMALL_BATCH not in batches
+
+
+def _headline(dataset: str, scores: dict[str, list[float]]) -> float:
+    """The cell's main number: mean Dice, or for ISBI the pixel error."""
+    return float(np.mean(scores["pixel error" if dataset.startswith("Dataset001") else "Dice"]))
 
 
 def verdict(dataset: str, ours: list[float], theirs: list[float], noise: float = 0.03) -> str:
@@ -350,18 +392,54 @@ def load_record(path: Path | None) -> list[dict]:
 
 
 def recorded_run(record: list[dict], key: dict) -> dict | None:
-    """The last recorded run with ``key``, or None."""
+    """The run recorded with ``key``, or None: the last entry's, or where sittings recorded the two tools apart
+    (``"autounet": null`` or ``"nnunet": null``), the last autounet half joined with the last nnU-Net half."""
     found = [entry for entry in record if {name: entry.get(name) for name in key} == key]
-    return found[-1] if found else None
+    if not found:
+        return None
+    ours = next((entry for entry in reversed(found) if entry.get("autounet") is not None), None)
+    theirs = next((entry for entry in reversed(found) if entry.get("nnunet") is not None), None)
+    if ours is None or theirs is None or ours is theirs:
+        return found[-1] if ours is None and theirs is None else ours or theirs
+    joined = {**theirs, **ours, "nnunet": theirs["nnunet"], "row": ours["row"][:6] + theirs["row"][6:],
+              "commit": f"{ours['commit']}; nnU-Net at {theirs['commit']}"}
+    joined.pop("nnunet_batches", None)
+    if "nnunet_batches" in theirs:
+        joined["nnunet_batches"] = theirs["nnunet_batches"]
+    return joined
 
 
-def append_record(path: Path, key: dict, commit: str, row: list[str], ours: float, theirs: float) -> None:
-    """Append one finished run (both tools' headline scores) to the record file."""
+def append_record(path: Path, key: dict, commit: str, row: list[str], ours: float | None, theirs: float | None,
+                  batches: dict[int, float | None] | None = None) -> None:
+    """Append one run to the record file: both tools' headline scores (None for a tool a sitting left to a later
+    one) and the nnU-Net batches tried."""
     path.parent.mkdir(parents=True, exist_ok=True)
     entry = {**key, "commit": commit, "autounet": ours, "nnunet": theirs, "row": row,
              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if batches:
+        entry["nnunet_batches"] = {str(batch): value for batch, value in batches.items()}
     with path.open("a") as stream:
         stream.write(json.dumps(entry) + "\n")
+
+
+def with_small_batch(entry: dict, folder: Path, data: Path, commit: str) -> dict:
+    """A recorded run completed by nnU-Net at :data:`SMALL_BATCH` (in ``folder``, on autounet's held-out cases):
+    the entry with the better of its nnU-Net run and the new one, and both batches' scores."""
+    dataset, budget_seconds, folds = entry["dataset"], entry["budget_s"], entry["folds"]
+    print(f"[{time.strftime('%H:%M:%S')}] {dataset} {format_duration(budget_seconds)} run {entry['repeat']}: "
+          f"recorded at {entry['commit']} without nnU-Net at batch {SMALL_BATCH}; running it now", flush=True)
+    small = run_nnunet(dataset, budget_seconds, nnunet_name(entry["row"][3]), folder,
+                       autounet_splits(dataset, folder, data), data, folds, batch=SMALL_BATCH)
+    value = _headline(dataset, small.scores)
+    counts = is_better(dataset, value, entry["nnunet"])
+    row = entry["row"][:6]
+    if counts:
+        row += [small.what + BEST_OF_BATCHES, _fmt(small.scores), _used(small)]
+    else:
+        row += [entry["row"][6] + BEST_OF_BATCHES, *entry["row"][7:9]]
+    batches = {**recorded_batches(entry), SMALL_BATCH: value}
+    return {**entry, "row": row, "nnunet": value if counts else entry["nnunet"], "nnunet_batches": batches,
+            "commit": f"{entry['commit']}, batch {SMALL_BATCH} at {commit}"}
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -387,6 +465,9 @@ def main() -> None:
     parser.add_argument("--nnunet-only", action="store_true",
                         help="run nnU-Net beside the autounet run an earlier --skip-nnunet left in --work (same "
                              "held-out cases and configuration): a 2-hour row in two sittings")
+    parser.add_argument("--defer-small-batch", action="store_true",
+                        help=f"run nnU-Net at its planned batch only; a later call with the same --record adds "
+                             f"batch {SMALL_BATCH} where the plan's is larger (a row too long for one sitting)")
     parser.add_argument("--configuration", default=None,
                         help="with --nnunet-only where the earlier autounet run is gone (another machine or "
                              "sitting): the configuration it chose, e.g. 2d; the held-out cases are the same "
@@ -400,6 +481,8 @@ def main() -> None:
         parser.error("--skip-nnunet and --nnunet-only exclude each other")
     if args.configuration and not args.nnunet_only:
         parser.error("--configuration goes with --nnunet-only (autounet chooses its own)")
+    if args.defer_small_batch and (args.skip_nnunet or not args.record):
+        parser.error("--defer-small-batch needs nnU-Net to run and a --record file for the later call")
     data = args.data.resolve()
     budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
     folds = [int(f) for f in args.folds.split(",") if f.strip()]
@@ -419,51 +502,13 @@ def main() -> None:
             theirs_runs: list[float] = []
             for repeat in range(args.repeats):
                 key = run_key(dataset, budget, folds, repeat)
-                earlier = recorded_run(record, key) if not (args.skip_nnunet or args.nnunet_only) else None
-                if earlier:
-                    run_label = f"{repeat} (recorded at {earlier['commit']})"
-                    runs.append([*earlier["row"][:2], run_label, *earlier["row"][3:]])
-                    ours_runs.append(earlier["autounet"])
-                    theirs_runs.append(earlier["nnunet"])
-                    print("recorded: " + " | ".join(runs[-1]), flush=True)
-                    continue
-                folder = work / f"{dataset}_{budget}_run{repeat}"
-                shutil.rmtree(folder / "nnunet" if args.nnunet_only else folder, ignore_errors=True)
-                started = time.strftime("%H:%M:%S")
-                row = [dataset, format_duration(seconds[budget]), str(repeat)]
-                try:
-                    if args.nnunet_only and args.configuration:
-                        configuration, ours = args.configuration, None
-                    elif args.nnunet_only:
-                        ours, configuration = earlier_autounet(dataset, folder, data, folds)
-                    else:
-                        ours = run_autounet(dataset, budget, folder, data, folds, seed=12345 + repeat)
-                        configuration = ours.what
-                except BenchFailure as failure:
-                    runs.append(row + [f"autounet failed: {failure}", "-", "-", "-", "-", "-"])
-                    print(" | ".join(runs[-1]), flush=True)
-                    continue
-                row += [configuration, _fmt(ours.scores) if ours else "earlier sitting",
-                        f"{ours.used:.0%}" if ours and ours.used == ours.used else "-"]
-                ours_value = _headline(dataset, ours.scores) if ours else None
-                if ours_value is not None:
-                    ours_runs.append(ours_value)
-                theirs_value = None
-                if args.skip_nnunet:
-                    row += ["-", "-", "-"]
-                else:
-                    try:
-                        theirs = nnunet_best_honest(dataset, seconds[budget], nnunet_name(configuration), folder,
-                                                    autounet_splits(dataset, folder, data), data, folds)
-                        row += [theirs.what, _fmt(theirs.scores), f"{theirs.used:.0%}"]
-                        theirs_value = _headline(dataset, theirs.scores)
-                        theirs_runs.append(theirs_value)
-                    except BenchFailure as failure:
-                        row += [f"failed: {failure}", "-", "-"]
-                print(f"[{started}] " + " | ".join(row), flush=True)
-                runs.append(row)
-                if args.record and ours_value is not None and theirs_value is not None:
-                    append_record(args.record, key, commit, row, ours_value, theirs_value)
+                entry = measure_run(args, key, budget, work / f"{dataset}_{budget}_run{repeat}", data, commit,
+                                    recorded_run(record, key))
+                runs.append(entry["row"])
+                if entry["autounet"] is not None:
+                    ours_runs.append(entry["autounet"])
+                if entry["nnunet"] is not None:
+                    theirs_runs.append(entry["nnunet"])
             metric = "pixel error" if dataset.startswith("Dataset001") else "Dice"
             call = verdict(dataset, ours_runs, theirs_runs, args.noise) if ours_runs and theirs_runs else "-"
             cells.append([dataset, format_duration(seconds[budget]), metric, _mean_sd(ours_runs),
@@ -475,6 +520,66 @@ def main() -> None:
     print_table("Cells (mean ± sd over runs; a win needs a margin over both sds, or over --noise for single runs)",
                 ["dataset", "budget", "metric", "autounet", "nnU-Net", "verdict"], cells)
     print(f"\nwork folder: {work}")
+
+
+def measure_run(args: argparse.Namespace, key: dict, budget_text: str, folder: Path, data: Path, commit: str,
+                earlier: dict | None) -> dict:
+    """One run of a cell: what the record holds of it, and whatever the options ask for that it lacks (autounet,
+    nnU-Net, or nnU-Net's batch 2 beside a recorded larger planned batch), appended to the record when new."""
+    dataset, budget, repeat = key["dataset"], key["budget_s"], key["repeat"]
+    entry = {**key, "commit": commit, "autounet": None, "nnunet": None,
+             "row": [dataset, format_duration(budget), str(repeat), "-", "-", "-", "-", "-", "-"]}
+    if earlier:
+        entry = {**earlier, "row": list(earlier["row"])}
+        entry["row"][2] = f"{repeat} (recorded at {earlier['commit']})"
+    started, ran = time.strftime("%H:%M:%S"), False
+    try:
+        if entry["autounet"] is None and args.nnunet_only and args.configuration:
+            entry["row"][3:6] = [args.configuration, "earlier sitting", "-"]
+        elif entry["autounet"] is None and args.nnunet_only:
+            ours, configuration = earlier_autounet(dataset, folder, data, key["folds"])
+            entry["row"][3:6] = [configuration, _fmt(ours.scores), _used(ours)]
+            entry["autounet"] = _headline(dataset, ours.scores)
+        elif entry["autounet"] is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            ours = run_autounet(dataset, budget_text, folder, data, key["folds"], seed=12345 + repeat)
+            entry["row"][3:6] = [ours.what, _fmt(ours.scores), _used(ours)]
+            entry["autounet"], entry["commit"], ran = _headline(dataset, ours.scores), commit, True
+    except BenchFailure as failure:
+        entry["row"][3:] = [f"autounet failed: {failure}", "-", "-", "-", "-", "-"]
+        print(" | ".join(entry["row"]), flush=True)
+        return entry
+    if not args.skip_nnunet and entry["nnunet"] is None:
+        try:
+            theirs, batches = nnunet_best_honest(dataset, budget, nnunet_name(entry["row"][3]), folder,
+                                                 autounet_splits(dataset, folder, data), data, key["folds"],
+                                                 small_batch=not args.defer_small_batch)
+        except BenchFailure as failure:
+            entry["row"][6:9] = [f"failed: {failure}", "-", "-"]
+        else:
+            entry["row"][6:9] = [theirs.what, _fmt(theirs.scores), _used(theirs)]
+            entry["nnunet"] = _headline(dataset, theirs.scores)
+            entry["nnunet_batches"] = {str(batch): value for batch, value in batches.items()}
+            ran = True
+            if earlier:
+                entry["commit"] = f"{earlier['commit']}; nnU-Net at {commit}"
+    elif not args.skip_nnunet and not args.defer_small_batch and needs_small_batch(entry):
+        try:
+            completed = with_small_batch(entry, folder, data, commit)
+        except BenchFailure as failure:
+            print(f"nnU-Net at batch {SMALL_BATCH} beside recorded run {repeat} failed: {failure}", flush=True)
+        else:
+            entry, ran = completed, True
+    print(f"[{started}] " + " | ".join(entry["row"]), flush=True)
+    if ran and args.record:
+        append_record(args.record, key, entry["commit"], [*entry["row"][:2], str(repeat), *entry["row"][3:]],
+                      entry["autounet"], entry["nnunet"],
+                      recorded_batches(entry) if entry["nnunet"] is not None else None)
+    return entry
+
+
+def _used(outcome: Outcome) -> str:
+    return f"{outcome.used:.0%}" if outcome.used == outcome.used else "-"
 
 
 def _fmt(scores: dict[str, list[float]]) -> str:
