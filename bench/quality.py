@@ -400,10 +400,10 @@ def recorded_run(record: list[dict], key: dict) -> dict | None:
     ours = next((entry for entry in reversed(found) if entry.get("autounet") is not None), None)
     theirs = next((entry for entry in reversed(found) if entry.get("nnunet") is not None), None)
     if ours is None or theirs is None or ours is theirs:
-        return found[-1] if ours is None and theirs is None else ours or theirs
-    joined = {**theirs, **ours, "nnunet": theirs["nnunet"], "row": ours["row"][:6] + theirs["row"][6:],
-              "commit": f"{ours['commit']}; nnU-Net at {theirs['commit']}"}
-    joined.pop("nnunet_batches", None)
+        return ours or theirs or found[-1]
+    joined = {name: value for name, value in ours.items() if name != "nnunet_batches"}
+    joined.update(nnunet=theirs["nnunet"], row=ours["row"][:6] + theirs["row"][6:],
+                  commit=f"{ours['commit']}; nnU-Net at {theirs['commit']}")
     if "nnunet_batches" in theirs:
         joined["nnunet_batches"] = theirs["nnunet_batches"]
     return joined
