@@ -558,8 +558,7 @@ def measure_run(args: argparse.Namespace, key: dict, budget_text: str, folder: P
             entry["row"][6:9] = [f"failed: {failure}", "-", "-"]
         else:
             entry["row"][6:9] = [theirs.what, _fmt(theirs.scores), _used(theirs)]
-            entry["nnunet"] = _headline(dataset, theirs.scores)
-            entry["nnunet_batches"] = {str(batch): value for batch, value in batches.items()}
+            entry["nnunet"], entry["nnunet_batches"] = batches[theirs.batch], batches
             ran = True
             if earlier:
                 entry["commit"] = f"{earlier['commit']}; nnU-Net at {commit}"
