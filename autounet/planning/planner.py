@@ -74,7 +74,7 @@ def verify_or_raise(raw_folder: Path, workers: int | None = None, save_to: Path 
     if save_to is not None:
         save_verify_report(report, save_to)
     if not report.ok:
-        shown = "; ".join(report.errors[:VERIFY_ERRORS_SHOWN])
+        shown = "; ".join(error.rstrip(".") for error in report.errors[:VERIFY_ERRORS_SHOWN])
         hidden = len(report.errors) - VERIFY_ERRORS_SHOWN
         more = f" (and {hidden} more)" if hidden > 0 else ""
         raise InvalidDatasetError(f"{raw_folder}: verification found {len(report.errors)} error"
