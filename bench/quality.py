@@ -432,14 +432,15 @@ def with_small_batch(entry: dict, folder: Path, data: Path, commit: str) -> dict
                        autounet_splits(dataset, folder, data), data, folds, batch=SMALL_BATCH)
     value = _headline(dataset, small.scores)
     counts = is_better(dataset, value, entry["nnunet"])
-    row = entry["row"][:6]
+    completed_commit = f"{entry['commit']}, batch {SMALL_BATCH} at {commit}"
+    row = [*entry["row"][:2], f"{entry['repeat']} (recorded at {completed_commit})", *entry["row"][3:6]]
     if counts:
         row += [small.what + BEST_OF_BATCHES, _fmt(small.scores), _used(small)]
     else:
         row += [entry["row"][6] + BEST_OF_BATCHES, *entry["row"][7:9]]
     batches = {**recorded_batches(entry), SMALL_BATCH: value}
     return {**entry, "row": row, "nnunet": value if counts else entry["nnunet"], "nnunet_batches": batches,
-            "commit": f"{entry['commit']}, batch {SMALL_BATCH} at {commit}"}
+            "commit": completed_commit}
 
 
 def _mean_sd(values: list[float]) -> str:

@@ -154,6 +154,7 @@ def test_a_recorded_run_is_completed_by_nnunet_at_batch_2(monkeypatch, tmp_path)
     assert done["row"][6] == "2d, batch 2 (planned 366), 100 iterations (best of batch planned / 2)"
     assert done["row"][7:] == ["Dice 0.8600", "50%"] and done["nnunet_batches"] == {366: 0.21, 2: 0.86}
     assert done["commit"] == "abc1234, batch 2 at def5678" and not needs_small_batch(done)
+    assert done["row"][2] == "0 (recorded at abc1234, batch 2 at def5678)"
 
     # where batch 2 does worse, the recorded run keeps counting, marked as the better of the two
     monkeypatch.setattr(quality, "run_nnunet", lambda *args, batch=None: _nnunet_outcome(2, 0.1))
