@@ -432,15 +432,14 @@ def with_small_batch(entry: dict, folder: Path, data: Path, commit: str) -> dict
                        autounet_splits(dataset, folder, data), data, folds, batch=SMALL_BATCH)
     value = _headline(dataset, small.scores)
     counts = is_better(dataset, value, entry["nnunet"])
-    completed_commit = f"{entry['commit']}, batch {SMALL_BATCH} at {commit}"
-    row = [*entry["row"][:2], f"{entry['repeat']} (recorded at {completed_commit})", *entry["row"][3:6]]
+    row = entry["row"][:6]
     if counts:
         row += [small.what + BEST_OF_BATCHES, _fmt(small.scores), _used(small)]
     else:
         row += [entry["row"][6] + BEST_OF_BATCHES, *entry["row"][7:9]]
     batches = {**recorded_batches(entry), SMALL_BATCH: value}
     return {**entry, "row": row, "nnunet": value if counts else entry["nnunet"], "nnunet_batches": batches,
-            "commit": completed_commit}
+            "commit": f"{entry['commit']}, batch {SMALL_BATCH} at {commit}"}
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -532,7 +531,6 @@ def measure_run(args: argparse.Namespace, key: dict, budget_text: str, folder: P
              "row": [dataset, format_duration(budget), str(repeat), "-", "-", "-", "-", "-", "-"]}
     if earlier:
         entry = {**earlier, "row": list(earlier["row"])}
-        entry["row"][2] = f"{repeat} (recorded at {earlier['commit']})"
     started, ran = time.strftime("%H:%M:%S"), False
     try:
         if entry["autounet"] is None and args.nnunet_only and args.configuration:
@@ -548,6 +546,7 @@ def measure_run(args: argparse.Namespace, key: dict, budget_text: str, folder: P
             entry["autounet"], entry["commit"], ran = _headline(dataset, ours.scores), commit, True
     except BenchFailure as failure:
         entry["row"][3:] = [f"autounet failed: {failure}", "-", "-", "-", "-", "-"]
+        _label_recorded(entry, earlier)
         print(" | ".join(entry["row"]), flush=True)
         return entry
     if not args.skip_nnunet and entry["nnunet"] is None:
@@ -570,12 +569,20 @@ def measure_run(args: argparse.Namespace, key: dict, budget_text: str, folder: P
             print(f"nnU-Net at batch {SMALL_BATCH} beside recorded run {repeat} failed: {failure}", flush=True)
         else:
             entry, ran = completed, True
+    _label_recorded(entry, earlier)
     print(f"[{started}] " + " | ".join(entry["row"]), flush=True)
     if ran and args.record:
         append_record(args.record, key, entry["commit"], [*entry["row"][:2], str(repeat), *entry["row"][3:]],
                       entry["autounet"], entry["nnunet"],
                       recorded_batches(entry) if entry["nnunet"] is not None else None)
     return entry
+
+
+def _label_recorded(entry: dict, earlier: dict | None) -> None:
+    """Name, in the printed run label of a run the record already held, the commit of every sitting that made it
+    (called last, so this sitting's is included)."""
+    if earlier:
+        entry["row"][2] = f"{entry['repeat']} (recorded at {entry['commit']})"
 
 
 def _used(outcome: Outcome) -> str:

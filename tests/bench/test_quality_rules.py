@@ -154,7 +154,6 @@ def test_a_recorded_run_is_completed_by_nnunet_at_batch_2(monkeypatch, tmp_path)
     assert done["row"][6] == "2d, batch 2 (planned 366), 100 iterations (best of batch planned / 2)"
     assert done["row"][7:] == ["Dice 0.8600", "50%"] and done["nnunet_batches"] == {366: 0.21, 2: 0.86}
     assert done["commit"] == "abc1234, batch 2 at def5678" and not needs_small_batch(done)
-    assert done["row"][2] == "0 (recorded at abc1234, batch 2 at def5678)"
 
     # where batch 2 does worse, the recorded run keeps counting, marked as the better of the two
     monkeypatch.setattr(quality, "run_nnunet", lambda *args, batch=None: _nnunet_outcome(2, 0.1))
@@ -201,6 +200,9 @@ def test_a_row_too_long_for_one_sitting_is_joined_in_the_record(monkeypatch, tmp
     third = sitting()
     assert ran[2:] == [("nnunet", "2d", 2)] and third["nnunet"] == 0.90
     assert third["row"][6].startswith("2d, batch 2 (planned 366)") and third["row"][6].endswith("planned / 2)")
+    # the printed run label names the commit of every sitting that made the run
+    assert second["row"][2] == "0 (recorded at c0mm1t; nnU-Net at c0mm1t)"
+    assert third["row"][2] == "0 (recorded at c0mm1t; nnU-Net at c0mm1t, batch 2 at c0mm1t)"
     # a fourth call finds the cell complete and runs nothing
     fourth = sitting()
     assert len(ran) == 3 and fourth["autounet"] == 0.88 and fourth["nnunet"] == 0.90
